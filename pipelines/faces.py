@@ -121,19 +121,192 @@ def mtcnn_model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
+# ---- a minimal protobuf editor: rewrite PRelu for speed without the `onnx` package
+#
+# ONNX Runtime runs a per-channel PRelu on conv feature maps as a slow broadcast outside its
+# blocked (NCHWc) conv layout. Exactly equivalent, and 1.4-1.9x faster for these nets on one
+# core: PRelu(x) = a * x + (1 - a) * Relu(x), with both products as depthwise 1x1 convolutions.
+# The rewrite works on the protobuf wire format directly (the `onnx` package is a training-only
+# dependency); anything unexpected leaves the model as shipped.
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf: bytes) -> list[tuple[int, int, object]]:
+    """Parse one message into (field number, wire type, value) triples, values raw."""
+    out, pos = [], 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(buf, pos)
+        elif wire == 1:
+            value, pos = buf[pos : pos + 8], pos + 8
+        elif wire == 2:
+            length, pos = _read_varint(buf, pos)
+            value, pos = buf[pos : pos + length], pos + length
+        elif wire == 5:
+            value, pos = buf[pos : pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        out.append((number, wire, value))
+    return out
+
+
+def _encode(fields: list[tuple[int, int, object]]) -> bytes:
+    out = bytearray()
+    for number, wire, value in fields:
+        out += _varint(number << 3 | wire)
+        if wire == 0:
+            out += _varint(int(value))
+        elif wire == 2:
+            out += _varint(len(value)) + bytes(value)
+        else:
+            out += bytes(value)
+    return bytes(out)
+
+
+def _node(op: str, inputs: list[str], outputs: list[str], group: int | None = None) -> bytes:
+    fields = [(1, 2, i.encode()) for i in inputs] + [(2, 2, o.encode()) for o in outputs]
+    fields.append((4, 2, op.encode()))
+    if group is not None:  # AttributeProto: name=1, i=3, ints=8, type=20 (INT=2, INTS=7)
+        fields.append((5, 2, _encode([(1, 2, b"group"), (3, 0, group), (20, 0, 2)])))
+        kernel = [(1, 2, b"kernel_shape"), (8, 0, 1), (8, 0, 1), (20, 0, 7)]
+        fields.append((5, 2, _encode(kernel)))
+    return _encode(fields)
+
+
+def _tensor(name: str, values: np.ndarray) -> bytes:
+    values = np.ascontiguousarray(values, dtype="<f4")
+    fields = [(1, 0, d) for d in values.shape]  # TensorProto: dims=1, data_type=2 (FLOAT=1)
+    fields += [(2, 0, 1), (8, 2, name.encode()), (9, 2, values.tobytes())]
+    return _encode(fields)
+
+
+def _tensor_values(fields: list[tuple[int, int, object]]) -> tuple[str, np.ndarray] | None:
+    name, dims, dtype, raw, floats = "", [], None, None, None
+    for number, wire, value in fields:
+        if number == 1 and wire == 0:
+            dims.append(value)
+        elif number == 1 and wire == 2:
+            pos = 0
+            while pos < len(value):
+                d, pos = _read_varint(value, pos)
+                dims.append(d)
+        elif number == 2:
+            dtype = value
+        elif number == 8:
+            name = value.decode()
+        elif number == 9:
+            raw = value
+        elif number == 4 and wire == 2:
+            floats = value
+    if dtype != 1:
+        return None
+    data = raw if raw is not None else floats
+    if data is None:
+        return None
+    return name, np.frombuffer(data, dtype="<f4").reshape(dims)
+
+
+def _fast_prelu_model(model: bytes) -> bytes:
+    """Rewrite per-channel 4-D PRelu nodes as depthwise convolutions (see above)."""
+    top = _fields(model)
+    graph_at = [k for k, f in enumerate(top) if f[0] == 7]
+    if len(graph_at) != 1:
+        return model
+    graph = _fields(top[graph_at[0]][2])
+    slopes = {}
+    for number, _, value in graph:
+        if number == 5:
+            tensor = _tensor_values(_fields(value))
+            if tensor is not None:
+                slopes[tensor[0]] = tensor[1]
+    uses: dict[str, int] = {}
+    for number, _, value in graph:
+        if number == 1:
+            for n, _, v in _fields(value):
+                if n == 1:
+                    uses[v.decode()] = uses.get(v.decode(), 0) + 1
+    new_graph, extra, dropped = [], [], set()
+    for number, wire, value in graph:
+        if number != 1:
+            new_graph.append((number, wire, value))
+            continue
+        node = _fields(value)
+        op = next((v for n, _, v in node if n == 4), b"")
+        inputs = [v.decode() for n, _, v in node if n == 1]
+        outputs = [v.decode() for n, _, v in node if n == 2]
+        slope = slopes.get(inputs[1]) if op == b"PRelu" and len(inputs) == 2 else None
+        if slope is None or slope.ndim != 4 or slope.shape[0] != 1 or slope.size != slope.shape[1]:
+            new_graph.append((number, wire, value))
+            continue
+        x, y, a = inputs[0], outputs[0], slope.reshape(-1)
+        channels = a.size
+        pre = f"{y}__fastprelu"
+        extra += [_tensor(pre + "_a", a.reshape(channels, 1, 1, 1))]
+        extra += [_tensor(pre + "_b", (1 - a).reshape(channels, 1, 1, 1))]
+        for node_bytes in (
+            _node("Relu", [x], [pre + "_relu"]),
+            _node("Conv", [x, pre + "_a"], [pre + "_ax"], group=channels),
+            _node("Conv", [pre + "_relu", pre + "_b"], [pre + "_br"], group=channels),
+            _node("Add", [pre + "_ax", pre + "_br"], [y]),
+        ):
+            new_graph.append((1, 2, node_bytes))
+        if uses.get(inputs[1]) == 1:
+            dropped.add(inputs[1])
+    if not extra:
+        return model
+    new_graph = [
+        f
+        for f in new_graph
+        if not (f[0] == 5 and (_tensor_values(_fields(f[2])) or ("",))[0] in dropped)
+    ]
+    new_graph += [(5, 2, t) for t in extra]
+    top[graph_at[0]] = (7, 2, _encode(new_graph))
+    return _encode(top)
+
+
+def _session(path: Path, threads: int, fast_prelu: bool = True) -> ort.InferenceSession:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"face detector model file not found: {path}")
+    model = path.read_bytes()
+    if fast_prelu:
+        try:
+            model = _fast_prelu_model(model)
+        except (ValueError, IndexError, UnicodeDecodeError):
+            model = path.read_bytes()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ValueError(f"cannot load face detector model {path}: {exc}") from exc
 
@@ -230,6 +403,8 @@ class MtcnnDetector:
     threads: ONNX Runtime intra-op threads per network (default 1: the pipeline parallelises
         across workers).
     model_dir: directory with pnet.onnx, rnet.onnx and onet.onnx (default: the installed package).
+    fast_prelu: load the nets with PRelu rewritten as equivalent depthwise convolutions (same
+        outputs to ~1e-6, 1.4-1.9x faster in ONNX Runtime); False runs the files as shipped.
     """
 
     version = "mtcnn-onnx-0.0.1"
@@ -243,6 +418,7 @@ class MtcnnDetector:
         nms_thresholds: tuple[float, float, float, float] = (0.5, 0.7, 0.7, 0.7),
         threads: int = 1,
         model_dir: str | os.PathLike | None = None,
+        fast_prelu: bool = True,
     ):
         if min_face_px < 12:
             raise ValueError("min_face_px must be >= 12 (P-Net's window)")
@@ -258,9 +434,9 @@ class MtcnnDetector:
         directory = Path(model_dir) if model_dir is not None else mtcnn_model_dir()
         if not directory.is_dir():
             raise FileNotFoundError(f"MTCNN model directory not found: {directory}")
-        self._pnet = _session(directory / "pnet.onnx", threads)
-        self._rnet = _session(directory / "rnet.onnx", threads)
-        self._onet = _session(directory / "onet.onnx", threads)
+        self._pnet = _session(directory / "pnet.onnx", threads, fast_prelu)
+        self._rnet = _session(directory / "rnet.onnx", threads, fast_prelu)
+        self._onet = _session(directory / "onet.onnx", threads, fast_prelu)
         self._names = {
             n: (s.get_inputs()[0].name, [o.name for o in s.get_outputs()])
             for n, s in (("p", self._pnet), ("r", self._rnet), ("o", self._onet))
