@@ -1,5 +1,21 @@
 """Table schemas and the model-file contract, shared by every stage (no heavy imports here)."""
 
-from schemas.tables import DETECTIONS, PARTITION_COLUMNS, TABLES, VIDEOS, VISITORS
+from schemas.tables import (
+    DETECTIONS,
+    PARTITION_COLUMNS,
+    STATUS_FAILED,
+    STATUS_OK,
+    TABLES,
+    VIDEOS,
+    VISITORS,
+)
 
-__all__ = ["DETECTIONS", "PARTITION_COLUMNS", "TABLES", "VIDEOS", "VISITORS"]
+__all__ = [
+    "DETECTIONS",
+    "PARTITION_COLUMNS",
+    "STATUS_FAILED",
+    "STATUS_OK",
+    "TABLES",
+    "VIDEOS",
+    "VISITORS",
+]

@@ -21,8 +21,8 @@ class ModelSpec:
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    # Five (x, y) points in input-crop pixels: left eye, right eye, nose, left and right mouth corner
-    # (left/right as seen in the image).
+    # Five (x, y) points in input-crop pixels: left eye, right eye, nose, left and right mouth
+    # corner (left/right as seen in the image).
     crop_template: tuple[tuple[float, float], ...]
     heads: dict[str, list[str]]
     model_version: str

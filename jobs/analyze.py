@@ -1,0 +1,323 @@
+"""python -m jobs.analyze --input videos/ : the nightly analysis job.
+
+Reads every video under --input, writes the tables under --output (default output/), prints a
+summary and a one-line JSON summary, and exits 0 (all inputs ok), 1 (some inputs failed, the rest
+written) or 2 (usage or configuration error, nothing done). Options the job does not know are
+handed to Apache Beam, so e.g. ``--runner DataflowRunner --project P --region R
+--temp_location gs://...`` run the same pipeline on Dataflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+from jobs.cli import EXIT_OK, EXIT_SOME_FAILED, UserError, run, setup_logging
+
+log = logging.getLogger("jobs.analyze")
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_RUNNER = "DirectRunner"
+# Runners that would fetch a binary (Prism) or need a service we don't start.
+DOWNLOADING_RUNNERS = {"prismrunner", "prism"}
+KNOWN_RUNNERS = ("DirectRunner", "PortableRunner", "FlinkRunner", "SparkRunner", "DataflowRunner")
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    p = argparse.ArgumentParser(
+        prog="python -m jobs.analyze",
+        description="Find faces in recorded kiosk videos, follow each visitor, estimate age and "
+        "gender once per visitor, and write Parquet tables (videos, visitors, detections).",
+        epilog="Exit codes: 0 all inputs ok; 1 some inputs failed (the others are written); "
+        "2 usage or configuration error. Unknown options are passed to Apache Beam.",
+    )
+    p.add_argument(
+        "--input",
+        required=True,
+        help="video file, folder (searched recursively) "
+        "or glob; local or any Beam filesystem (gs://, s3://, hdfs://)",
+    )
+    p.add_argument("--output", default="output", help="folder for the tables (default: output/)")
+    p.add_argument("--config", help="site YAML merged over config/analyze.yaml")
+    p.add_argument("--fps", type=float, help="frames analysed per second of video (default 5)")
+    p.add_argument("--model", help="face model ONNX file (default: the shipped model)")
+    p.add_argument(
+        "--runner",
+        help="Beam runner: DirectRunner (default), PortableRunner, "
+        "FlinkRunner, SparkRunner, DataflowRunner",
+    )
+    p.add_argument("--workers", type=int, help="DirectRunner worker processes (default 2)")
+    p.add_argument(
+        "--detections",
+        action="store_true",
+        help="also write the per-frame detections table (off by default)",
+    )
+    p.add_argument(
+        "--date",
+        action="append",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="only videos that start on this date (repeatable)",
+    )
+    p.add_argument(
+        "--since",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="only videos that start on or after this date",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="reanalyse every matched video, even unchanged ones"
+    )
+    p.add_argument(
+        "--reprocess-model-changes",
+        action="store_true",
+        help="reanalyse videos last analysed with a different model version",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_known_args(argv)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def load_settings(args: argparse.Namespace):
+    from pipelines.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as e:
+        raise UserError(str(e)) from None
+    if args.fps is not None:
+        if args.fps <= 0:
+            raise UserError("--fps must be positive")
+        settings = settings.replace("decode", fps=args.fps)
+    if args.model:
+        settings = settings.replace("model", path=args.model)
+    if args.runner:
+        settings = settings.replace("runner", name=args.runner)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise UserError("--workers must be at least 1")
+        settings = settings.replace("runner", workers=args.workers)
+    if args.detections:
+        settings = settings.replace("output", detections=True)
+    return settings.replace("model", path=_resolve_model(settings.model.path))
+
+
+def _resolve_model(path: str) -> str:
+    if "://" in path:
+        return path
+    candidate = Path(path)
+    if not candidate.is_absolute() and not candidate.exists() and (REPO / path).exists():
+        candidate = REPO / path
+    if not candidate.exists():
+        raise UserError(f"model file not found: {path} (give --model FILE)")
+    return str(candidate.resolve())
+
+
+def check_input(path: str) -> str:
+    if "://" in path:
+        return path
+    if not any(c in path for c in "*?[") and not Path(path).exists():
+        raise UserError(f"input not found: {path}")
+    return str(Path(path).resolve()) if not any(c in path for c in "*?[") else path
+
+
+def prepare_output(path: str) -> str:
+    if "://" in path:
+        return path
+    out = Path(path).resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"output folder {path} is not writable ({e.strerror})") from None
+    return str(out)
+
+
+def clear_temporaries(output: str) -> int:
+    """Remove half-written files a killed run left behind (readers never saw them)."""
+    from pipelines.tables import TEMP_SUFFIX
+
+    if "://" in output:
+        return 0
+    leftovers = list(Path(output).glob(f"*/**/.*{TEMP_SUFFIX}"))
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+def read_manifest(output: str) -> dict:
+    """What the output already holds, per input path: the incremental run's memory."""
+    from pipelines.analyze import ManifestEntry
+    from reports.views import connect
+
+    if "://" in output:
+        return {}
+    rows = (
+        connect(output)
+        .execute(
+            "SELECT video, size_bytes, epoch_us(mtime) / 1e6, fingerprint, model_version, status "
+            "FROM videos"
+        )
+        .fetchall()
+    )
+    return {r[0]: ManifestEntry(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+
+def pipeline_options(settings, extra: list[str]):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    name = settings.runner.name
+    if name.lower() in DOWNLOADING_RUNNERS:
+        raise UserError(f"runner {name} downloads its binary at run time; use {LOCAL_RUNNER}")
+    if name not in KNOWN_RUNNERS and "." not in name:
+        raise UserError(f"unknown runner {name!r}; use one of {', '.join(KNOWN_RUNNERS)}")
+    flags = list(extra)
+    if name == LOCAL_RUNNER:
+        # Pin the DirectRunner to its in-process FnApiRunner: since Beam 2.68 a plain
+        # DirectRunner may hand the job to Prism, which it would download first.
+        workers = settings.runner.workers
+        mode = "multi_processing" if workers > 1 else "in_memory"
+        flags += [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+    else:
+        flags += [f"--runner={name}"]
+    try:
+        return PipelineOptions(flags)
+    except SystemExit:
+        raise UserError(f"invalid Beam options: {' '.join(extra)}") from None
+
+
+def make_runner(settings):
+    if settings.runner.name != LOCAL_RUNNER:
+        return None
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    return FnApiRunner()
+
+
+def summarise(output: str, run_id: str, wall_s: float, result) -> dict:
+    from reports.views import connect
+
+    con = connect(output)
+    row = con.execute(
+        "SELECT count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed'), "
+        "coalesce(sum(visitors), 0), coalesce(sum(duration_s) FILTER (status = 'ok'), 0) "
+        "FROM videos WHERE run_id = ?",
+        [run_id],
+    ).fetchone()
+    failed = con.execute(
+        "SELECT video, error FROM videos WHERE run_id = ? AND status = 'failed' ORDER BY video",
+        [run_id],
+    ).fetchall()
+    counters = {}
+    if result is not None:
+        for c in result.metrics().query()["counters"]:
+            counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + c.committed
+    return {
+        "run_id": run_id,
+        "videos_ok": row[0],
+        "videos_failed": row[1],
+        "videos_unchanged": counters.get("videos_unchanged", 0),
+        "videos_outside_dates": counters.get("videos_outside_dates", 0),
+        "visitors": int(row[2]),
+        "video_seconds": round(float(row[3]), 1),
+        "wall_seconds": round(wall_s, 1),
+        "video_seconds_per_second": round(float(row[3]) / wall_s, 2) if wall_s else None,
+        "output": output,
+        "failed": [{"video": v, "error": e} for v, e in failed],
+    }
+
+
+def print_summary(summary: dict) -> None:
+    s = summary
+    print(
+        f"\nanalysed {s['videos_ok'] + s['videos_failed']} videos: {s['videos_ok']} ok, "
+        f"{s['videos_failed']} failed; {s['videos_unchanged']} unchanged since the last run"
+        + (f", {s['videos_outside_dates']} outside the dates" if s["videos_outside_dates"] else "")
+    )
+    for f in s["failed"]:
+        print(f"  failed: {f['video']}: {f['error']}")
+    print(
+        f"visitors: {s['visitors']}; video {s['video_seconds']:.0f} s in {s['wall_seconds']:.0f} s "
+        f"wall ({s['video_seconds_per_second']} video-seconds per second)"
+    )
+    print(f"tables in {s['output']}/ (videos, visitors, detections)")
+    print(json.dumps({k: v for k, v in s.items() if k != "failed"}, sort_keys=True))
+
+
+def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
+    """Run the pipeline under the output lock; returns the run summary."""
+    import apache_beam as beam
+
+    from jobs.outputlock import OutputLock
+    from pipelines import analyze
+    from pipelines.faces import create_detector
+    from pipelines.predictions import ModelFileError, load_model_spec
+
+    settings = load_settings(args)
+    input_path = check_input(args.input)
+    try:
+        spec = load_model_spec(settings.model.path)
+    except ModelFileError as e:
+        raise UserError(str(e)) from None
+    try:
+        detector_version = create_detector(settings.detector.name).version
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
+    options = pipeline_options(settings, extra)
+    output = prepare_output(args.output)
+    run_id = uuid.uuid4().hex[:12]
+    run = analyze.RunOptions(
+        output=output,
+        run_id=run_id,
+        model_version=spec.model_version,
+        detector_version=detector_version,
+        force=args.force,
+        reprocess_model_changes=args.reprocess_model_changes,
+        dates=tuple(args.date) if args.date else None,
+        since=args.since,
+        progress=sys.stderr.isatty() and not args.no_progress,
+    )
+    lock = OutputLock(output) if "://" not in output else None
+    if lock:
+        lock.acquire()
+    try:
+        removed = clear_temporaries(output)
+        if removed:
+            log.info("removed %d half-written files of an interrupted run", removed)
+        manifest = read_manifest(output)
+        log.info("run %s: %s -> %s (model %s)", run_id, input_path, output, spec.model_version)
+        started = time.perf_counter()
+        pipeline = beam.Pipeline(runner=make_runner(settings), options=options)
+        analyze.build(pipeline, input_path, settings, spec, run, manifest)
+        result = pipeline.run()
+        result.wait_until_finish()
+        return summarise(output, run_id, time.perf_counter() - started, result)
+    finally:
+        if lock:
+            lock.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    setup_logging(args.verbose)
+    summary = analyse(args, extra)
+    print_summary(summary)
+    return EXIT_SOME_FAILED if summary["videos_failed"] else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

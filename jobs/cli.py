@@ -1,0 +1,53 @@
+"""What every entry point shares: exit codes, one-line user errors, quiet logging.
+
+Exit codes (documented in the README):
+  0  everything asked for was done
+  1  the job ran but some inputs failed (the rest were written)
+  2  usage or configuration error: nothing was done; the message says what to fix
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A mistake a user can fix (bad path, bad option, wrong model file)."""
+
+
+class _DropNoise(logging.Filter):
+    # Beam warns about optional cloud client libraries on import; they are not needed here.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropNoise())
+    logging.getLogger().addFilter(_DropNoise())
+    if not verbose:
+        for noisy in ("apache_beam", "absl", "grpc", "matplotlib", "PIL"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Call ``main`` turning user errors into one line on stderr and exit code 2."""
+    try:
+        return main(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,428 @@
+"""The analysis as one Apache Beam pipeline: videos in, Parquet tables out.
+
+    match files → select (new/changed, wanted date) → reshuffle
+      → AnalyseVideo (decode, detect, align; one DoFn per video, frames never leave it)
+      → RunInference (the multi-task face model, batched)
+      → group by video with its decode record → PublishVideo (track, aggregate, write)
+
+Everything a worker needs travels in the DoFns (settings, model spec, manifest); models are loaded
+in ``setup``/the model handler, paths go through Beam FileSystems. That keeps the same pipeline
+runnable on DirectRunner, PortableRunner, Flink, Spark or Dataflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from tqdm import tqdm
+
+from pipelines import inputs
+from pipelines.crops import align_face, frontalness
+from pipelines.faces import create_detector
+from pipelines.frames import VideoError, VideoReader
+from pipelines.predictions import FaceModelHandler, FacePrediction
+from pipelines.settings import Settings
+from pipelines.tables import publish
+from pipelines.tracks import Observation, track_faces
+from pipelines.visitors import aggregate
+from schemas import STATUS_FAILED, STATUS_OK
+from schemas.model_file import ModelSpec
+
+log = logging.getLogger(__name__)
+NAMESPACE = "kiosk"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What one run of the job was asked to do, beyond the settings."""
+
+    output: str
+    run_id: str
+    model_version: str
+    detector_version: str
+    force: bool = False
+    reprocess_model_changes: bool = False
+    dates: tuple[date, ...] | None = None  # only videos starting on these dates
+    since: date | None = None  # only videos starting on or after this date
+    progress: bool = False  # progress bar per video (terminal)
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """What the output already holds for an input path (its latest ``videos`` row)."""
+
+    size_bytes: int
+    mtime: float
+    fingerprint: str
+    model_version: str
+    status: str
+
+
+@dataclass(frozen=True)
+class FaceKey:
+    """Identity of a face crop on its way through RunInference."""
+
+    video_id: str
+    frame_index: int
+    t_s: float
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray
+    frontalness: float
+
+
+@dataclass
+class VideoRecord:
+    """Everything known about one video after decoding, before its faces are tracked."""
+
+    video: inputs.VideoFile
+    start_time: datetime
+    start_time_source: str
+    fingerprint: str
+    status: str
+    error: str | None
+    info: dict
+    frames_decoded: int
+    frames_analysed: int
+    faces_detected: int
+    seconds: float
+    sample_interval_s: float
+
+
+def needs_analysis(
+    video: inputs.VideoFile, entry: ManifestEntry | None, run: RunOptions
+) -> tuple[bool, str]:
+    """Whether a matched file must be (re)analysed, and why: the incremental rule."""
+    if run.force:
+        return True, "forced"
+    if entry is None:
+        return True, "new"
+    if entry.status != STATUS_OK:
+        return True, "failed before"
+    touched = entry.size_bytes != video.size_bytes or abs(entry.mtime - video.mtime) > 1e-3
+    # A touched file whose content fingerprint is unchanged (copied, re-synced) is not new work.
+    if touched and entry.fingerprint != inputs.fingerprint(video):
+        return True, "changed"
+    if run.reprocess_model_changes and entry.model_version != run.model_version:
+        return True, "model changed"
+    return False, "unchanged"
+
+
+def _date_wanted(day: date, run: RunOptions) -> bool:
+    if run.dates is not None and day not in run.dates:
+        return False
+    return run.since is None or day >= run.since
+
+
+class SelectVideos(beam.DoFn):
+    """Keep the matched files that are videos and need analysis under the incremental rule."""
+
+    def __init__(self, settings: Settings, run: RunOptions, manifest: dict[str, ManifestEntry]):
+        self._settings = settings
+        self._run = run
+        self._manifest = manifest
+        self._skipped = Metrics.counter(NAMESPACE, "videos_unchanged")
+
+    def process(self, meta: FileMetadata):
+        if not inputs.has_video_extension(meta.path, self._settings.input.extensions):
+            return
+        video = inputs.video_file(meta.path, meta.size_in_bytes, meta.last_updated_in_seconds)
+        wanted, reason = needs_analysis(video, self._manifest.get(video.path), self._run)
+        if wanted:
+            yield video
+        else:
+            self._skipped.inc()
+
+
+class AnalyseVideo(beam.DoFn):
+    """Decode one video, detect and align its faces; yields crops and, last, a VideoRecord."""
+
+    RECORDS = "records"
+
+    def __init__(self, settings: Settings, spec: ModelSpec, run: RunOptions):
+        self._settings = settings
+        self._template = np.asarray(spec.crop_template, np.float32)
+        self._size = spec.input_size
+        self._run = run
+        self._detector = None
+        self._timers = {
+            name: Metrics.distribution(NAMESPACE, f"{name}_ms")
+            for name in ("decode", "detect", "align")
+        }
+        self._faces = Metrics.counter(NAMESPACE, "faces_detected")
+        self._not_dated = Metrics.counter(NAMESPACE, "videos_outside_dates")
+
+    def setup(self):
+        d = self._settings.detector
+        self._detector = create_detector(
+            d.name, min_face_px=d.min_face_px, thresholds=d.thresholds, max_side=d.max_side
+        )
+
+    def process(self, video: inputs.VideoFile):
+        started = time.perf_counter()
+        interval = 1.0 / self._settings.decode.fps
+        record = VideoRecord(
+            video=video,
+            start_time=datetime.fromtimestamp(video.mtime),
+            start_time_source="mtime",
+            fingerprint="",
+            status=STATUS_OK,
+            error=None,
+            info={},
+            frames_decoded=0,
+            frames_analysed=0,
+            faces_detected=0,
+            seconds=0.0,
+            sample_interval_s=interval,
+        )
+        try:
+            record.fingerprint = inputs.fingerprint(video)
+            with self._open(video) as reader:
+                record.start_time, record.start_time_source = inputs.start_time(
+                    video,
+                    self._settings.input.start_time_pattern,
+                    reader.info.creation_time,
+                    self._settings.input.timezone,
+                )
+                if not _date_wanted(record.start_time.date(), self._run):
+                    self._not_dated.inc()
+                    return
+                yield from self._faces_of(video, reader, record)
+                record.info = _info_columns(reader)
+                if reader.info.warnings:
+                    record.error = "; ".join(reader.info.warnings)
+        except VideoError as e:
+            record.status, record.error = STATUS_FAILED, str(e)
+        except Exception as e:  # one bad file must never stop the night
+            log.exception("analysing %s failed", video.path)
+            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            record.status, record.error = STATUS_FAILED, f"{type(e).__name__}: {reason}"[:300]
+        record.seconds = time.perf_counter() - started
+        if record.status == STATUS_FAILED:
+            log.warning("%s: failed: %s", video.path, record.error)
+        yield beam.pvalue.TaggedOutput(self.RECORDS, (video.video_id, record))
+
+    def _open(self, video: inputs.VideoFile) -> VideoReader:
+        threads = self._settings.decode.threads
+        fps = self._settings.decode.fps
+        if video.path.startswith("/") or "://" not in video.path:
+            return VideoReader(video.path, fps, threads)
+        stream = FileSystems.open(video.path, compression_type=CompressionTypes.UNCOMPRESSED)
+        return VideoReader(stream, fps, threads)
+
+    def _faces_of(self, video, reader: VideoReader, record: VideoRecord):
+        min_score = self._settings.detector.min_score
+        expected = int((reader.info.duration_s or 0) * self._settings.decode.fps) or None
+        bar = tqdm(
+            total=expected,
+            desc=video.path.rsplit("/", 1)[-1][:30],
+            unit="frame",
+            disable=not self._run.progress,
+            file=sys.stderr,
+            leave=False,
+        )
+        frames = reader.frames()
+        while True:
+            t0 = time.perf_counter()
+            frame = next(frames, None)
+            t1 = time.perf_counter()
+            self._timers["decode"].update(int((t1 - t0) * 1000))
+            if frame is None:
+                break
+            faces = [f for f in self._detector.detect(frame.image) if f.score >= min_score]
+            t2 = time.perf_counter()
+            self._timers["detect"].update(int((t2 - t1) * 1000))
+            for face in faces:
+                crop = align_face(frame.image, face.landmarks, self._template, self._size)
+                key = FaceKey(
+                    video_id=video.video_id,
+                    frame_index=frame.index,
+                    t_s=frame.t_s,
+                    box=tuple(float(v) for v in face.box),
+                    score=float(face.score),
+                    landmarks=np.asarray(face.landmarks, np.float32),
+                    frontalness=float(frontalness(face.landmarks)),
+                )
+                yield key, crop
+            self._timers["align"].update(int((time.perf_counter() - t2) * 1000))
+            record.frames_analysed += 1
+            record.faces_detected += len(faces)
+            self._faces.inc(len(faces))
+            bar.update(1)
+        bar.close()
+        record.frames_decoded = reader.info.frames_decoded
+
+
+def _info_columns(reader: VideoReader) -> dict:
+    info = reader.info
+    return {
+        "duration_s": reader.duration_s,
+        "fps": info.fps,
+        "width": info.width,
+        "height": info.height,
+        "rotation": info.rotation,
+        "codec": info.codec,
+    }
+
+
+def to_observation(keyed: tuple[FaceKey, FacePrediction]) -> tuple[str, Observation]:
+    key, prediction = keyed
+    return key.video_id, Observation(
+        frame_index=key.frame_index,
+        t_s=key.t_s,
+        box=key.box,
+        score=key.score,
+        landmarks=key.landmarks,
+        frontalness=key.frontalness,
+        age=prediction.age,
+        age_probs=prediction.age_probs,
+        gender_prob=prediction.gender_prob,
+    )
+
+
+class PublishVideo(beam.DoFn):
+    """Track one video's faces, aggregate visitors and publish its rows in every table."""
+
+    def __init__(self, settings: Settings, run: RunOptions):
+        self._settings = settings
+        self._run = run
+        self._timers = {n: Metrics.distribution(NAMESPACE, f"{n}_ms") for n in ("track", "write")}
+        self._visitors = Metrics.counter(NAMESPACE, "visitors")
+
+    def process(self, element):
+        video_id, grouped = element
+        records = list(grouped["records"])
+        if not records:  # filtered out by date after its faces were emitted: nothing to publish
+            return
+        record: VideoRecord = records[0]
+        started = time.perf_counter()
+        observations = list(grouped["faces"]) if record.status == STATUS_OK else []
+        tracks = track_faces(observations, self._settings.tracker)
+        visitors = [aggregate(t, self._settings.visitors, record.sample_interval_s) for t in tracks]
+        kept = [v for v in visitors if v is not None]
+        t_tracked = time.perf_counter()
+        self._timers["track"].update(int((t_tracked - started) * 1000))
+
+        analysis_id = uuid.uuid4().hex
+        video = record.video
+        key = {
+            "video_id": video_id,
+            "analysis_id": analysis_id,
+            "video": video.path,
+            "camera": video.camera,
+            "date": record.start_time.date(),
+        }
+        day, camera, out = key["date"], video.camera, self._run.output
+        publish(
+            out, "visitors", [key | v.row(record.start_time) for v in kept], day, camera, video_id
+        )
+        if self._settings.output.detections:
+            rows = _detection_rows(key, record.start_time, tracks, {v.track_id for v in kept})
+            publish(out, "detections", rows, day, camera, video_id)
+        row = key | self._video_columns(record, len(tracks), len(kept))
+        row["processing_s"] = record.seconds + (time.perf_counter() - started)
+        publish(out, "videos", [row], day, camera, video_id)  # last: the commit record
+        self._timers["write"].update(int((time.perf_counter() - t_tracked) * 1000))
+        self._visitors.inc(len(kept))
+        yield row
+
+    def _video_columns(self, record: VideoRecord, tracks: int, kept: int) -> dict:
+        video = record.video
+        return {
+            "run_id": self._run.run_id,
+            "start_time": record.start_time,
+            "start_time_source": record.start_time_source,
+            "size_bytes": video.size_bytes,
+            "mtime": datetime.fromtimestamp(video.mtime),
+            "fingerprint": record.fingerprint,
+            **{k: record.info.get(k) for k in ("duration_s", "fps", "width", "height")},
+            **{k: record.info.get(k) for k in ("rotation", "codec")},
+            "frames_decoded": record.frames_decoded,
+            "frames_analysed": record.frames_analysed,
+            "faces_detected": record.faces_detected,
+            "tracks": tracks,
+            "visitors": kept,
+            "visitors_dropped": tracks - kept,
+            "status": record.status,
+            "error": record.error,
+            "processed_at": datetime.now(),
+            "model_version": self._run.model_version,
+            "detector_version": self._run.detector_version,
+        }
+
+
+def _detection_rows(key: dict, start: datetime, tracks, kept_ids: set[int]) -> list[dict]:
+    rows = []
+    for track in tracks:
+        track_id = track.track_id if track.track_id in kept_ids else -1
+        for o in track.observations:
+            rows.append(
+                key
+                | {
+                    "frame_index": o.frame_index,
+                    "t_s": o.t_s,
+                    "time": start + timedelta(seconds=o.t_s),
+                    "track_id": track_id,
+                    "x1": o.box[0],
+                    "y1": o.box[1],
+                    "x2": o.box[2],
+                    "y2": o.box[3],
+                    "score": o.score,
+                    "landmarks": [float(v) for v in np.asarray(o.landmarks).reshape(-1)],
+                    "face_px": o.size,
+                    "frontalness": o.frontalness,
+                    "age": o.age,
+                    "gender_score": o.gender_prob,
+                }
+            )
+    return rows
+
+
+def build(
+    pipeline: beam.Pipeline,
+    input_path: str,
+    settings: Settings,
+    spec: ModelSpec,
+    run: RunOptions,
+    manifest: dict[str, ManifestEntry],
+):
+    """Add the analysis to ``pipeline``; returns the PCollection of published ``videos`` rows."""
+    m = settings.model
+    handler = KeyedModelHandler(
+        FaceModelHandler(m.path, threads=m.threads, batch_min=m.batch_min, batch_max=m.batch_max)
+    )
+    videos = (
+        pipeline
+        | "Patterns" >> beam.Create(inputs.match_patterns(input_path))
+        | "Match" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
+        | "ByPath" >> beam.Map(lambda meta: (meta.path, meta))
+        | "Dedup" >> beam.CombinePerKey(lambda metas: next(iter(metas)))
+        | "Values" >> beam.Values()
+        | "Select" >> beam.ParDo(SelectVideos(settings, run, manifest))
+        | "Spread" >> beam.Reshuffle()
+    )
+    analysed = videos | "Analyse" >> beam.ParDo(AnalyseVideo(settings, spec, run)).with_outputs(
+        AnalyseVideo.RECORDS, main="crops"
+    )
+    faces = (
+        analysed.crops
+        | "Infer" >> RunInference(handler)
+        | "Observations" >> beam.Map(to_observation)
+    )
+    return (
+        {"faces": faces, "records": analysed[AnalyseVideo.RECORDS]}
+        | "ByVideo" >> beam.CoGroupByKey()
+        | "Publish" >> beam.ParDo(PublishVideo(settings, run))
+    )

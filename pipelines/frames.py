@@ -1,0 +1,177 @@
+"""Stage 2, video → frames: decode with PyAV and pick frames at a fixed rate by timestamp.
+
+Only the picked frames are converted to RGB (conversion costs more than decoding at 1080p), every
+frame is turned upright by its display matrix (phone videos), variable frame rate is handled by
+picking on presentation timestamps, and a corrupt stretch of packets is skipped rather than ending
+the video.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import av
+import numpy as np
+
+# Consecutive undecodable packets after which a video is declared broken rather than damaged.
+MAX_CONSECUTIVE_ERRORS = 200
+
+
+class VideoError(Exception):
+    """The file cannot be read as a video; the message is the one-line reason recorded for it."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # position among all decoded frames of the video
+    t_s: float  # presentation time, seconds from the first frame
+    image: np.ndarray  # upright RGB, uint8, H x W x 3
+
+
+@dataclass
+class VideoInfo:
+    """What the container says, completed with counters while decoding runs."""
+
+    duration_s: float | None
+    fps: float | None
+    width: int
+    height: int
+    rotation: int
+    codec: str
+    creation_time: datetime | None
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    corrupt_packets: int = 0
+    last_t_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _creation_time(container) -> datetime | None:
+    raw = container.metadata.get("creation_time") if container.metadata else None
+    if not raw:
+        return None
+    try:
+        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    # PyAV reports the display matrix as a counter-clockwise angle, as np.rot90 turns.
+    quarter_turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
+
+
+class VideoReader:
+    """Decode one video, yielding upright RGB frames at ``fps`` frames per second of video.
+
+    ``source`` is a local path or a readable binary file object (a Beam FileSystems stream).
+    """
+
+    def __init__(self, source, fps: float, threads: int = 2):
+        self.fps = fps
+        try:
+            self._container = av.open(source, mode="r", metadata_errors="ignore")
+        except av.error.FFmpegError as e:
+            raise VideoError(f"not a readable video container ({_reason(e)})") from None
+        except (OSError, ValueError) as e:
+            raise VideoError(f"cannot open: {e}") from None
+        if not self._container.streams.video:
+            kinds = sorted({s.type for s in self._container.streams}) or ["no"]
+            self.close()
+            raise VideoError(f"no video stream (file has {', '.join(kinds)} streams)")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self._stream.codec_context.thread_count = max(0, threads)
+        ctx = self._stream.codec_context
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.info = VideoInfo(
+            duration_s=_duration(self._container, self._stream),
+            fps=float(rate) if rate else None,
+            width=ctx.width,
+            height=ctx.height,
+            rotation=0,
+            codec=ctx.name,
+            creation_time=_creation_time(self._container),
+        )
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        consecutive_errors = 0
+        for packet in self._container.demux(self._stream):
+            try:
+                frames = packet.decode()
+                consecutive_errors = 0
+            except av.error.FFmpegError as e:
+                # A damaged stretch: drop the packet and resync on the next decodable one.
+                self.info.corrupt_packets += 1
+                consecutive_errors += 1
+                if consecutive_errors > MAX_CONSECUTIVE_ERRORS:
+                    raise VideoError(f"undecodable video data ({_reason(e)})") from None
+                continue
+            yield from frames
+
+    def frames(self) -> Iterator[Frame]:
+        step = 1.0 / self.fps
+        first_t: float | None = None
+        next_t = 0.0
+        try:
+            for frame in self._decoded():
+                index = self.info.frames_decoded
+                self.info.frames_decoded += 1
+                if frame.time is None:
+                    rate = self.info.fps or self.fps
+                    t = index / rate
+                else:
+                    first_t = frame.time if first_t is None else first_t
+                    t = frame.time - first_t
+                self.info.last_t_s = max(self.info.last_t_s, t)
+                if t + 1e-6 < next_t:
+                    continue
+                # Next pick on the regular grid after t, so gaps (VFR, dropped frames) don't bunch.
+                next_t = (math.floor(t / step + 1e-6) + 1) * step
+                self.info.rotation = int(frame.rotation or 0)
+                image = _upright(frame.to_ndarray(format="rgb24"), self.info.rotation)
+                self.info.frames_sampled += 1
+                yield Frame(index=index, t_s=t, image=image)
+        except av.error.FFmpegError as e:
+            raise VideoError(
+                f"decoding failed after {self.info.frames_decoded} frames ({_reason(e)})"
+            ) from None
+        if self.info.frames_decoded == 0:
+            raise VideoError("no decodable video frames")
+        if self.info.corrupt_packets:
+            self.info.warnings.append(f"skipped {self.info.corrupt_packets} corrupt packets")
+
+    @property
+    def duration_s(self) -> float:
+        """Container duration, else the span of decoded timestamps plus one frame."""
+        if self.info.duration_s:
+            return self.info.duration_s
+        rate = self.info.fps or self.fps
+        return self.info.last_t_s + 1.0 / rate
+
+
+def _reason(error: Exception) -> str:
+    text = getattr(error, "strerror", None) or str(error)
+    return " ".join(str(text).split())[:200]

@@ -1,0 +1,104 @@
+"""Stage 1, inputs: which files are videos, which camera filmed them, and when they start.
+
+Paths go through Beam's FileSystems, so local folders and gs://, s3://, hdfs:// prefixes all work.
+Camera id: the name of the folder holding the video. Start time, first that applies:
+  1. a date-time in the file name (``input.start_time_pattern``, e.g. ``20261122_093000``),
+     read as site wall-clock time;
+  2. the container's ``creation_time`` tag (UTC), converted to the site time zone;
+  3. the file's modification time, converted to the site time zone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+FINGERPRINT_BYTES = 1 << 20
+GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class VideoFile:
+    path: str
+    size_bytes: int
+    mtime: float  # seconds since the epoch
+    camera: str
+    video_id: str
+
+
+def match_patterns(input_path: str) -> list[str]:
+    """Beam match patterns for a file, a folder (recursively), or a glob given by the user."""
+    if GLOB_CHARS & set(input_path):
+        return [input_path]
+    root = input_path.rstrip("/") or "/"
+    return [root, f"{root}/**"]
+
+
+def has_video_extension(path: str, extensions: tuple[str, ...]) -> bool:
+    ext = posixpath.splitext(path)[1].lower().lstrip(".")
+    return ext in {e.lower() for e in extensions}
+
+
+def video_id(path: str) -> str:
+    """Stable id of an input path: names its files in every table."""
+    return hashlib.sha1(path.encode()).hexdigest()[:16]
+
+
+def camera_of(path: str) -> str:
+    parent = posixpath.basename(posixpath.dirname(path.replace("\\", "/")))
+    return re.sub(r"[^A-Za-z0-9._-]", "_", parent) or "default"
+
+
+def video_file(path: str, size_bytes: int, mtime: float) -> VideoFile:
+    return VideoFile(path, size_bytes, mtime, camera_of(path), video_id(path))
+
+
+def site_zone(name: str):
+    """The site time zone: an IANA name, or None for this machine's local zone."""
+    return None if name == "local" else ZoneInfo(name)
+
+
+def _to_site_time(moment: datetime, zone_name: str) -> datetime:
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(site_zone(zone_name)).replace(tzinfo=None)
+
+
+def time_from_name(path: str, pattern: str) -> datetime | None:
+    match = re.search(pattern, posixpath.basename(path))
+    if not match:
+        return None
+    g = match.groupdict()
+    try:
+        return datetime(*(int(g[k]) for k in ("Y", "m", "d", "H", "M", "S")))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def start_time(
+    video: VideoFile, pattern: str, creation_time: datetime | None, zone_name: str
+) -> tuple[datetime, str]:
+    """The video's start as site wall-clock time, and which rule gave it."""
+    named = time_from_name(video.path, pattern)
+    if named is not None:
+        return named, "filename"
+    if creation_time is not None and creation_time.year > 1971:
+        return _to_site_time(creation_time, zone_name), "metadata"
+    return _to_site_time(datetime.fromtimestamp(video.mtime, UTC), zone_name), "mtime"
+
+
+def fingerprint(video: VideoFile) -> str:
+    """Content fingerprint: SHA-256 of the size, the first and the last MiB of the file."""
+    digest = hashlib.sha256(str(video.size_bytes).encode())
+    with FileSystems.open(video.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        if video.size_bytes > 2 * FINGERPRINT_BYTES:
+            f.seek(video.size_bytes - FINGERPRINT_BYTES)
+            digest.update(f.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()[:32]

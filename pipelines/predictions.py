@@ -1,0 +1,143 @@
+"""Stage 5, crops → predictions: the multi-task face model through ONNX Runtime.
+
+``FaceModelHandler`` plugs the model into Beam's ``RunInference``: Beam batches the crops (sizes
+adapt between ``batch_min`` and ``batch_max``) and loads one session per worker. Beam's stock ONNX
+handler returns only the first output; this one returns every head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import ModelHandler
+
+from schemas.model_file import INPUT_NAME, REQUIRED_OUTPUTS, ModelSpec
+
+
+class ModelFileError(ValueError):
+    """The model file is missing or is not a face model of the expected shape."""
+
+
+@dataclass(frozen=True)
+class FacePrediction:
+    """Every head's answer for one crop."""
+
+    age: float  # expected age in years
+    age_probs: np.ndarray  # float32 (101,), P(age = k years)
+    gender_prob: float  # P(female)
+    extra: dict[str, np.ndarray]  # class probabilities of further heads, by head name
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with FileSystems.open(path) as f:
+            return f.read()
+    except Exception as e:  # Beam wraps filesystem errors in its own types per scheme
+        raise ModelFileError(f"cannot read model file {path}: {e}") from None
+
+
+def open_session(path: str, threads: int = 1) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(_read_bytes(path), options, providers=["CPUExecutionProvider"])
+    except ModelFileError:
+        raise
+    except Exception as e:
+        raise ModelFileError(f"{path} is not a loadable ONNX model ({str(e)[:120]})") from None
+
+
+def read_spec(session: ort.InferenceSession, path: str) -> ModelSpec:
+    """Validate the tensors and metadata a face model must have, and return its spec."""
+    outputs = {o.name for o in session.get_outputs()}
+    missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
+    if missing:
+        raise ModelFileError(
+            f"{path} is not an age/gender face model: outputs {', '.join(missing)} are missing"
+        )
+    if INPUT_NAME not in {i.name for i in session.get_inputs()}:
+        raise ModelFileError(f"{path} has no input named '{INPUT_NAME}'")
+    try:
+        return ModelSpec.from_metadata(session.get_modelmeta().custom_metadata_map)
+    except (ValueError, KeyError) as e:
+        raise ModelFileError(f"{path}: {e}") from None
+
+
+def load_model_spec(path: str) -> ModelSpec:
+    """Check a model file up front (before any work starts) and return its spec."""
+    return read_spec(open_session(path), path)
+
+
+def preprocess(crops: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
+    """RGB uint8 crops (N of S x S x 3) → normalised float32 NCHW, as the model was trained."""
+    batch = np.stack(crops).astype(np.float32) * (1.0 / 255.0)
+    batch = (batch - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict(session: ort.InferenceSession, spec: ModelSpec, crops: Sequence[np.ndarray]):
+    """Run one batch of crops; returns one FacePrediction per crop."""
+    names = [o.name for o in session.get_outputs()]
+    values = dict(
+        zip(names, session.run(names, {INPUT_NAME: preprocess(crops, spec)}), strict=True)
+    )
+    age_probs = _softmax(values["age_logits"]).astype(np.float32)
+    extra_heads = [n[: -len("_logits")] for n in names if n.endswith("_logits")]
+    extra_heads = [h for h in extra_heads if h not in ("age", "gender")]
+    extras = {h: _softmax(values[f"{h}_logits"]).astype(np.float32) for h in extra_heads}
+    return [
+        FacePrediction(
+            age=float(values["age"][i]),
+            age_probs=age_probs[i],
+            gender_prob=float(values["gender_prob"][i]),
+            extra={h: p[i] for h, p in extras.items()},
+        )
+        for i in range(len(crops))
+    ]
+
+
+class LoadedModel:
+    """A session with its spec (a class, not a tuple: Beam's model sharing keeps a weak ref)."""
+
+    def __init__(self, session: ort.InferenceSession, spec: ModelSpec):
+        self.session = session
+        self.spec = spec
+
+
+class FaceModelHandler(ModelHandler[np.ndarray, FacePrediction, LoadedModel]):
+    """RunInference handler: aligned RGB crops in, a FacePrediction per crop out."""
+
+    def __init__(self, model_path: str, threads: int = 1, batch_min: int = 1, batch_max: int = 64):
+        super().__init__()
+        self._path = model_path
+        self._threads = threads
+        self._batch = {"min_batch_size": batch_min, "max_batch_size": batch_max}
+
+    def load_model(self) -> LoadedModel:
+        session = open_session(self._path, self._threads)
+        return LoadedModel(session, read_spec(session, self._path))
+
+    def run_inference(
+        self, batch: Sequence[np.ndarray], model: LoadedModel, inference_args=None
+    ) -> Iterable[FacePrediction]:
+        return predict(model.session, model.spec, batch)
+
+    def batch_elements_kwargs(self) -> dict:
+        return dict(self._batch)
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        return sum(crop.nbytes for crop in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "kiosk_face_model"

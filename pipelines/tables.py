@@ -1,0 +1,47 @@
+"""Stage 8, visitors → tables: publish one video's rows as Parquet files, atomically.
+
+Each video owns one file per table, ``<output>/<table>/date=D/camera=C/<video_id>.parquet``. A
+file is written under a temporary name in the same folder and renamed into place, so a reader
+sees the old file or the new one, never half of one; a rerun replaces a video's rows as a whole.
+The ``videos`` file is published last and is the video's commit record: readers (reports/views.py)
+ignore visitor and detection rows whose ``analysis_id`` has no ``videos`` row yet.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import TABLES
+
+TEMP_SUFFIX = ".tmp"
+
+
+def partition_dir(output: str, table: str, day: date, camera: str) -> str:
+    return FileSystems.join(output, table, f"date={day.isoformat()}", f"camera={camera}")
+
+
+def to_arrow(table: str, rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=TABLES[table])
+
+
+def publish(output: str, table: str, rows: list[dict], day: date, camera: str, name: str) -> str:
+    """Write ``rows`` as ``<name>.parquet`` in the table's partition; returns the final path."""
+    folder = partition_dir(output, table, day, camera)
+    final = FileSystems.join(folder, f"{name}.parquet")
+    temp = FileSystems.join(folder, f".{name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+    buffer = io.BytesIO()
+    pq.write_table(to_arrow(table, rows), buffer, compression="zstd")
+    with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(buffer.getvalue())
+    # Local renames replace atomically; object stores copy, so clear the way first there.
+    if not final.startswith("/") and FileSystems.exists(final):
+        FileSystems.delete([final])
+    FileSystems.rename([temp], [final])
+    return final

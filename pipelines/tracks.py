@@ -1,0 +1,138 @@
+"""Stage 6, predictions → tracks: follow each person through one video's analysed frames.
+
+Greedy association per frame on a cost that combines overlap with the motion-predicted box,
+centre distance in face sizes, and appearance (the model's own gender and age estimates, which
+stay steady for one person). A track unseen for up to ``max_gap_s`` can still be resumed, so a
+person who turns away for a moment stays one visitor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import groupby
+
+import numpy as np
+
+from pipelines.settings import TrackerSettings
+
+Box = tuple[float, float, float, float]
+
+# Motion is extrapolated at most this far; beyond it a lost face is looked for where it was last.
+MAX_EXTRAPOLATION_S = 0.5
+# How much a difference in P(female) or in age (per 50 years) adds to the association cost.
+APPEARANCE_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One face in one analysed frame, with the model's answer for it."""
+
+    frame_index: int
+    t_s: float
+    box: Box
+    score: float
+    landmarks: np.ndarray  # (5, 2) frame pixels
+    frontalness: float
+    age: float
+    age_probs: np.ndarray  # (101,)
+    gender_prob: float  # P(female)
+
+    @property
+    def size(self) -> float:
+        """Face size in pixels: the geometric mean of box width and height."""
+        x1, y1, x2, y2 = self.box
+        return float(np.sqrt(max(x2 - x1, 1e-3) * max(y2 - y1, 1e-3)))
+
+    @property
+    def center(self) -> tuple[float, float]:
+        x1, y1, x2, y2 = self.box
+        return (x1 + x2) / 2, (y1 + y2) / 2
+
+
+@dataclass
+class Track:
+    track_id: int
+    observations: list[Observation] = field(default_factory=list)
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box px/s, smoothed
+
+    @property
+    def last(self) -> Observation:
+        return self.observations[-1]
+
+    def predicted_box(self, t_s: float) -> Box:
+        dt = min(t_s - self.last.t_s, MAX_EXTRAPOLATION_S)
+        return tuple(np.asarray(self.last.box) + self.velocity * dt)
+
+    def add(self, obs: Observation) -> None:
+        if self.observations:
+            dt = obs.t_s - self.last.t_s
+            if dt > 0:
+                measured = (np.asarray(obs.box) - np.asarray(self.last.box)) / dt
+                self.velocity = 0.5 * self.velocity + 0.5 * measured
+        self.observations.append(obs)
+
+    def appearance(self) -> tuple[float, float]:
+        recent = self.observations[-5:]
+        return (
+            float(np.mean([o.gender_prob for o in recent])),
+            float(np.mean([o.age for o in recent])),
+        )
+
+
+def iou(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _cost(track: Track, obs: Observation, settings: TrackerSettings) -> float | None:
+    """Association cost, or None where the face cannot belong to the track."""
+    predicted = track.predicted_box(obs.t_s)
+    ratio = obs.size / track.last.size
+    if max(ratio, 1 / ratio) > settings.max_size_ratio:
+        return None
+    overlap = iou(predicted, obs.box)
+    px, py = (predicted[0] + predicted[2]) / 2, (predicted[1] + predicted[3]) / 2
+    shift = np.hypot(obs.center[0] - px, obs.center[1] - py) / max(track.last.size, 1.0)
+    if overlap < settings.min_iou and shift > settings.max_center_shift:
+        return None
+    gender, age = track.appearance()
+    appearance = abs(obs.gender_prob - gender) + abs(obs.age - age) / 50
+    return (1 - overlap) + shift + APPEARANCE_WEIGHT * appearance
+
+
+def track_faces(observations: list[Observation], settings: TrackerSettings) -> list[Track]:
+    """Split one video's observations into tracks (ids from 1, in order of first appearance)."""
+    ordered = sorted(observations, key=lambda o: (o.t_s, o.frame_index))
+    active: list[Track] = []
+    finished: list[Track] = []
+    next_id = 1
+    for _, frame_obs in groupby(ordered, key=lambda o: o.frame_index):
+        frame_obs = list(frame_obs)
+        t = frame_obs[0].t_s
+        still_active = []
+        for track in active:
+            (still_active if t - track.last.t_s <= settings.max_gap_s else finished).append(track)
+        active = still_active
+        pairs = []
+        for ti, track in enumerate(active):
+            for oi, obs in enumerate(frame_obs):
+                cost = _cost(track, obs, settings)
+                if cost is not None:
+                    pairs.append((cost, ti, oi))
+        used_tracks, used_obs = set(), set()
+        for _, ti, oi in sorted(pairs):
+            if ti in used_tracks or oi in used_obs:
+                continue
+            active[ti].add(frame_obs[oi])
+            used_tracks.add(ti)
+            used_obs.add(oi)
+        for oi, obs in enumerate(frame_obs):
+            if oi not in used_obs:
+                track = Track(track_id=next_id)
+                track.add(obs)
+                active.append(track)
+                next_id += 1
+    return sorted(finished + active, key=lambda tr: tr.track_id)
