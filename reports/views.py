@@ -34,7 +34,7 @@ def _raw_relation(con: duckdb.DuckDBPyConnection, output: str, table: str) -> st
 
 
 def connect(output: str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
-    """Return a connection with views ``videos``, ``visitors`` and ``detections`` over ``output``."""
+    """A connection with views ``videos``, ``visitors`` and ``detections`` over ``output``."""
     con = con or duckdb.connect()
     columns = {t: ", ".join(f'"{f.name}"' for f in schema) for t, schema in TABLES.items()}
     con.execute(

@@ -1,0 +1,239 @@
+"""Run the SQL reports over an analysis output folder and print or write them.
+
+    python -m jobs.report --data output/ [--from DATE] [--to DATE] [--camera ID]
+        [--format table|csv|markdown|html] [--out DIR] [--list] [--report NAME ...]
+
+Other jobs call :func:`main` with an argument list and get the exit status back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+
+from reports import render, runner
+from reports.views import connect
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+Run the DuckDB SQL reports over the Parquet tables of an analysis output folder (read in place
+through the views of reports/views.py, which hide rows of unfinished analyses) and print them,
+or write them into a folder. Each report is one .sql file in reports/sql/ (see --list); edit one
+or drop a new file there (or in --sql-dir) to change or add a report."""
+
+EPILOG = """\
+examples:
+  python -m jobs.report --data output/                       every report, as terminal tables
+  python -m jobs.report --data output/ --from 2024-05-01 --to 2024-05-07 --camera entrance
+  python -m jobs.report --data output/ --report daily_summary --format csv
+  python -m jobs.report --data output/ --format html --out reports-out/   one page for e-mail
+  python -m jobs.report --list
+
+formats: table (readable terminal table), csv (one report: plain CSV; several: each after a
+'# name' line; with --out: one NAME.csv per report), markdown, html (one self-contained page
+with the charts embedded; with --out: report.html). Without --out the result goes to stdout.
+
+exit status: 0 done (also when there are no rows yet); 1 a report failed while reading the data
+(e.g. a damaged Parquet file); 2 usage error (bad option, date or band, unknown report, missing
+data folder, unwritable --out)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: 'jobs.report: error: ... (see --help)', exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date '{text}' (want YYYY-MM-DD)") from None
+
+
+def _bands(text: str) -> list[str]:
+    try:
+        return runner.check_bands(text.split(","))
+    except runner.ReportError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _buckets(text: str) -> list[float]:
+    try:
+        return runner.check_buckets(float(v) for v in text.split(","))
+    except ValueError as exc:
+        msg = str(exc) if isinstance(exc, runner.ReportError) else f"not numbers: '{text}'"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="jobs.report",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="the analysis output folder (holds videos/, visitors/); required unless --list",
+    )
+    p.add_argument(
+        "--from",
+        dest="date_from",
+        type=_date,
+        metavar="DATE",
+        help="first day to include, YYYY-MM-DD (the recording day of the video)",
+    )
+    p.add_argument(
+        "--to", dest="date_to", type=_date, metavar="DATE", help="last day to include, YYYY-MM-DD"
+    )
+    p.add_argument("--camera", metavar="ID", help="only this camera (default: all cameras)")
+    p.add_argument(
+        "--format",
+        choices=render.FORMATS,
+        default="table",
+        help="output format (default: table)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write the result into DIR (created) instead of printing it",
+    )
+    p.add_argument("--list", action="store_true", help="list the reports and exit")
+    p.add_argument(
+        "--report",
+        nargs="+",
+        action="extend",
+        metavar="NAME",
+        help="run only these reports (default: all), in the order given",
+    )
+    p.add_argument(
+        "--age-bands",
+        type=_bands,
+        default=list(runner.DEFAULT_AGE_BANDS),
+        metavar="BANDS",
+        help="comma-separated age bands for age_gender: '<N', 'A-B' or 'N+' "
+        f"(default: {','.join(runner.DEFAULT_AGE_BANDS)})",
+    )
+    p.add_argument(
+        "--broad-age-bands",
+        type=_bands,
+        default=list(runner.DEFAULT_BROAD_AGE_BANDS),
+        metavar="BANDS",
+        help="age bands for age_gender_broad "
+        f"(default: {','.join(runner.DEFAULT_BROAD_AGE_BANDS)})",
+    )
+    p.add_argument(
+        "--dwell-buckets",
+        type=_buckets,
+        default=list(runner.DEFAULT_DWELL_BUCKETS),
+        metavar="EDGES",
+        help="ascending lower edges in seconds of the dwell_distribution buckets "
+        f"(default: {','.join(f'{v:g}' for v in runner.DEFAULT_DWELL_BUCKETS)})",
+    )
+    p.add_argument(
+        "--sql-dir",
+        default=str(runner.SQL_DIR),
+        metavar="DIR",
+        help="folder of report .sql files (default: the reports/sql/ shipped with the project)",
+    )
+    return p
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"jobs.report: error: {message}", file=sys.stderr)
+    return code
+
+
+def _list(reports: list[runner.Report]) -> str:
+    width = max((len(r.name) for r in reports), default=0)
+    lines = []
+    for r in reports:
+        extra = [p for p in r.params if p not in ("from", "to", "camera")]
+        note = f"  [{', '.join('$' + p for p in extra)}]" if extra else ""
+        lines.append(f"{r.name.ljust(width)}  {r.title}{note}")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        reports = runner.select_reports(args.report, args.sql_dir)
+    except (runner.ReportError, OSError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    if not reports:
+        return _fail(EXIT_USAGE, f"no report .sql files in {args.sql_dir}")
+    if args.list:
+        sys.stdout.write(_list(reports))
+        return EXIT_OK
+    if not args.data:
+        return _fail(EXIT_USAGE, "--data DIR is required (the analysis output folder)")
+    data = Path(args.data)
+    if not data.is_dir():
+        what = "is not a folder" if data.exists() else "does not exist"
+        return _fail(EXIT_USAGE, f"data folder '{data}' {what}")
+    if args.date_from and args.date_to and args.date_from > args.date_to:
+        return _fail(EXIT_USAGE, f"--from {args.date_from} is after --to {args.date_to}")
+
+    params = {
+        "from": args.date_from,
+        "to": args.date_to,
+        "camera": args.camera,
+        "age_bands": args.age_bands,
+        "broad_age_bands": args.broad_age_bands,
+        "dwell_buckets": args.dwell_buckets,
+    }
+    results = {}
+    con = None
+    for report in reports:
+        try:
+            con = con or connect(str(data))
+            results[report.name] = (report, runner.run_report(con, report, params))
+        except runner.ReportError as exc:
+            return _fail(EXIT_USAGE, str(exc))
+        except duckdb.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return _fail(EXIT_FAILED, f"report {report.name} failed: {first}")
+
+    context = {
+        "data": str(data),
+        "from": args.date_from,
+        "to": args.date_to,
+        "camera": args.camera,
+        "generated": datetime.now().replace(microsecond=0),
+    }
+    try:
+        if args.out:
+            for path in render.write(results, args.format, args.out, context):
+                print(f"wrote {path}")
+        else:
+            sys.stdout.write(render.render(results, args.format, context))
+    except ValueError as exc:  # a @chart naming a column the report does not have
+        return _fail(EXIT_USAGE, str(exc))
+    except OSError as exc:
+        return _fail(EXIT_USAGE, f"cannot write to '{args.out}': {exc.strerror or exc}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed on one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return run(args)
+    except BrokenPipeError:  # `... | head`: the reader has gone, nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Load, list and run the SQL reports in ``reports/sql/`` with DuckDB.
+
+Each report is one plain ``.sql`` file (a single SELECT) that reads the views of
+:mod:`reports.views` (``videos``, ``visitors``, ``detections``), so it sees only committed rows.
+The file opens with a comment block: its first line is the report's title, the following lines
+its description, and lines of the form ``-- @key: value`` are settings:
+
+``@chart: <bar|line> x=<column> y=<column>[,<column>...] [series=<column>] [ylabel=<word>]``
+    the chart drawn in the HTML report (optional; y values are summed per x and series; with
+    ``series``, one bar or line per value of that column, of the first y column);
+``@order: <number>``
+    where the report comes in listings and in the full report (default 1000, then by name).
+
+Parameters are DuckDB named prepared-statement parameters, ``$name``. Every report may use
+``$from`` and ``$to`` (DATE, inclusive) and ``$camera`` (VARCHAR); NULL means "no filter", so a
+report filters with ``($from IS NULL OR date >= $from)``. The other parameters have defaults in
+:data:`DEFAULT_PARAMS`. To run a report by hand in the ``duckdb`` CLI, create the views (or
+replace them with ``read_parquet``) and use ``PREPARE r AS <file body>;`` then
+``EXECUTE r("from" := DATE '2024-05-01', "to" := NULL, camera := NULL);`` (``from`` and ``to``
+are SQL keywords, hence the quotes there, not in the file).
+
+Adding a report is adding a file: no Python changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from reports.views import connect
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+
+DEFAULT_AGE_BANDS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60+")
+DEFAULT_BROAD_AGE_BANDS = ("<30", "30-59", "60+")
+DEFAULT_DWELL_BUCKETS = (0.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "from": None,
+    "to": None,
+    "camera": None,
+    "age_bands": list(DEFAULT_AGE_BANDS),
+    "broad_age_bands": list(DEFAULT_BROAD_AGE_BANDS),
+    "dwell_buckets": list(DEFAULT_DWELL_BUCKETS),
+}
+
+_BAND = re.compile(r"^(?:<\d+|\d+-\d+|\d+\+)$")
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_SETTING = re.compile(r"^@([a-z_]+):\s*(.*)$")
+
+
+class ReportError(ValueError):
+    """A problem with a report or its parameters that the user can fix; the message says how."""
+
+
+@dataclass(frozen=True)
+class Chart:
+    kind: str  # "bar" or "line"
+    x: str
+    y: tuple[str, ...]
+    series: str | None = None
+    ylabel: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str, where: str) -> Chart:
+        kind, *pairs = spec.split()
+        opts = dict(p.split("=", 1) for p in pairs if "=" in p)
+        if kind not in ("bar", "line") or "x" not in opts or "y" not in opts:
+            raise ReportError(
+                f"{where}: bad @chart '{spec}' "
+                "(want: bar|line x=COL y=COL[,COL] [series=COL] [ylabel=WORD])"
+            )
+        y = tuple(opts["y"].split(","))
+        return cls(kind, opts["x"], y, opts.get("series"), opts.get("ylabel"))
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    path: Path
+    title: str
+    description: str
+    sql: str
+    params: tuple[str, ...]  # the $names the SQL uses, in order of first use
+    chart: Chart | None = None
+    order: float = 1000.0
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """The description without its "Parameters:" paragraph (what readers of a report see)."""
+        paragraphs = self.description.split("\n\n")
+        return "\n\n".join(p for p in paragraphs if not p.startswith("Parameters:"))
+
+
+def _strip_comments(sql: str) -> str:
+    """The SQL without ``--`` comments and string literals (to find ``$names`` in the code)."""
+    return re.sub(r"--[^\n]*|'(?:[^']|'')*'", " ", sql)
+
+
+def load_report(path: str | Path) -> Report:
+    path = Path(path)
+    sql = path.read_text(encoding="utf-8")
+    header: list[str] = []
+    for line in sql.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("--"):
+            if stripped:
+                break
+            if header:
+                header.append("")
+            continue
+        header.append(stripped[2:].strip())
+    settings: dict[str, str] = {}
+    text: list[str] = []
+    for line in header:
+        m = _SETTING.match(line)
+        if m:
+            settings[m.group(1)] = m.group(2).strip()
+        else:
+            text.append(line)
+    while text and not text[0]:
+        text.pop(0)
+    title = text.pop(0) if text else path.stem.replace("_", " ").capitalize()
+    # Paragraphs are separated by empty comment lines; keep them apart.
+    paragraphs = [" ".join(p.split()) for p in "\n".join(text).split("\n\n") if p.strip()]
+    description = "\n\n".join(paragraphs)
+    params = tuple(dict.fromkeys(_PARAM.findall(_strip_comments(sql))))
+    chart = Chart.parse(settings["chart"], path.name) if "chart" in settings else None
+    try:
+        order = float(settings.get("order", 1000))
+    except ValueError as exc:
+        raise ReportError(f"{path.name}: bad @order '{settings['order']}'") from exc
+    return Report(path.stem, path, title, description, sql, params, chart, order, settings)
+
+
+def list_reports(sql_dir: str | Path = SQL_DIR) -> list[Report]:
+    """Every ``*.sql`` report in ``sql_dir``, in their ``@order`` (then by name)."""
+    reports = [load_report(p) for p in sorted(Path(sql_dir).glob("*.sql"))]
+    return sorted(reports, key=lambda r: (r.order, r.name))
+
+
+def select_reports(names: Iterable[str] | None, sql_dir: str | Path = SQL_DIR) -> list[Report]:
+    """The named reports (all when ``names`` is empty); ReportError names any unknown one."""
+    reports = list_reports(sql_dir)
+    names = list(names or [])
+    if not names:
+        return reports
+    by_name = {r.name: r for r in reports}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ReportError(
+            f"unknown report {', '.join(repr(n) for n in unknown)}; "
+            f"known: {', '.join(by_name) or '(none)'}"
+        )
+    return [by_name[n] for n in dict.fromkeys(names)]
+
+
+def check_bands(bands: Iterable[str], what: str = "age bands") -> list[str]:
+    """Validate band labels ('<N', 'A-B', 'N+'); ReportError says what is wrong."""
+    bands = [b.strip() for b in bands]
+    if not bands:
+        raise ReportError(f"{what}: give at least one band")
+    for b in bands:
+        if not _BAND.match(b):
+            raise ReportError(f"{what}: bad band '{b}' (want '<N', 'A-B' or 'N+', e.g. 0-9)")
+        if "-" in b:
+            lo, hi = (int(v) for v in b.split("-"))
+            if hi < lo:
+                raise ReportError(f"{what}: band '{b}' ends before it starts")
+    return bands
+
+
+def check_buckets(edges: Iterable[float], what: str = "dwell buckets") -> list[float]:
+    edges = [float(e) for e in edges]
+    if not edges:
+        raise ReportError(f"{what}: give at least one edge")
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise ReportError(f"{what}: edges must be strictly ascending, got {edges}")
+    return edges
+
+
+def report_params(report: Report, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The parameter values ``report`` uses: ``params`` over :data:`DEFAULT_PARAMS`."""
+    merged = {**DEFAULT_PARAMS, **(params or {})}
+    missing = [p for p in report.params if p not in merged]
+    if missing:
+        raise ReportError(
+            f"report {report.name!r} needs parameter(s) {', '.join(missing)} with no default"
+        )
+    values = {p: merged[p] for p in report.params}
+    for key in ("from", "to"):
+        if isinstance(values.get(key), str):
+            values[key] = date.fromisoformat(values[key])
+    return values
+
+
+def run_report(
+    con: duckdb.DuckDBPyConnection, report: Report, params: Mapping[str, Any] | None = None
+) -> pa.Table:
+    """Run one report on a connection made by :func:`reports.views.connect`."""
+    return relation(con, report, params).to_arrow_table()
+
+
+def relation(
+    con: duckdb.DuckDBPyConnection, report: Report, params: Mapping[str, Any] | None = None
+) -> duckdb.DuckDBPyRelation:
+    """The report as a DuckDB relation, to filter, join or ``.show()`` further."""
+    return con.sql(report.sql, params=report_params(report, params))
+
+
+def run_reports(
+    output: str | Path,
+    names: Iterable[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    sql_dir: str | Path = SQL_DIR,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> dict[str, tuple[Report, pa.Table]]:
+    """Run the named reports (all by default) over an analysis output folder, in order."""
+    reports = select_reports(names, sql_dir)
+    con = connect(str(output), con)
+    return {r.name: (r, run_report(con, r, params)) for r in reports}

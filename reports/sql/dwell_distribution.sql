@@ -1,0 +1,49 @@
+-- Dwell time distribution
+--
+-- A histogram of how long visitors stayed in front of the kiosk: visitors per dwell-time bucket
+-- and each bucket's share of all visitors. $dwell_buckets lists the buckets' lower edges in
+-- seconds, ascending; a bucket runs from its edge up to (not including) the next one, and the
+-- last is open-ended. The default is [0, 5, 10, 30, 60, 120, 300, 600] (`--dwell-buckets`).
+-- Every bucket is listed, with 0 where no visitor falls in it.
+--
+-- Parameters: $from, $to (DATE, inclusive), $camera (camera id), NULL = no filter; $dwell_buckets.
+-- @chart: bar x=bucket y=visitors
+-- @order: 40
+
+WITH edges AS (
+    SELECT e.i AS bucket_no, e.lo, lead(e.lo) OVER (ORDER BY e.i) AS hi
+    FROM (
+        SELECT
+            unnest(CAST($dwell_buckets AS DOUBLE[])) AS lo,
+            generate_subscripts($dwell_buckets, 1) AS i
+    ) AS e
+),
+buckets AS (
+    SELECT
+        bucket_no,
+        lo,
+        hi,
+        CASE
+            WHEN hi IS NULL THEN printf('%g+ s', lo)
+            ELSE printf('%g-%g s', lo, hi)
+        END AS bucket
+    FROM edges
+),
+people AS (
+    SELECT dwell_s
+    FROM visitors
+    WHERE ($from IS NULL OR date >= $from)
+      AND ($to IS NULL OR date <= $to)
+      AND ($camera IS NULL OR camera = $camera)
+)
+SELECT
+    buckets.bucket,
+    count(people.dwell_s) AS visitors,
+    round(100.0 * count(people.dwell_s) / nullif((SELECT count(*) FROM people), 0), 1)
+        AS share_pct
+FROM buckets
+LEFT JOIN people
+    ON people.dwell_s >= buckets.lo
+   AND (buckets.hi IS NULL OR people.dwell_s < buckets.hi)
+GROUP BY buckets.bucket_no, buckets.bucket
+ORDER BY buckets.bucket_no

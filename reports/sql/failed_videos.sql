@@ -1,0 +1,20 @@
+-- Failed videos
+--
+-- Every video whose latest analysis failed, with the one-line reason the job recorded. The
+-- remedy is usually in the error; rerunning the analysis for that day retries them.
+--
+-- Parameters: $from, $to (DATE, inclusive) and $camera (camera id); NULL means no filter.
+-- @order: 51
+
+SELECT
+    date,
+    camera,
+    video,
+    error,
+    processed_at
+FROM videos
+WHERE status = 'failed'
+  AND ($from IS NULL OR date >= $from)
+  AND ($to IS NULL OR date <= $to)
+  AND ($camera IS NULL OR camera = $camera)
+ORDER BY date, camera, video

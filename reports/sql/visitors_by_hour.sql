@@ -1,0 +1,21 @@
+-- Visitors by hour of day and camera
+--
+-- How many visitors each camera saw in each hour of the day (local wall-clock time of the
+-- moment a visitor was first seen), summed over the selected days, with their mean dwell time.
+-- Hours without visitors are left out.
+--
+-- Parameters: $from, $to (DATE, inclusive) and $camera (camera id); NULL means no filter.
+-- @chart: bar x=hour y=visitors series=camera
+-- @order: 20
+
+SELECT
+    camera,
+    hour(start_time) AS hour,
+    count(*) AS visitors,
+    round(avg(dwell_s), 1) AS mean_dwell_s
+FROM visitors
+WHERE ($from IS NULL OR date >= $from)
+  AND ($to IS NULL OR date <= $to)
+  AND ($camera IS NULL OR camera = $camera)
+GROUP BY camera, hour
+ORDER BY camera, hour

@@ -1,0 +1,525 @@
+"""Reports (reports/sql, reports/runner.py, reports/render.py, jobs/report.py) and scheduling files.
+
+The data is a small hand-made output folder with known values: two days, two cameras, one
+failed video, and one visitor row whose analysis has no ``videos`` row (uncommitted: invisible).
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import csv
+import io
+import re
+import shutil
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import report as report_job
+from reports import render, runner
+from reports.views import connect
+from schemas import VIDEOS, VISITORS
+
+ROOT = Path(__file__).resolve().parents[1]
+D1, D2 = date(2024, 5, 1), date(2024, 5, 2)
+
+# video_id, date, camera, status, error, frames decoded/analysed, visitors kept/dropped
+VIDEO_ROWS = [
+    ("v1", D1, "cam1", "ok", None, 1500, 300, 3, 1),
+    ("v2", D1, "cam2", "ok", None, 1000, 200, 2, 0),
+    ("v3", D2, "cam1", "ok", None, 900, 180, 2, 2),
+    ("v4", D2, "cam2", "failed", "truncated file: moov atom not found", 0, 0, 0, 0),
+]
+# video_id, age, gender, dwell_s, start clock time
+VISITOR_ROWS = [
+    ("v1", 5.0, "female", 3.0, "09:10"),
+    ("v1", 25.0, "male", 12.0, "09:40"),
+    ("v1", 34.5, "female", 45.0, "10:05"),
+    ("v2", 29.9, "male", 7.0, "14:00"),
+    ("v2", 61.0, "female", 200.0, "14:30"),
+    ("v3", 59.99, "male", 1.0, "09:00"),
+    ("v3", 60.0, "male", 700.0, "11:15"),
+]
+# A visitor of an analysis that never committed (no videos row): no report may count it.
+ORPHAN = ("v9", 45.0, "female", 1000.0, "12:00")
+
+
+def _band(age: float) -> str:
+    return "60+" if age >= 60 else f"{int(age // 10) * 10}-{int(age // 10) * 10 + 9}"
+
+
+def _write(output: Path, table: str, schema: pa.Schema, rows: list[dict], name: str) -> None:
+    first = rows[0]
+    folder = output / table / f"date={first['date']}" / f"camera={first['camera']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / f"{name}.parquet")
+
+
+def _video(vid, day, camera, status, error, decoded, analysed, kept, dropped) -> dict:
+    start = datetime.combine(day, datetime.min.time()) + timedelta(hours=8)
+    return {
+        "video_id": vid,
+        "analysis_id": f"a-{vid}",
+        "video": f"/videos/{camera}/{day:%Y%m%d}_080000.mp4",
+        "camera": camera,
+        "date": day,
+        "run_id": "run-1",
+        "start_time": start,
+        "start_time_source": "filename",
+        "size_bytes": 1000,
+        "mtime": start,
+        "fingerprint": f"fp-{vid}",
+        "duration_s": 3600.0 if status == "ok" else None,
+        "fps": 5.0,
+        "width": 1280,
+        "height": 720,
+        "rotation": 0,
+        "codec": "h264",
+        "frames_decoded": decoded,
+        "frames_analysed": analysed,
+        "faces_detected": 10 * kept,
+        "tracks": kept + dropped,
+        "visitors": kept,
+        "visitors_dropped": dropped,
+        "status": status,
+        "error": error,
+        "processing_s": 60.0,
+        "processed_at": start + timedelta(days=1),
+        "model_version": "m1",
+        "detector_version": "d1",
+    }
+
+
+def _visitor(i, vid, day, camera, age, gender, dwell, clock, analysis_id=None) -> dict:
+    hh, mm = (int(v) for v in clock.split(":"))
+    start = datetime.combine(day, datetime.min.time()) + timedelta(hours=hh, minutes=mm)
+    return {
+        "video_id": vid,
+        "analysis_id": analysis_id or f"a-{vid}",
+        "video": f"/videos/{camera}/{day:%Y%m%d}_080000.mp4",
+        "camera": camera,
+        "date": day,
+        "track_id": i,
+        "start_s": 0.0,
+        "end_s": dwell,
+        "start_time": start,
+        "end_time": start + timedelta(seconds=dwell),
+        "dwell_s": dwell,
+        "frames": 10,
+        "age": age,
+        "age_std": 3.0,
+        "age_band": _band(age),
+        "gender": gender,
+        "gender_score": 0.9 if gender == "male" else 0.1,
+        "face_px": 80.0,
+        "quality": 0.8,
+    }
+
+
+def make_output(output: Path) -> Path:
+    where = {v[0]: (v[1], v[2]) for v in VIDEO_ROWS}
+    for row in VIDEO_ROWS:
+        _write(output, "videos", VIDEOS, [_video(*row)], row[0])
+        people = [r for r in VISITOR_ROWS if r[0] == row[0]]
+        if people:
+            rows = [_visitor(i, vid, *where[vid], *rest) for i, (vid, *rest) in enumerate(people)]
+            _write(output, "visitors", VISITORS, rows, row[0])
+    vid, *rest = ORPHAN
+    orphan = _visitor(0, vid, D1, "cam1", *rest, analysis_id="a-uncommitted")
+    _write(output, "visitors", VISITORS, [orphan], vid)
+    return output
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory) -> Path:
+    return make_output(tmp_path_factory.mktemp("reports") / "output")
+
+
+@pytest.fixture(scope="module")
+def results(output):
+    return {name: table.to_pylist() for name, (_, table) in runner.run_reports(output).items()}
+
+
+def rows(table) -> list[dict]:
+    return table.to_pylist()
+
+
+def run_one(output, name, **params):
+    con = connect(str(output))
+    return rows(runner.run_report(con, runner.select_reports([name])[0], params))
+
+
+def cli(*args: str) -> int:
+    return report_job.main([str(a) for a in args])
+
+
+# -- the reports' values --------------------------------------------------------------------
+
+
+def test_reports_are_listed_with_titles_and_in_order():
+    reports = runner.list_reports()
+    names = [r.name for r in reports]
+    assert names == [
+        "daily_summary",
+        "visitors_by_hour",
+        "age_gender",
+        "age_gender_broad",
+        "dwell_distribution",
+        "data_quality",
+        "failed_videos",
+    ]
+    for r in reports:
+        assert r.title and r.description, r.name
+        assert {"from", "to", "camera"} <= set(r.params), r.name
+
+
+def test_daily_summary(results):
+    assert results["daily_summary"] == [
+        {
+            "date": D1,
+            "visitors": 5,
+            "median_dwell_s": 12.0,  # of 3, 7, 12, 45, 200
+            "mean_dwell_s": 53.4,
+            "videos_processed": 2,
+            "videos_failed": 0,
+        },
+        {
+            "date": D2,
+            "visitors": 2,
+            "median_dwell_s": 350.5,  # of 1, 700
+            "mean_dwell_s": 350.5,
+            "videos_processed": 2,
+            "videos_failed": 1,
+        },
+    ]
+
+
+def test_uncommitted_visitor_is_invisible(output, results):
+    raw = sum(pq.read_metadata(p).num_rows for p in (output / "visitors").rglob("*.parquet"))
+    assert raw == len(VISITOR_ROWS) + 1
+    assert sum(r["visitors"] for r in results["daily_summary"]) == len(VISITOR_ROWS)
+    assert sum(r["visitors"] for r in results["age_gender"]) == len(VISITOR_ROWS)
+    assert sum(r["visitors"] for r in results["dwell_distribution"]) == len(VISITOR_ROWS)
+    assert sum(r["visitors"] for r in results["visitors_by_hour"]) == len(VISITOR_ROWS)
+    assert not any(r["hour"] == 12 for r in results["visitors_by_hour"])  # the orphan's hour
+
+
+def test_visitors_by_hour(results):
+    got = [(r["camera"], r["hour"], r["visitors"]) for r in results["visitors_by_hour"]]
+    assert got == [("cam1", 9, 3), ("cam1", 10, 1), ("cam1", 11, 1), ("cam2", 14, 2)]
+
+
+def test_age_gender_default_bands(results):
+    got = [(r["band"], r["female"], r["male"], r["visitors"]) for r in results["age_gender"]]
+    assert got == [
+        ("0-9", 1, 0, 1),
+        ("10-19", 0, 0, 0),
+        ("20-29", 0, 2, 2),  # 25.0 and 29.9
+        ("30-39", 1, 0, 1),
+        ("40-49", 0, 0, 0),
+        ("50-59", 0, 1, 1),  # 59.99
+        ("60+", 1, 1, 2),  # 60.0 and 61.0
+    ]
+    assert [r["share_pct"] for r in results["age_gender"]] == [14.3, 0, 28.6, 14.3, 0, 14.3, 28.6]
+
+
+def test_age_gender_broad_bands(results):
+    got = [(r["band"], r["female"], r["male"]) for r in results["age_gender_broad"]]
+    assert got == [("<30", 1, 2), ("30-59", 1, 1), ("60+", 1, 1)]
+
+
+def test_age_bands_are_computed_from_age_and_configurable(output):
+    got = run_one(output, "age_gender", age_bands=["<18", "18-64", "65+"])
+    assert [(r["band"], r["visitors"]) for r in got] == [("<18", 1), ("18-64", 6), ("65+", 0)]
+    got = run_one(output, "age_gender_broad", broad_age_bands=["<35", "35+"])
+    assert [(r["band"], r["female"], r["male"]) for r in got] == [("<35", 2, 2), ("35+", 1, 2)]
+
+
+def test_dwell_distribution(output, results):
+    got = [(r["bucket"], r["visitors"]) for r in results["dwell_distribution"]]
+    assert got == [
+        ("0-5 s", 2),
+        ("5-10 s", 1),
+        ("10-30 s", 1),
+        ("30-60 s", 1),
+        ("60-120 s", 0),
+        ("120-300 s", 1),
+        ("300-600 s", 0),
+        ("600+ s", 1),
+    ]
+    got = run_one(output, "dwell_distribution", dwell_buckets=[0, 10, 100.5])
+    assert [(r["bucket"], r["visitors"]) for r in got] == [
+        ("0-10 s", 3),
+        ("10-100.5 s", 2),
+        ("100.5+ s", 2),
+    ]
+
+
+def test_data_quality_and_failed_videos(results):
+    got = [
+        (r["date"], r["camera"], r["videos_failed"], r["frames_analysed"], r["visitors_dropped"])
+        for r in results["data_quality"]
+    ]
+    assert got == [
+        (D1, "cam1", 0, 300, 1),
+        (D1, "cam2", 0, 200, 0),
+        (D2, "cam1", 0, 180, 2),
+        (D2, "cam2", 1, 0, 0),
+    ]
+    assert results["data_quality"][0]["analysed_pct"] == 20.0
+    assert [(r["camera"], r["error"]) for r in results["failed_videos"]] == [
+        ("cam2", "truncated file: moov atom not found")
+    ]
+
+
+def test_filters(output):
+    daily = run_one(output, "daily_summary", camera="cam2")
+    assert [(r["date"], r["visitors"], r["videos_failed"]) for r in daily] == [
+        (D1, 2, 0),
+        (D2, 0, 1),
+    ]
+    daily = run_one(output, "daily_summary", **{"from": D2})
+    assert [(r["date"], r["visitors"]) for r in daily] == [(D2, 2)]
+    daily = run_one(output, "daily_summary", **{"from": "2024-05-01", "to": "2024-05-01"})
+    assert [(r["date"], r["visitors"]) for r in daily] == [(D1, 5)]
+    hours = run_one(output, "visitors_by_hour", camera="cam1", **{"to": D1})
+    assert [(r["hour"], r["visitors"]) for r in hours] == [(9, 2), (10, 1)]
+    assert run_one(output, "failed_videos", camera="cam1") == []
+
+
+def test_relation_api(output):
+    con = connect(str(output))
+    rel = runner.relation(con, runner.select_reports(["daily_summary"])[0], {"camera": "cam1"})
+    assert rel.aggregate("sum(visitors)").fetchall() == [(5,)]
+
+
+def test_empty_output_gives_empty_reports(tmp_path):
+    results = runner.run_reports(tmp_path)
+    assert results["daily_summary"][1].num_rows == 0
+    assert results["failed_videos"][1].num_rows == 0
+    assert all(r["visitors"] == 0 for r in rows(results["age_gender"][1]))
+    for fmt in render.FORMATS:
+        assert cli("--data", tmp_path, "--format", fmt, "--out", tmp_path / fmt) == 0
+    page = (tmp_path / "html" / "report.html").read_text()
+    assert "No rows for this selection." in page and "data:image/png" not in page
+
+
+# -- formats and the command line -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_text_formats_show_every_report(output, capsys, fmt):
+    assert cli("--data", output, "--format", fmt) == 0
+    out = capsys.readouterr().out
+    for r in runner.list_reports():
+        assert r.title in out
+    assert "truncated file: moov atom not found" in out
+    if fmt == "table":
+        assert re.search(r"^2024-05-02\s+2\s+350\.5\s+350\.5\s+2\s+1$", out, re.M)
+    else:
+        assert "| 2024-05-02 | 2 | 350.5 | 350.5 | 2 | 1 |" in out
+
+
+def test_every_format_writes_every_report(output, tmp_path, capsys):
+    names = [r.name for r in runner.list_reports()]
+    for fmt in render.FORMATS:
+        assert cli("--data", output, "--format", fmt, "--out", tmp_path / fmt) == 0
+    assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == sorted(f"{n}.csv" for n in names)
+    daily = list(csv.DictReader((tmp_path / "csv" / "daily_summary.csv").open()))
+    assert daily[0] == {
+        "date": "2024-05-01",
+        "visitors": "5",
+        "median_dwell_s": "12",
+        "mean_dwell_s": "53.4",
+        "videos_processed": "2",
+        "videos_failed": "0",
+    }
+    assert [p.name for p in (tmp_path / "table").iterdir()] == ["report.txt"]
+    assert [p.name for p in (tmp_path / "markdown").iterdir()] == ["report.md"]
+    assert [p.name for p in (tmp_path / "html").iterdir()] == ["report.html"]
+    page = (tmp_path / "html" / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    for n in names:
+        assert f'id="{n}"' in page
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    charted = [r for r in runner.list_reports() if r.chart]
+    assert len(images) == len(charted) == 6
+    assert all(base64.b64decode(b).startswith(b"\x89PNG\r\n\x1a\n") for b in images)
+    assert not re.search(r'(src|href)="(https?:|//|file:)|<link|<script', page)  # self-contained
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_csv_to_stdout_and_report_selection(output, capsys):
+    args = ["--data", output, "--format", "csv", "--report", "age_gender_broad"]
+    assert cli(*args, "--broad-age-bands", "<40,40+") == 0
+    got = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["band"], r["visitors"]) for r in got] == [("<40", "4"), ("40+", "3")]
+    assert (
+        cli("--data", output, "--format", "csv", "--report", "failed_videos", "daily_summary") == 0
+    )
+    out = capsys.readouterr().out
+    assert out.index("# failed_videos") < out.index("# daily_summary")
+
+
+def test_cli_filters(output, capsys):
+    assert cli("--data", output, "--format", "csv", "--report", "daily_summary",
+               "--camera", "cam1", "--from", "2024-05-02", "--to", "2024-05-02") == 0  # fmt: skip
+    got = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["date"], r["visitors"]) for r in got] == [("2024-05-02", "2")]
+
+
+def test_list(capsys):
+    assert cli("--list") == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()] == [r.name for r in runner.list_reports()]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "{missing}"], "does not exist"),
+        (["--data", "{data}", "--from", "2024-13-01"], "invalid date '2024-13-01'"),
+        (["--data", "{data}", "--to", "yesterday"], "invalid date 'yesterday'"),
+        (["--data", "{data}", "--from", "2024-05-02", "--to", "2024-05-01"], "is after"),
+        (["--data", "{data}", "--report", "nope"], "unknown report 'nope'"),
+        (["--data", "{data}", "--age-bands", "0-9,ten+"], "bad band 'ten+'"),
+        (["--data", "{data}", "--dwell-buckets", "10,5"], "ascending"),
+        (["--data", "{data}", "--format", "pdf"], "invalid choice"),
+        ([], "--data DIR is required"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(output, tmp_path, capsys, args, message):
+    args = [a.format(missing=tmp_path / "nowhere", data=output) for a in args]
+    assert cli(*args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_report_sql_exits_1_with_one_line(output, tmp_path, capsys):
+    sql_dir = tmp_path / "sql"
+    sql_dir.mkdir()
+    (sql_dir / "broken.sql").write_text("-- Broken\nSELECT nonexistent_column FROM visitors\n")
+    (sql_dir / "mine.sql").write_text("-- Mine\n-- @order: 1\nSELECT count(*) AS n FROM videos\n")
+    assert cli("--sql-dir", sql_dir, "--list") == 0
+    assert capsys.readouterr().out.split() == ["mine", "Mine", "broken", "Broken"]
+    assert cli("--data", output, "--sql-dir", sql_dir, "--report", "mine", "--format", "csv") == 0
+    assert capsys.readouterr().out == "n\n4\n"
+    assert cli("--data", output, "--sql-dir", sql_dir) == 1
+    err = capsys.readouterr().err
+    assert "report broken failed" in err and len(err.strip().splitlines()) == 1
+
+
+def test_module_entry_point_help_and_no_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "jobs.report"]
+    done = subprocess.run([*cmd, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for option in ("--data", "--from", "--to", "--camera", "--format", "--out", "--list"):
+        assert option in done.stdout
+    done = subprocess.run(
+        [*cmd, "--data", str(tmp_path / "nowhere")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+# -- scheduling files ---------------------------------------------------------------------------
+
+DEPLOY = ROOT / "deploy"
+_CRON_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec"
+_CRON_NAMES = [None, None, None, _MONTHS, "sun mon tue wed thu fri sat"]
+
+
+def _cron_field_ok(text: str, lo: int, hi: int, names: str | None) -> bool:
+    def value(v: str) -> int | None:
+        if v.isdigit():
+            return int(v)
+        if names and v.lower() in names.split():
+            return names.split().index(v.lower()) + (1 if lo == 1 else 0)
+        return None
+
+    for item in text.split(","):
+        base, _, step = item.partition("/")
+        if step and not (step.isdigit() and int(step) > 0):
+            return False
+        if base == "*":
+            continue
+        ends = [value(v) for v in base.split("-")]
+        if len(ends) > 2 or any(e is None or not lo <= e <= hi for e in ends):
+            return False
+    return True
+
+
+def test_cron_example():
+    jobs = []
+    for line in (DEPLOY / "cron.example").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*\s*=", line):  # SHELL=, PATH=, MAILTO=
+            continue
+        jobs.append(line)
+    assert jobs, "no crontab line"
+    for job in jobs:
+        fields = job.split(None, 5)
+        assert len(fields) == 6, f"want 5 time fields and a command: {job}"
+        for text, (lo, hi), names in zip(fields[:5], _CRON_RANGES, _CRON_NAMES, strict=True):
+            assert _cron_field_ok(text, lo, hi, names), f"bad time field {text!r}: {job}"
+        command = fields[5]
+        assert "make nightly" in command or "jobs." in command
+        assert "%" not in command.replace("\\%", "")  # cron turns a bare % into a newline
+        assert re.search(r"cd /\S+ &&", command), "cron has no working directory: cd first"
+
+
+def _unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string(path.read_text())
+    return parser
+
+
+def test_systemd_units_parse_and_have_the_required_keys():
+    service = _unit(DEPLOY / "kiosk-nightly.service")
+    assert service["Unit"]["Description"]
+    assert service["Service"]["Type"] == "oneshot"
+    exec_start = service["Service"]["ExecStart"]
+    assert exec_start.startswith("/") and "nightly" in exec_start
+    assert service["Service"]["WorkingDirectory"].startswith("/")
+    assert "Install" not in service  # started by the timer only
+
+    timer = _unit(DEPLOY / "kiosk-nightly.timer")
+    assert timer["Unit"]["Description"]
+    assert timer["Timer"]["OnCalendar"]
+    assert timer["Timer"]["Unit"] == "kiosk-nightly.service"
+    assert timer["Timer"]["Persistent"] == "true"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_systemd_units_verify(tmp_path):
+    files = [DEPLOY / "kiosk-nightly.service", DEPLOY / "kiosk-nightly.timer"]
+    done = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # verify exits 0 on warnings too (unknown keys, bad values): any line about our units fails.
+    ours = [ln for ln in (done.stdout + done.stderr).splitlines() if "kiosk-nightly" in ln]
+    assert done.returncode == 0 and not ours, done.stdout + done.stderr
+    on_calendar = _unit(files[1])["Timer"]["OnCalendar"]
+    done = subprocess.run(
+        ["systemd-analyze", "calendar", on_calendar], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
