@@ -1,0 +1,167 @@
+"""Face detection: the interface, the registry, and MTCNN on real UTKFace chips."""
+
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipelines.faces import (
+    Face,
+    FaceDetector,
+    MtcnnDetector,
+    create_detector,
+    known_detectors,
+    mtcnn_model_dir,
+)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+UTKFACE = DATA / "UTKFace-dev.tar.gz"
+N_CHIPS = 12
+
+
+def load_chips(n: int) -> list[np.ndarray]:
+    """The first ``n`` chips of the archive as RGB arrays, read straight from the tar."""
+    chips = []
+    with tarfile.open(UTKFACE) as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith(".jpg"):
+                data = np.frombuffer(tar.extractfile(member).read(), np.uint8)
+                chips.append(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+                if len(chips) == n:
+                    break
+    return chips
+
+
+@pytest.fixture(scope="module")
+def chips():
+    if not UTKFACE.is_file():
+        pytest.skip(f"UTKFace dev archive not found at {UTKFACE}")
+    return load_chips(N_CHIPS)
+
+
+@pytest.fixture(scope="module")
+def chip_detector():
+    return MtcnnDetector(min_face_px=20)
+
+
+@pytest.fixture(scope="module")
+def frame_detector():
+    return MtcnnDetector(min_face_px=40, max_side=640)
+
+
+def iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+# ---------------------------------------------------------------- interface and registry
+
+
+def test_face_size_and_protocol(chip_detector):
+    face = Face(box=(10.0, 20.0, 50.0, 110.0), score=0.9, landmarks=np.zeros((5, 2), np.float32))
+    assert face.width == 40 and face.height == 90
+    assert face.size == pytest.approx(60.0)  # sqrt(40 * 90)
+    assert isinstance(chip_detector, FaceDetector)
+    assert chip_detector.version == "mtcnn-onnx-0.0.1"
+
+
+def test_registry():
+    assert "mtcnn" in known_detectors()
+    detector = create_detector("MTCNN", min_face_px=30, max_side=320)
+    assert isinstance(detector, MtcnnDetector)
+    assert detector.min_face_px == 30 and detector.max_side == 320
+    with pytest.raises(ValueError, match="mtcnn"):
+        create_detector("yunet")
+
+
+def test_bad_model_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        MtcnnDetector(model_dir=tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="pnet.onnx"):
+        MtcnnDetector(model_dir=tmp_path)
+    for name in ("pnet", "rnet", "onet"):
+        (tmp_path / f"{name}.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="cannot load"):
+        MtcnnDetector(model_dir=tmp_path)
+    with pytest.raises(ValueError):
+        MtcnnDetector(min_face_px=8)
+
+
+def test_fast_prelu_rewrite_is_exact():
+    """The PRelu-as-depthwise-conv rewrite gives the shipped networks' outputs."""
+    fast, shipped = MtcnnDetector(), MtcnnDetector(fast_prelu=False)
+    rng = np.random.default_rng(1)
+    for net, shape in (("p", (1, 60, 40, 3)), ("r", (5, 24, 24, 3)), ("o", (3, 48, 48, 3))):
+        x = rng.uniform(-1, 1, shape).astype(np.float32)
+        for a, b in zip(fast._run(net, x), shipped._run(net, x), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    assert (mtcnn_model_dir() / "onet.onnx").is_file()
+
+
+def test_bad_input_and_tiny_images(chip_detector):
+    with pytest.raises(ValueError):
+        chip_detector.detect(np.zeros((50, 50), np.uint8))
+    assert chip_detector.detect(np.zeros((8, 300, 3), np.uint8)) == []
+
+
+# ---------------------------------------------------------------- real faces
+
+
+def test_one_face_per_chip_with_plausible_landmarks(chips, chip_detector):
+    for chip in chips:
+        faces = chip_detector.detect(chip)
+        assert len(faces) == 1
+        face = faces[0]
+        assert face.score > 0.9
+        assert face.landmarks.shape == (5, 2) and face.landmarks.dtype == np.float32
+        (lex, ley), (rex, rey), (nx, ny), (lmx, lmy), (rmx, rmy) = face.landmarks
+        assert lex < nx < rex and lmx < rmx  # left/right as seen in the image
+        assert max(ley, rey) < ny < min(lmy, rmy)  # eyes above nose above mouth
+        assert 40 < rex - lex < 140  # UTKFace chips: inter-ocular distance about 80 px
+        x1, y1, x2, y2 = face.box
+        assert 0 <= x1 < lex and rex < x2 <= 200 and 0 <= y1 < ley and max(lmy, rmy) < y2 <= 200
+        assert 100 < face.size <= 200
+
+
+def test_nothing_on_blank_or_noise(frame_detector):
+    assert frame_detector.detect(np.zeros((1080, 1920, 3), np.uint8)) == []
+    assert frame_detector.detect(np.full((1080, 1920, 3), 128, np.uint8)) == []
+    noise = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    assert frame_detector.detect(noise) == []
+
+
+@pytest.mark.parametrize("side,x,y", [(120, 1500, 100), (64, 200, 900)])
+def test_small_chip_in_1080p_frame_found_in_place(chips, chip_detector, frame_detector, side, x, y):
+    """A chip pasted small into a blank 1080p frame is found there, with its landmarks, despite
+    the 640-px detection downscale (results come back in full-resolution pixels)."""
+    chip = chips[0]
+    ref = chip_detector.detect(chip)[0]
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    frame[y : y + side, x : x + side] = cv2.resize(chip, (side, side), interpolation=cv2.INTER_AREA)
+    faces = frame_detector.detect(frame)
+    assert len(faces) == 1
+    s = side / 200
+    expected = (x + ref.box[0] * s, y + ref.box[1] * s, x + ref.box[2] * s, y + ref.box[3] * s)
+    assert iou(faces[0].box, expected) > 0.7
+    expected_landmarks = (ref.landmarks + 0.5) * s - 0.5 + np.array([x, y])
+    err = np.linalg.norm(faces[0].landmarks - expected_landmarks, axis=1).mean()
+    assert err < 0.06 * (ref.landmarks[1, 0] - ref.landmarks[0, 0]) * s  # < 6% of eye distance
+
+
+def test_several_faces_sorted_by_score(chips, chip_detector, frame_detector):
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    expected = []
+    for k, chip in enumerate(chips[:3]):
+        frame[300:500, 200 + 500 * k : 400 + 500 * k] = chip
+        x1, y1, x2, y2 = chip_detector.detect(chip)[0].box
+        expected.append((x1 + 200 + 500 * k, y1 + 300, x2 + 200 + 500 * k, y2 + 300))
+    faces = frame_detector.detect(frame)
+    assert len(faces) == 3
+    scores = [f.score for f in faces]
+    assert scores == sorted(scores, reverse=True)
+    for box in expected:
+        assert max(iou(f.box, box) for f in faces) > 0.7
