@@ -169,12 +169,12 @@ def read_manifest(output: str) -> dict:
     rows = (
         connect(output)
         .execute(
-            "SELECT video, size_bytes, epoch_us(mtime) / 1e6, fingerprint, model_version, status "
-            "FROM videos"
+            "SELECT video, size_bytes, epoch_us(mtime) / 1e6, fingerprint, model_version, status, "
+            "date, camera FROM videos"
         )
         .fetchall()
     )
-    return {r[0]: ManifestEntry(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+    return {r[0]: ManifestEntry(*r[1:]) for r in rows}
 
 
 def pipeline_options(settings, extra: list[str]):

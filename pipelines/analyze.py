@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import apache_beam as beam
 import numpy as np
@@ -34,7 +34,7 @@ from pipelines.faces import create_detector
 from pipelines.frames import VideoError, VideoReader
 from pipelines.predictions import FaceModelHandler, FacePrediction
 from pipelines.settings import Settings
-from pipelines.tables import publish
+from pipelines.tables import publish, remove_video
 from pipelines.tracks import Observation, track_faces
 from pipelines.visitors import aggregate
 from schemas import STATUS_FAILED, STATUS_OK
@@ -68,6 +68,8 @@ class ManifestEntry:
     fingerprint: str
     model_version: str
     status: str
+    date: date
+    camera: str
 
 
 @dataclass(frozen=True)
@@ -173,10 +175,14 @@ class AnalyseVideo(beam.DoFn):
     def process(self, video: inputs.VideoFile):
         started = time.perf_counter()
         interval = 1.0 / self._settings.decode.fps
+        pattern, zone = self._settings.input.start_time_pattern, self._settings.input.timezone
+        # File name or mtime until the container's creation_time is known: a file that cannot
+        # be opened still lands in the right day's partition when its name carries the time.
+        first_guess = inputs.start_time(video, pattern, None, zone)
         record = VideoRecord(
             video=video,
-            start_time=datetime.fromtimestamp(video.mtime),
-            start_time_source="mtime",
+            start_time=first_guess[0],
+            start_time_source=first_guess[1],
             fingerprint="",
             status=STATUS_OK,
             error=None,
@@ -188,13 +194,12 @@ class AnalyseVideo(beam.DoFn):
             sample_interval_s=interval,
         )
         try:
+            if video.size_bytes == 0:
+                raise VideoError("empty file (0 bytes)")
             record.fingerprint = inputs.fingerprint(video)
             with self._open(video) as reader:
                 record.start_time, record.start_time_source = inputs.start_time(
-                    video,
-                    self._settings.input.start_time_pattern,
-                    reader.info.creation_time,
-                    self._settings.input.timezone,
+                    video, pattern, reader.info.creation_time, zone
                 )
                 if not _date_wanted(record.start_time.date(), self._run):
                     self._not_dated.inc()
@@ -295,9 +300,10 @@ def to_observation(keyed: tuple[FaceKey, FacePrediction]) -> tuple[str, Observat
 class PublishVideo(beam.DoFn):
     """Track one video's faces, aggregate visitors and publish its rows in every table."""
 
-    def __init__(self, settings: Settings, run: RunOptions):
+    def __init__(self, settings: Settings, run: RunOptions, manifest: dict[str, ManifestEntry]):
         self._settings = settings
         self._run = run
+        self._manifest = manifest
         self._timers = {n: Metrics.distribution(NAMESPACE, f"{n}_ms") for n in ("track", "write")}
         self._visitors = Metrics.counter(NAMESPACE, "visitors")
 
@@ -334,6 +340,9 @@ class PublishVideo(beam.DoFn):
         row = key | self._video_columns(record, len(tracks), len(kept))
         row["processing_s"] = record.seconds + (time.perf_counter() - started)
         publish(out, "videos", [row], day, camera, video_id)  # last: the commit record
+        previous = self._manifest.get(video.path)
+        if previous and (previous.date, previous.camera) != (day, camera):
+            remove_video(out, previous.date, previous.camera, video_id)  # moved partitions
         self._timers["write"].update(int((time.perf_counter() - t_tracked) * 1000))
         self._visitors.inc(len(kept))
         yield row
@@ -345,7 +354,7 @@ class PublishVideo(beam.DoFn):
             "start_time": record.start_time,
             "start_time_source": record.start_time_source,
             "size_bytes": video.size_bytes,
-            "mtime": datetime.fromtimestamp(video.mtime),
+            "mtime": datetime.fromtimestamp(video.mtime, UTC).replace(tzinfo=None),
             "fingerprint": record.fingerprint,
             **{k: record.info.get(k) for k in ("duration_s", "fps", "width", "height")},
             **{k: record.info.get(k) for k in ("rotation", "codec")},
@@ -424,5 +433,5 @@ def build(
     return (
         {"faces": faces, "records": analysed[AnalyseVideo.RECORDS]}
         | "ByVideo" >> beam.CoGroupByKey()
-        | "Publish" >> beam.ParDo(PublishVideo(settings, run))
+        | "Publish" >> beam.ParDo(PublishVideo(settings, run, manifest))
     )

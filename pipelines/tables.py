@@ -45,3 +45,14 @@ def publish(output: str, table: str, rows: list[dict], day: date, camera: str, n
         FileSystems.delete([final])
     FileSystems.rename([temp], [final])
     return final
+
+
+def remove_video(output: str, day: date, camera: str, name: str) -> None:
+    """Delete a video's files from one partition (after it was republished in another)."""
+    paths = [
+        FileSystems.join(partition_dir(output, table, day, camera), f"{name}.parquet")
+        for table in TABLES
+    ]
+    existing = [p for p in paths if FileSystems.exists(p)]
+    if existing:
+        FileSystems.delete(existing)

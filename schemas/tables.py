@@ -33,7 +33,7 @@ VIDEOS = pa.schema(
         pa.field("start_time", _TS, nullable=False),
         pa.field("start_time_source", pa.string(), nullable=False),
         pa.field("size_bytes", pa.int64(), nullable=False),
-        pa.field("mtime", _TS, nullable=False),
+        pa.field("mtime", _TS, nullable=False),  # file modification time, UTC
         pa.field("fingerprint", pa.string(), nullable=False),
         pa.field("duration_s", pa.float64()),
         pa.field("fps", pa.float64()),

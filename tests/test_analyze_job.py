@@ -1,0 +1,230 @@
+"""The analysis job end to end on generated clips: tables, bad inputs, reruns, errors, runners."""
+
+import json
+import os
+
+import duckdb
+import pytest
+from onnx_models import write_tiny_model
+from videos import corrupt_middle, truncate, without_index, write_audio_only, write_clip
+
+from jobs import analyze
+from jobs.outputlock import LOCK_NAME
+from reports.views import connect
+
+
+def run_job(tiny_model, inp, out, *extra):
+    args = ["--input", str(inp), "--output", str(out), "--model", str(tiny_model)]
+    return analyze.main(args + ["--workers", "1", "--no-progress", *extra])
+
+
+def videos(out):
+    return (
+        connect(str(out))
+        .execute(
+            "SELECT regexp_extract(video, '[^/]+$') AS name, camera, status, error, "
+            "frames_analysed, start_time_source, CAST(date AS VARCHAR) FROM videos ORDER BY name"
+        )
+        .fetchall()
+    )
+
+
+@pytest.fixture()
+def night(tmp_path):
+    """A night's recordings: good clips from two cameras and every kind of bad input."""
+    root = tmp_path / "videos"
+    write_clip(root / "lobby" / "20261122_093000.mp4", seconds=2, fps=10)
+    write_clip(root / "door" / "walk.mkv", seconds=1, fps=10, creation_time="2026-11-21T23:30:00Z")
+    clean = write_clip(tmp_path / "clean.mp4", seconds=3, fps=25, size=(320, 240))
+    indexed_first = write_clip(tmp_path / "fs.mp4", seconds=3, fps=25, faststart=True)
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "empty.mp4").write_bytes(b"")
+    (bad / "notes.mp4").write_text("this is a text file, not a video\n")
+    write_audio_only(bad / "audio.mp4")
+    without_index(clean, bad / "noindex.mp4")
+    truncate(indexed_first, bad / "cut.mp4", 0.5)
+    corrupt_middle(clean, bad / "glitch.mp4")
+    write_clip(bad / "phone.mp4", seconds=1, fps=10, rotation=90)
+    write_clip(bad / "tiny.mp4", seconds=1, fps=10, size=(64, 48))
+    write_clip(bad / "uhd.mp4", seconds=0.4, fps=5, size=(3840, 2160))
+    write_clip(bad / "vfr.mp4", fps=20, frame_times=[0, 0.05, 0.4, 0.45, 1.3, 1.9])
+    write_clip(bad / "hevc.mkv", seconds=1, fps=10, codec="libx265")
+    (bad / "readme.txt").write_text("not matched: not a video extension")
+    return root
+
+
+def test_a_night_with_bad_inputs(tiny_model, night, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_job(tiny_model, night, out) == 1  # some inputs failed, the rest written
+    rows = {r[0]: r for r in videos(out)}
+    assert set(rows) == {
+        "20261122_093000.mp4",
+        "walk.mkv",
+        "empty.mp4",
+        "notes.mp4",
+        "audio.mp4",
+        "noindex.mp4",
+        "cut.mp4",
+        "glitch.mp4",
+        "phone.mp4",
+        "tiny.mp4",
+        "uhd.mp4",
+        "vfr.mp4",
+        "hevc.mkv",
+    }
+    failed = {name: r[3] for name, r in rows.items() if r[2] == "failed"}
+    assert set(failed) == {"empty.mp4", "notes.mp4", "audio.mp4", "noindex.mp4"}
+    assert failed["audio.mp4"] == "no video stream (file has audio streams)"
+    assert failed["empty.mp4"] == "empty file (0 bytes)"
+    assert all(reason and "\n" not in reason for reason in failed.values())
+    ok = {name: r for name, r in rows.items() if r[2] == "ok"}
+    assert ok["20261122_093000.mp4"][1:] == ("lobby", "ok", None, 10, "filename", "2026-11-22")
+    assert ok["walk.mkv"][5] == "metadata"
+    assert ok["phone.mp4"][4] == 5 and ok["uhd.mp4"][4] == 2 and ok["cut.mp4"][4] >= 1
+    assert ok["vfr.mp4"][4] == 4  # 0, 0.4, 1.3, 1.9 on a 5 fps grid
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(summary)["videos_failed"] == 4
+
+    # A rerun redoes only what failed; nothing is duplicated.
+    before = videos(out)
+    assert run_job(tiny_model, night, out) == 1
+    assert videos(out) == before
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["videos_unchanged"] == 9 and last["videos_failed"] == 4 and last["videos_ok"] == 0
+
+
+def test_rerun_after_fixing_and_force(tiny_model, tmp_path):
+    root = tmp_path / "v"
+    write_clip(root / "cam" / "20261122_100000.mp4", seconds=1, fps=10)
+    (root / "cam" / "20261122_110000.mp4").write_bytes(b"")
+    out = tmp_path / "out"
+    assert run_job(tiny_model, root, out) == 1
+    write_clip(root / "cam" / "20261122_110000.mp4", seconds=1, fps=10)  # recording recovered
+    assert run_job(tiny_model, root, out) == 0
+    assert [r[2] for r in videos(out)] == ["ok", "ok"]
+    ids = connect(str(out)).execute("SELECT analysis_id FROM videos ORDER BY video").fetchall()
+    assert run_job(tiny_model, root, out, "--force") == 0
+    again = connect(str(out)).execute("SELECT analysis_id FROM videos ORDER BY video").fetchall()
+    assert len(again) == 2 and set(again).isdisjoint(ids)
+    files = sorted(p.name for p in (out / "videos").rglob("*.parquet"))
+    assert len(files) == 2
+
+
+def test_date_selection(tiny_model, tmp_path):
+    root = tmp_path / "v"
+    write_clip(root / "cam" / "20261121_235959.mp4", seconds=1, fps=10)
+    write_clip(root / "cam" / "20261122_000001.mp4", seconds=1, fps=10)
+    out = tmp_path / "out"
+    assert run_job(tiny_model, root, out, "--date", "2026-11-22") == 0
+    assert [r[0] for r in videos(out)] == ["20261122_000001.mp4"]
+    assert run_job(tiny_model, root, out, "--since", "2026-11-01") == 0
+    assert len(videos(out)) == 2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "/nonexistent/model.onnx"], "model file not found"),
+        (["--runner", "NoSuchRunner"], "unknown runner"),
+        (["--runner", "PrismRunner"], "downloads its binary"),
+        (["--fps", "0"], "--fps must be positive"),
+        (["--config", "/nonexistent.yaml"], "cannot read config"),
+    ],
+)
+def test_configuration_errors_exit_2_with_one_line(tiny_model, tmp_path, capsys, extra, message):
+    write_clip(tmp_path / "v" / "a.mp4", seconds=1)
+    from jobs.cli import run as run_cli
+
+    argv = [
+        "--input",
+        str(tmp_path / "v"),
+        "--output",
+        str(tmp_path / "o"),
+        "--model",
+        str(tiny_model),
+        *extra,
+    ]
+    code = run_cli(analyze.main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "o" / "videos").exists()
+
+
+def test_wrong_model_file_and_unwritable_output(tmp_path, capsys):
+    from jobs.cli import run as run_cli
+
+    write_clip(tmp_path / "v" / "a.mp4", seconds=1)
+    wrong = tmp_path / "wrong.onnx"
+    write_tiny_model(wrong, outputs=("age_logits", "gender_logits"))
+    argv = ["--input", str(tmp_path / "v"), "--output", str(tmp_path / "o"), "--model", str(wrong)]
+    assert run_cli(analyze.main, argv) == 2
+    assert "outputs age, gender_prob are missing" in capsys.readouterr().err
+    not_onnx = tmp_path / "text.onnx"
+    not_onnx.write_text("no")
+    argv[-1] = str(not_onnx)
+    assert run_cli(analyze.main, argv) == 2
+    assert "is not a loadable ONNX model" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["--input", str(tmp_path / "v"), "--output", str(blocker / "out"), "--model", str(wrong)]
+    write_tiny_model(wrong)
+    assert run_cli(analyze.main, argv) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_lock_stops_a_second_run_and_stale_lock_is_taken_over(tiny_model, tmp_path, capsys):
+    from jobs.cli import run as run_cli
+
+    write_clip(tmp_path / "v" / "a.mp4", seconds=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    argv = [
+        "--input",
+        str(tmp_path / "v"),
+        "--output",
+        str(out),
+        "--model",
+        str(tiny_model),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+    assert run_cli(analyze.main, argv) == 2
+    assert "another analysis" in capsys.readouterr().err
+    (out / LOCK_NAME).write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
+    assert run_cli(analyze.main, argv) == 0
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_portable_runner_with_in_process_job_service(tiny_model, tmp_path):
+    write_clip(tmp_path / "v" / "cam" / "20261122_120000.mp4", seconds=1, fps=10)
+    out = tmp_path / "out"
+    code = run_job(
+        tiny_model,
+        tmp_path / "v",
+        out,
+        "--runner",
+        "PortableRunner",
+        "--job_endpoint=embed",
+        "--environment_type=LOOPBACK",
+    )
+    assert code == 0
+    assert videos(out)[0][:3] == ("20261122_120000.mp4", "cam", "ok")
+
+
+def test_views_hide_rows_without_a_commit_record(tiny_model, tmp_path):
+    write_clip(tmp_path / "v" / "cam" / "20261122_120000.mp4", seconds=1, fps=10)
+    out = tmp_path / "out"
+    assert run_job(tiny_model, tmp_path / "v", out) == 0
+    for f in (out / "videos").rglob("*.parquet"):
+        f.unlink()  # as if the run died between the visitors file and the videos file
+    con = connect(str(out))
+    assert con.execute("SELECT count(*) FROM visitors").fetchone()[0] == 0
+    raw = duckdb.connect().execute(
+        f"SELECT count(*) FROM read_parquet('{out}/visitors/**/*.parquet')"
+    )
+    assert raw.fetchone()[0] == 0  # no faces in a gradient clip; the file exists and is empty
+    assert run_job(tiny_model, tmp_path / "v", out) == 0  # the next run repairs it
+    assert len(videos(out)) == 1

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+from videos import corrupt_middle, truncate, without_index, write_audio_only, write_clip
+
+from pipelines.frames import VideoError, VideoReader
+
+
+def read_all(path, fps=5.0):
+    with VideoReader(str(path), fps=fps) as reader:
+        frames = list(reader.frames())
+        return reader, frames
+
+
+def test_samples_by_timestamp_at_requested_rate(tmp_path):
+    path = write_clip(tmp_path / "a.mp4", seconds=3, fps=30, size=(160, 120))
+    reader, frames = read_all(path, fps=5)
+    assert reader.info.frames_decoded == 90
+    assert len(frames) == 15
+    assert [round(f.t_s, 3) for f in frames] == [round(0.2 * i, 3) for i in range(15)]
+    assert [f.index for f in frames] == list(range(0, 90, 6))
+    assert reader.info.fps == pytest.approx(30, abs=0.01) and reader.info.codec == "h264"
+    assert reader.duration_s == pytest.approx(3.0, abs=0.05)
+    assert frames[0].image.shape == (120, 160, 3) and frames[0].image.dtype == np.uint8
+
+
+def test_rotation_metadata_turns_frames_upright(tmp_path):
+    path = write_clip(tmp_path / "phone.mp4", seconds=1, fps=10, size=(160, 120), rotation=90)
+    reader, frames = read_all(path)
+    assert reader.info.rotation == 90
+    image = frames[0].image
+    assert image.shape == (160, 120, 3)
+    # The bright corner, top-left as encoded, is bottom-left once turned 90 degrees anticlockwise.
+    assert image[-5, 5].mean() > 200 and image[5, 5].mean() < 200
+
+
+def test_variable_frame_rate_is_sampled_on_the_time_grid(tmp_path):
+    times = [0.0, 0.05, 0.1, 0.6, 0.65, 1.0, 1.1, 1.7, 1.75, 1.8, 2.5]
+    path = write_clip(tmp_path / "vfr.mp4", fps=20, frame_times=times)
+    _, frames = read_all(path, fps=2)
+    assert [round(f.t_s, 2) for f in frames] == [0.0, 0.6, 1.0, 1.7, 2.5]
+
+
+def test_hevc_decodes(tmp_path):
+    path = write_clip(tmp_path / "h265.mkv", seconds=1, fps=10, codec="libx265")
+    reader, frames = read_all(path)
+    assert reader.info.codec == "hevc" and len(frames) == 5
+
+
+def test_corrupt_stretch_is_skipped_and_decoding_resumes(tmp_path):
+    clean = write_clip(tmp_path / "clean.mp4", seconds=4, fps=25, size=(320, 240))
+    broken = corrupt_middle(clean, tmp_path / "broken.mp4")
+    reader, frames = read_all(broken)
+    assert frames[-1].t_s > 3.0  # frames after the damage were still read
+    assert reader.info.frames_decoded < 100 or reader.info.corrupt_packets > 0
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", "not a readable video"),
+        (
+            lambda d: (d / "text.mp4").write_text("hello, not a video\n" * 20) or d / "text.mp4",
+            "not a readable video",
+        ),
+        (lambda d: write_audio_only(d / "audio.m4a"), "no video stream (file has audio streams)"),
+        (
+            lambda d: without_index(write_clip(d / "c.mp4"), d / "noindex.mp4"),
+            "not a readable video",
+        ),
+    ],
+)
+def test_unreadable_inputs_raise_one_line_reasons(tmp_path, make, reason):
+    with pytest.raises(VideoError) as err:
+        read_all(make(tmp_path))
+    assert reason in str(err.value) and "\n" not in str(err.value)
+
+
+def test_truncated_file_yields_the_frames_before_the_cut(tmp_path):
+    clean = write_clip(tmp_path / "clean.mp4", seconds=4, fps=25, size=(320, 240))
+    cut = truncate(clean, tmp_path / "cut.mkv", 0.5)
+    cut_mp4 = truncate(
+        write_clip(tmp_path / "c2.mkv", seconds=4, fps=25), tmp_path / "c2cut.mkv", 0.5
+    )
+    for path in (cut, cut_mp4):
+        try:
+            _, frames = read_all(path)
+        except VideoError:
+            continue  # a cut before the first decodable frame is a clean failure too
+        assert 0 < len(frames) < 20

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+from test_tracks import obs
+
+from pipelines.settings import load_settings
+from pipelines.tracks import Track
+from pipelines.visitors import age_band, aggregate
+
+SETTINGS = load_settings().visitors
+
+
+def track_of(observations):
+    track = Track(track_id=7)
+    for o in observations:
+        track.add(o)
+    return track
+
+
+def test_age_bands():
+    edges = (10, 20, 30, 40, 50, 60)
+    assert [age_band(a, edges) for a in (0, 9.9, 10, 35, 59.99, 60, 99)] == [
+        "0-9",
+        "0-9",
+        "10-19",
+        "30-39",
+        "50-59",
+        "60+",
+        "60+",
+    ]
+
+
+def test_weighted_age_and_gender_favour_the_bigger_face():
+    small = obs(0, 0.0, 300, 300, size=50, female=0.2, age=20)
+    big = [obs(i, i * 0.2, 300, 300, size=150, female=0.8, age=40) for i in (1, 2)]
+    visitor = aggregate(track_of([small, *big]), SETTINGS, frame_interval_s=0.2)
+    # weights 50 : 150 : 150 (score and frontalness equal)
+    assert visitor.age == pytest.approx((20 * 50 + 40 * 300) / 350, abs=1e-4)
+    assert visitor.gender_score == pytest.approx((0.2 * 50 + 0.8 * 300) / 350, abs=1e-6)
+    assert visitor.gender == "female" and visitor.age_band == "30-39"
+    assert visitor.age_std == pytest.approx(
+        np.sqrt((50 * (20 - visitor.age) ** 2 + 300 * (40 - visitor.age) ** 2) / 350), abs=1e-3
+    )
+    assert visitor.frames == 3 and visitor.face_px == pytest.approx(150)
+    assert visitor.start_s == 0.0 and visitor.end_s == pytest.approx(0.4)
+    assert visitor.dwell_s == pytest.approx(0.6)
+
+
+def test_short_or_small_tracks_are_dropped():
+    two_frames = [obs(i, i * 0.2, 300, 300) for i in range(2)]
+    assert aggregate(track_of(two_frames), SETTINGS, 0.2) is None
+    tiny = [obs(i, i * 0.2, 300, 300, size=20) for i in range(10)]
+    assert aggregate(track_of(tiny), SETTINGS, 0.2) is None
