@@ -361,8 +361,8 @@ def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
 
 def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut integer-rounded boxes out of ``image`` (zero padding outside) and resize each to
-    ``size`` x ``size`` with INTER_AREA, as MTCNN was trained. Returns (N, size, size, 3) float32.
-    Also returns the integer boxes actually cut, so outputs can be mapped back exactly."""
+    ``size`` x ``size`` with INTER_AREA, as MTCNN was trained. Returns the batch ready for the
+    net (see ``_prep``) and the integer boxes actually cut, so outputs map back exactly."""
     h, w = image.shape[:2]
     ib = np.round(boxes[:, :4]).astype(np.int64)
     ib[:, 2] = np.maximum(ib[:, 2], ib[:, 0] + 1)
@@ -379,13 +379,23 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray,
                 patch, sy1 - y1, y2 - sy2, sx1 - x1, x2 - sx2, cv2.BORDER_CONSTANT, value=0
             )
         interp = cv2.INTER_AREA if patch.shape[0] >= size else cv2.INTER_LINEAR
-        out[k] = cv2.resize(patch, (size, size), interpolation=interp)
+        out[k] = cv2.transpose(cv2.resize(patch, (size, size), interpolation=interp))
+    out *= 0.0078125
+    out -= 0.99609375
     return out, ib.astype(np.float64)
 
 
 def _prep(batch: np.ndarray) -> np.ndarray:
-    """NHWC float -> the nets' input: (x - 127.5) / 128 with H and W transposed (Keras export)."""
+    """NHWC pixels -> the nets' input: (x - 127.5) / 128 with H and W transposed (Keras export)."""
     return np.ascontiguousarray(((batch - 127.5) * 0.0078125).transpose(0, 2, 1, 3), np.float32)
+
+
+def _prep_image(image: np.ndarray) -> np.ndarray:
+    """``_prep`` for one uint8 HxWx3 image, fast: transpose as uint8 (cv2), normalise in place."""
+    out = cv2.transpose(image).astype(np.float32)
+    out *= 0.0078125
+    out -= 0.99609375
+    return out[None]
 
 
 class MtcnnDetector:
@@ -481,7 +491,7 @@ class MtcnnDetector:
             sw, sh = int(np.ceil(ww * scale)), int(np.ceil(wh * scale))
             interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             level = cv2.resize(work, (sw, sh), interpolation=interp)
-            reg, prob = self._run("p", _prep(level[None].astype(np.float32)))
+            reg, prob = self._run("p", _prep_image(level))
             # outputs are (1, W', H', c): transpose back to (H', W', c)
             prob = prob[0, :, :, 1].T
             reg = reg[0].transpose(1, 0, 2)
@@ -523,7 +533,7 @@ class MtcnnDetector:
 
     def _stage2(self, image, work, fx, fy, boxes: np.ndarray) -> np.ndarray:
         crops, cut = self._cut(image, work, fx, fy, boxes, 24)
-        reg, prob = self._run("r", _prep(crops))
+        reg, prob = self._run("r", crops)
         score = prob[:, 1]
         ok = score > self.thresholds[1]
         if not ok.any():
@@ -536,7 +546,7 @@ class MtcnnDetector:
     def _run_onet(self, image, work, fx, fy, boxes):
         """O-Net on square boxes: (box regression, landmarks in full-res px, score)."""
         crops, cut = self._cut(image, work, fx, fy, boxes, 48)
-        reg, points, prob = self._run("o", _prep(crops))
+        reg, points, prob = self._run("o", crops)
         bw = (cut[:, 2] - cut[:, 0])[:, None]
         bh = (cut[:, 3] - cut[:, 1])[:, None]
         # points are fractions of the crop: 5 x's then 5 y's. Continuous -> pixel-centre: -0.5.
