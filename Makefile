@@ -46,6 +46,7 @@ report:  ## run every report over $(OUTPUT)/ and print them
 	$(PY) -m jobs.report --data $(OUTPUT)
 
 nightly:  ## analyse yesterday's videos under $(INPUT) into $(OUTPUT)/ and print the daily report
+	@test -n "$(INPUT)" || { echo "usage: make nightly INPUT=recordings/ [OUTPUT=output/]"; exit 2; }
 	$(PY) -m jobs.nightly --input $(INPUT) --output $(OUTPUT)
 
 clean:  ## remove caches, build artefacts and demo output (keeps .venv/)

@@ -1,0 +1,69 @@
+"""python -m jobs.nightly --input videos/ --output output/ : one night's routine.
+
+Analyses the videos that start on the given day (default: yesterday, by the pipeline's start-time
+rule), incrementally, then prints that day's reports. Exit status is the analysis's: 0 all ok,
+1 some inputs failed (the rest are written and reported), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, timedelta
+
+from jobs import analyze, report
+from jobs.cli import EXIT_USAGE, run
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m jobs.nightly",
+        description="Analyse one day's kiosk videos into --output and print that day's reports.",
+        epilog="Options after -- are passed to jobs.analyze (e.g. -- --workers 2 --detections).",
+    )
+    p.add_argument("--input", required=True, help="folder of recordings (searched recursively)")
+    p.add_argument("--output", default="output", help="tables folder (default: output/)")
+    p.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="the day to analyse (default: yesterday)",
+    )
+    p.add_argument(
+        "--format",
+        default="table",
+        choices=["table", "markdown", "csv", "html"],
+        help="report format (default: table)",
+    )
+    p.add_argument("--report-out", metavar="DIR", help="write the reports into DIR instead")
+    args, rest = p.parse_known_args(argv)
+    return args, [a for a in rest if a != "--"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    day = args.date or date.today() - timedelta(days=1)
+    code = run(
+        analyze.main,
+        ["--input", args.input, "--output", args.output, "--date", day.isoformat(), *extra],
+    )
+    if code == EXIT_USAGE:
+        return code
+    report_args = [
+        "--data",
+        args.output,
+        "--from",
+        day.isoformat(),
+        "--to",
+        day.isoformat(),
+        "--format",
+        args.format,
+    ]
+    if args.report_out:
+        report_args += ["--out", args.report_out]
+    report_code = report.main(report_args)
+    return max(code, report_code)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

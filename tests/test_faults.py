@@ -1,0 +1,121 @@
+"""Crash safety and idempotence: a run killed at any moment, and the same night run twice."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA
+from videos import write_clip
+
+from jobs import analyze
+from reports.views import connect
+
+REPO = Path(__file__).resolve().parents[1]
+STABLE_VIDEO_COLUMNS = (
+    "video, camera, date, start_time, status, error, frames_decoded, frames_analysed, "
+    "faces_detected, tracks, visitors, visitors_dropped"
+)
+
+
+def recordings(root: Path) -> Path:
+    for i in range(6):
+        write_clip(root / f"cam{i % 2}" / f"20261122_1{i}0000.mp4", seconds=2, fps=10)
+    (root / "cam0" / "broken.mp4").write_text("not a video")
+    gifs = sorted((SHARED_DATA / "videos").glob("*.gif")) if SHARED_DATA.exists() else []
+    for gif in gifs:  # real faces, so visitor rows are compared too
+        shutil.copy(gif, root / "cam1" / gif.name)
+    return root
+
+
+def tables(out: Path) -> tuple[list, list]:
+    con = connect(str(out))
+    videos = con.execute(f"SELECT {STABLE_VIDEO_COLUMNS} FROM videos ORDER BY video").fetchall()
+    visitors = con.execute(
+        "SELECT video, track_id, start_s, end_s, frames, round(age, 3), gender "
+        "FROM visitors ORDER BY video, track_id"
+    ).fetchall()
+    return videos, visitors
+
+
+def args(model, inp, out):
+    return [
+        "--input",
+        str(inp),
+        "--output",
+        str(out),
+        "--model",
+        str(model),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+
+
+def test_killed_run_is_repaired_by_the_next(tiny_model, tmp_path):
+    inp = recordings(tmp_path / "videos")
+    reference = tmp_path / "reference"
+    assert analyze.main(args(tiny_model, inp, reference)) == 1  # broken.mp4 fails
+    expected = tables(reference)
+    assert len(expected[0]) >= 7
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.analyze", *args(tiny_model, inp, out)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "videos").rglob("*.parquet")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    published = len(list((out / "videos").rglob("*.parquet")))
+    assert 0 < published < len(expected[0]), "the kill should land mid-run"
+    assert (out / ".analyze.lock").exists()  # left behind by the dead run: stale
+
+    assert analyze.main(args(tiny_model, inp, out)) == 1
+    assert tables(out) == expected
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_same_night_twice_changes_nothing(tiny_model, tmp_path, capsys):
+    inp = recordings(tmp_path / "videos")
+    out = tmp_path / "out"
+    analyze.main(args(tiny_model, inp, out))
+    first = tables(out)
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet") if "broken" not in str(p)}
+    capsys.readouterr()
+    analyze.main(args(tiny_model, inp, out))
+    assert tables(out) == first
+    ok_files = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet") if p in files}
+    # Only the failed input is retried; every published ok video is left untouched.
+    con = connect(str(out))
+    failed_ids = {
+        r[0] for r in con.execute("SELECT video_id FROM videos WHERE status='failed'").fetchall()
+    }
+    untouched = {p: t for p, t in files.items() if p.stem not in failed_ids}
+    assert all(ok_files[p] == t for p, t in untouched.items())
+    assert len(untouched) >= 2 * 6
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file_is_recorded_failed(tiny_model, tmp_path):
+    inp = tmp_path / "v"
+    write_clip(inp / "cam" / "ok.mp4", seconds=1)
+    locked = write_clip(inp / "cam" / "locked.mp4", seconds=1)
+    locked.chmod(0)
+    out = tmp_path / "out"
+    assert analyze.main(args(tiny_model, inp, out)) == 1
+    rows = dict(
+        connect(str(out))
+        .execute("SELECT regexp_extract(video, '[^/]+$'), error FROM videos WHERE status='failed'")
+        .fetchall()
+    )
+    assert "Permission denied" in rows["locked.mp4"]
