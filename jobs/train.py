@@ -1,0 +1,42 @@
+"""Train the multi-task face model: ``python -m jobs.train --config CFG --data DIR_OR_TAR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__)
+    ap.add_argument("--config", required=True, help="YAML training config")
+    ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
+    ap.add_argument("--manifest", help="CSV path,age,gender[,race] (paths relative to the CSV)")
+    ap.add_argument("--run-dir", required=True, help="output folder for config, metrics, final.pt")
+    ap.add_argument("--epochs", type=int, help="override train.epochs")
+    args = ap.parse_args(argv)
+
+    from model import datasets
+    from model.train import load_config, train
+
+    try:
+        cfg = load_config(args.config)
+    except (OSError, ValueError) as e:
+        print(f"error: cannot read config: {e}", file=sys.stderr)
+        return 2
+    if args.epochs:
+        cfg["train"]["epochs"] = args.epochs
+
+    def log(msg: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+    try:
+        train(cfg, args.data, args.run_dir, args.manifest, log=log)
+    except datasets.DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

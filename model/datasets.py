@@ -1,0 +1,246 @@
+"""Face data sources: UTKFace (folder or .tar.gz) and a generic CSV manifest; split; uint8 cache.
+
+Torch-free: training and evaluation both read faces through here.
+
+* UTKFace names: ``<age>_<gender>_<race>_<datetime>.jpg.chip.jpg``, gender 0 = male, 1 = female,
+  race 0 white, 1 black, 2 asian, 3 indian, 4 other. Malformed names are skipped with a warning.
+* Manifest: CSV with header ``path,age,gender`` (optional ``race``), paths relative to the CSV.
+* Split: a face is in the validation part when a seeded SHA-1 of its file name falls below
+  ``val_fraction``, so the split depends only on the names and the seed, never on file order.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import tarfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.preprocess import DecodeError, decode_rgb, prepare_chip
+
+MAX_AGE = 100
+RACES = ("white", "black", "asian", "indian", "other")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+_UTK = re.compile(r"^(\d+)_([01])_([0-4])_(\d+) ?\.jpg(\.chip\.jpg)?$")
+
+
+class DataError(ValueError):
+    """A user-facing data problem (missing file, unreadable archive, bad manifest)."""
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    path: str  # member name in the tar, or path relative to the folder / manifest directory
+    age: int  # years, clipped to 0..MAX_AGE
+    gender: int  # 0 male, 1 female, -1 unknown
+    race: int = -1  # UTKFace race group, -1 unknown
+
+    @property
+    def key(self) -> str:
+        return os.path.basename(self.path)
+
+
+def parse_utkface_name(name: str) -> FaceRecord | None:
+    """Labels from a UTKFace file name, or None when the name is malformed."""
+    m = _UTK.match(os.path.basename(name))
+    if not m:
+        return None
+    age = min(int(m.group(1)), MAX_AGE)
+    return FaceRecord(name, age, int(m.group(2)), int(m.group(3)))
+
+
+def _is_image(name: str) -> bool:
+    base = os.path.basename(name)
+    return not base.startswith(".") and base.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _records_from_names(names: list[str], origin: str) -> list[FaceRecord]:
+    records, bad = [], []
+    for name in sorted(names):
+        rec = parse_utkface_name(name)
+        if rec is None:
+            bad.append(os.path.basename(name))
+        else:
+            records.append(rec)
+    if bad:
+        shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+        warnings.warn(
+            f"{origin}: skipped {len(bad)} file(s) with a malformed UTKFace name: {shown}",
+            stacklevel=3,
+        )
+    return records
+
+
+def is_tar(source: str | Path) -> bool:
+    s = str(source)
+    return s.endswith((".tar", ".tar.gz", ".tgz"))
+
+
+def scan_utkface(source: str | Path) -> list[FaceRecord]:
+    """Records for every well-named image in a UTKFace folder or tar archive."""
+    source = Path(source)
+    if not source.exists():
+        raise DataError(f"data not found: {source}")
+    if source.is_dir():
+        names = [str(p.relative_to(source)) for p in sorted(source.rglob("*")) if _is_image(p.name)]
+    else:
+        try:
+            with tarfile.open(source) as tar:
+                names = [m.name for m in tar.getmembers() if m.isfile() and _is_image(m.name)]
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise DataError(f"cannot read archive {source}: {e}") from e
+    if not names:
+        raise DataError(f"no images found in {source}")
+    return _records_from_names(names, str(source))
+
+
+def read_manifest(csv_path: str | Path) -> list[FaceRecord]:
+    """Records from a ``path,age,gender[,race]`` CSV; paths are relative to the CSV's folder."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"manifest not found: {csv_path}")
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields = {c.strip().lower() for c in reader.fieldnames or []}
+        if not {"path", "age", "gender"} <= fields:
+            raise DataError(f"{csv_path}: manifest needs the columns path,age,gender")
+        records = []
+        for i, row in enumerate(reader, start=2):
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+            try:
+                age = min(max(int(float(row["age"])), 0), MAX_AGE)
+                gender = int(row["gender"]) if row["gender"] != "" else -1
+                race = int(row["race"]) if row.get("race", "") != "" else -1
+            except ValueError:
+                warnings.warn(f"{csv_path}:{i}: bad age/gender, row skipped", stacklevel=2)
+                continue
+            if gender not in (-1, 0, 1):
+                warnings.warn(f"{csv_path}:{i}: gender must be 0 or 1, row skipped", stacklevel=2)
+                continue
+            records.append(FaceRecord(row["path"], age, gender, race))
+    if not records:
+        raise DataError(f"{csv_path}: no usable rows")
+    return records
+
+
+def load_records(data: str | Path, manifest: str | Path | None = None) -> list[FaceRecord]:
+    """UTKFace records from ``data``, or the manifest's records (``data`` then unused)."""
+    if manifest:
+        return read_manifest(manifest)
+    return scan_utkface(data)
+
+
+def image_root(data: str | Path, manifest: str | Path | None = None) -> Path:
+    return Path(manifest).resolve().parent if manifest else Path(data)
+
+
+def is_val(key: str, seed: int, val_fraction: float) -> bool:
+    digest = hashlib.sha1(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < val_fraction
+
+
+def split_records(
+    records: list[FaceRecord], seed: int, val_fraction: float
+) -> tuple[list[FaceRecord], list[FaceRecord]]:
+    """(train, val) by a seeded stable hash of each file name."""
+    train, val = [], []
+    for r in records:
+        (val if is_val(r.key, seed, val_fraction) else train).append(r)
+    return train, val
+
+
+def select_split(
+    records: list[FaceRecord], split: str, seed: int, val_fraction: float
+) -> list[FaceRecord]:
+    if split == "all":
+        return records
+    train, val = split_records(records, seed, val_fraction)
+    return {"train": train, "val": val}[split]
+
+
+def write_split(path: str | Path, train: list[FaceRecord], val: list[FaceRecord], **info) -> None:
+    payload = {**info, "train": [r.path for r in train], "val": [r.path for r in val]}
+    Path(path).write_text(json.dumps(payload, indent=0))
+
+
+def load_images(
+    records: list[FaceRecord], root: str | Path, size: int, crop: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and prepare every record -> (uint8 [N, size, size, 3], bool ok[N]).
+
+    Reads a tar archive in one sequential pass; unreadable images are warned about and left
+    black with ``ok`` False.
+    """
+    root = Path(root)
+    out = np.zeros((len(records), size, size, 3), np.uint8)
+    ok = np.zeros(len(records), bool)
+    index = {r.path: i for i, r in enumerate(records)}
+
+    def put(i: int, data: bytes, name: str) -> None:
+        try:
+            out[i] = prepare_chip(decode_rgb(data), size, crop)
+            ok[i] = True
+        except DecodeError:
+            warnings.warn(f"cannot decode {name}, skipped", stacklevel=3)
+
+    if root.is_file() and is_tar(root):
+        try:
+            with tarfile.open(root, "r|*") as tar:
+                for member in tar:
+                    i = index.get(member.name)
+                    if i is not None and member.isfile():
+                        put(i, tar.extractfile(member).read(), member.name)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise DataError(f"cannot read archive {root}: {e}") from e
+    else:
+        for r, i in index.items():
+            p = root / r
+            if not p.is_file():
+                warnings.warn(f"image not found: {p}, skipped", stacklevel=2)
+                continue
+            put(i, p.read_bytes(), str(p))
+    return out, ok
+
+
+def labels_array(records: list[FaceRecord]) -> dict[str, np.ndarray]:
+    return {
+        "age": np.array([r.age for r in records], np.int64),
+        "gender": np.array([r.gender for r in records], np.int64),
+        "race": np.array([r.race for r in records], np.int64),
+    }
+
+
+def cached_images(
+    records: list[FaceRecord],
+    root: str | Path,
+    size: int,
+    crop: float,
+    cache_dir: str | Path | None = "cache",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``load_images`` memoised in ``cache_dir`` (keyed by source, its mtime/size, records, size,
+    crop); pass ``cache_dir=None`` to disable."""
+    if cache_dir is None:
+        return load_images(records, root, size, crop)
+    root = Path(root)
+    st = root.stat()
+    h = hashlib.sha1()
+    h.update(f"{root.resolve()}|{st.st_mtime_ns}|{st.st_size}|{size}|{crop}|v1".encode())
+    for r in records:
+        h.update(r.path.encode() + b"\0")
+    path = Path(cache_dir) / f"faces-{size}-{h.hexdigest()[:16]}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return z["images"], z["ok"]
+    images, ok = load_images(records, root, size, crop)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, images=images, ok=ok)
+    os.replace(tmp, path)
+    return images, ok

@@ -1,0 +1,93 @@
+"""Multi-task loss: ``total = sum(weight[head] * loss[head])``, one backward pass.
+
+Age (101 classes, one per year) supports:
+* ``ce``: plain cross-entropy on the year class;
+* ``gaussian``: cross-entropy against a Gaussian label distribution N(age, sigma^2) over the
+  classes (soft labels, DLDL);
+* ``mean_variance``: ``ce`` plus Pan et al.'s mean loss ``(E[a] - age)^2 / 2`` and variance loss
+  ``Var[a]`` weighted by ``mean_weight`` / ``variance_weight``.
+``l1_weight`` adds ``|E[a] - age|`` to any of them. Every other head is cross-entropy with
+``label_smoothing``; labels of -1 (unknown) are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_targets(age: torch.Tensor, num_classes: int, sigma: float) -> torch.Tensor:
+    """[N] ages -> [N, C] Gaussian label distributions, each row summing to 1."""
+    classes = torch.arange(num_classes, dtype=torch.float32, device=age.device)
+    d = classes[None, :] - age.float()[:, None]
+    p = torch.exp(-0.5 * (d / sigma) ** 2)
+    return p / p.sum(1, keepdim=True)
+
+
+def expected_age(logits: torch.Tensor) -> torch.Tensor:
+    classes = torch.arange(logits.shape[1], dtype=logits.dtype, device=logits.device)
+    return (logits.softmax(1) * classes).sum(1)
+
+
+def age_loss(logits: torch.Tensor, age: torch.Tensor, cfg: Mapping) -> torch.Tensor:
+    logits = logits.float()
+    kind = cfg.get("type", "ce")
+    if kind == "ce":
+        loss = F.cross_entropy(logits, age)
+    elif kind == "gaussian":
+        target = gaussian_targets(age, logits.shape[1], float(cfg.get("sigma", 2.0)))
+        loss = -(target * logits.log_softmax(1)).sum(1).mean()
+    elif kind == "mean_variance":
+        p = logits.softmax(1)
+        classes = torch.arange(logits.shape[1], dtype=p.dtype, device=p.device)
+        mean = (p * classes).sum(1)
+        var = (p * (classes[None] - mean[:, None]) ** 2).sum(1)
+        loss = (
+            F.cross_entropy(logits, age)
+            + float(cfg.get("mean_weight", 0.2)) * (0.5 * (mean - age.float()) ** 2).mean()
+            + float(cfg.get("variance_weight", 0.05)) * var.mean()
+        )
+    else:
+        raise ValueError(f"unknown age loss '{kind}' (ce, gaussian, mean_variance)")
+    l1 = float(cfg.get("l1_weight", 0.0))
+    if l1:
+        loss = loss + l1 * (expected_age(logits) - age.float()).abs().mean()
+    return loss
+
+
+class MultiTaskLoss:
+    """Callable ``(outputs, targets) -> (total, {head: loss})`` built from the ``loss:`` config.
+
+    ``weights`` default to 1 per head; heads absent from ``targets`` or whose labels are all -1
+    contribute nothing.
+    """
+
+    def __init__(self, cfg: Mapping | None = None):
+        cfg = dict(cfg or {})
+        self.weights = {k: float(v) for k, v in (cfg.get("weights") or {}).items()}
+        self.age_cfg = dict(cfg.get("age") or {"type": "ce"})
+        self.label_smoothing = float(cfg.get("label_smoothing", 0.0))
+
+    def __call__(
+        self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts: dict[str, torch.Tensor] = {}
+        for name, logits in outputs.items():
+            y = targets.get(name)
+            if y is None:
+                continue
+            known = y >= 0
+            if not bool(known.any()):
+                continue
+            if name == "age":
+                parts[name] = age_loss(logits[known], y[known], self.age_cfg)
+            else:
+                parts[name] = F.cross_entropy(
+                    logits[known].float(), y[known], label_smoothing=self.label_smoothing
+                )
+        if not parts:
+            raise ValueError("no head has labels in this batch")
+        total = sum(self.weights.get(k, 1.0) * v for k, v in parts.items())
+        return total, parts

@@ -1,0 +1,108 @@
+"""Age/gender metrics in plain numpy (no torch): used by training logs and ``jobs.evaluate``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+TOLERANCES = (1, 3, 5, 10, 15)
+BANDS = tuple((lo, lo + 9) for lo in range(0, 70, 10)) + ((70, None),)
+RACE_NAMES = ("white", "black", "asian", "indian", "other")
+
+
+def band_name(lo: int, hi: int | None) -> str:
+    return f"{lo}-{hi}" if hi is not None else f"{lo}+"
+
+
+def age_metrics(true_age, pred_age) -> dict:
+    """MAE, exact accuracy (rounded prediction == true year) and accuracy within +-k years."""
+    t = np.asarray(true_age, np.float64)
+    p = np.asarray(pred_age, np.float64)
+    if t.size == 0:
+        return {"n": 0}
+    err = np.abs(p - t)
+    out = {"n": int(t.size), "mae": float(err.mean())}
+    out["exact_acc"] = float((np.rint(p) == t).mean())
+    for k in TOLERANCES:
+        out[f"within_{k}"] = float((err <= k).mean())
+    return out
+
+
+def confusion_matrix(true, pred, num_classes: int = 2) -> np.ndarray:
+    """[true, pred] counts."""
+    m = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(m, (np.asarray(true, np.int64), np.asarray(pred, np.int64)), 1)
+    return m
+
+
+def gender_metrics(true_gender, prob_female, threshold: float = 0.5) -> dict:
+    t = np.asarray(true_gender, np.int64)
+    known = t >= 0
+    t = t[known]
+    pred = (np.asarray(prob_female, np.float64)[known] >= threshold).astype(np.int64)
+    if t.size == 0:
+        return {"gender_n": 0}
+    return {
+        "gender_n": int(t.size),
+        "gender_acc": float((pred == t).mean()),
+        "gender_confusion": confusion_matrix(t, pred, 2).tolist(),
+    }
+
+
+def per_band_mae(true_age, pred_age) -> dict[str, dict]:
+    t = np.asarray(true_age, np.float64)
+    err = np.abs(np.asarray(pred_age, np.float64) - t)
+    out = {}
+    for lo, hi in BANDS:
+        sel = (t >= lo) & (t <= hi if hi is not None else True)
+        n = int(sel.sum())
+        out[band_name(lo, hi)] = {"n": n, "mae": float(err[sel].mean()) if n else None}
+    return out
+
+
+def per_group_mae(true_age, pred_age, groups, names=RACE_NAMES) -> dict[str, dict]:
+    t = np.asarray(true_age, np.float64)
+    err = np.abs(np.asarray(pred_age, np.float64) - t)
+    g = np.asarray(groups, np.int64)
+    out = {}
+    for i, name in enumerate(names):
+        sel = g == i
+        n = int(sel.sum())
+        if n:
+            out[name] = {"n": n, "mae": float(err[sel].mean())}
+    return out
+
+
+def evaluate_predictions(true_age, pred_age, true_gender, prob_female, race=None) -> dict:
+    """Every metric ``jobs.evaluate`` reports, as one JSON-able dict."""
+    out = age_metrics(true_age, pred_age)
+    out.update(gender_metrics(true_gender, prob_female))
+    out["mae_per_band"] = per_band_mae(true_age, pred_age)
+    if race is not None and (np.asarray(race) >= 0).any():
+        out["mae_per_race"] = per_group_mae(true_age, pred_age, race)
+    return out
+
+
+def format_report(m: dict) -> str:
+    """Human-readable multi-line report of ``evaluate_predictions`` output."""
+    lines = [f"n                {m['n']}"]
+    if m["n"]:
+        lines.append(f"age MAE          {m['mae']:.3f} years")
+        lines.append(f"exact acc        {100 * m['exact_acc']:.2f}%")
+        for k in TOLERANCES:
+            lines.append(f"within +-{k:<2}     {100 * m[f'within_{k}']:.2f}%")
+    if m.get("gender_n"):
+        lines.append(f"gender acc       {100 * m['gender_acc']:.2f}%  (n={m['gender_n']})")
+        c = m["gender_confusion"]
+        lines.append("gender confusion (rows true, cols predicted)")
+        lines.append("                 male  female")
+        lines.append(f"  male         {c[0][0]:7d} {c[0][1]:7d}")
+        lines.append(f"  female       {c[1][0]:7d} {c[1][1]:7d}")
+    lines.append("MAE per age band")
+    for band, v in m.get("mae_per_band", {}).items():
+        mae = "   -  " if v["mae"] is None else f"{v['mae']:6.2f}"
+        lines.append(f"  {band:<8} {mae}  (n={v['n']})")
+    if "mae_per_race" in m:
+        lines.append("MAE per race group")
+        for race, v in m["mae_per_race"].items():
+            lines.append(f"  {race:<8} {v['mae']:6.2f}  (n={v['n']})")
+    return "\n".join(lines)

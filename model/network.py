@@ -1,0 +1,111 @@
+"""The multi-task face network: a torchvision backbone chosen by config and one head per task.
+
+Heads are declared in the config as ``{name: number_of_classes}``; each is dropout + a linear
+layer over the pooled backbone features, and ``forward`` returns ``{name: logits}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import efficientnet as tv_efficientnet
+
+BACKBONES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "efficientnet_b1",
+)
+
+
+def build_backbone(
+    name: str, width: float = 1.0, small_input: bool = False
+) -> tuple[nn.Module, int]:
+    """Return ``(module mapping NCHW images to [N, D] features, D)``; random initialisation.
+
+    ``width`` is the family's width multiplier (MobileNetV3, EfficientNet); ResNets have none and
+    reject anything but 1.0. ``small_input`` removes the first down-sampling step (ResNet max-pool,
+    stride of the stem conv elsewhere) for inputs well below 224 px: 4x the FLOPs.
+    """
+    if name.startswith("resnet"):
+        if width != 1.0:
+            raise ValueError(f"{name} has no width multiplier (got width={width})")
+        net = getattr(torchvision.models, name)(weights=None)
+        dim = net.fc.in_features
+        net.fc = nn.Identity()
+        if small_input:
+            net.maxpool = nn.Identity()
+        return net, dim
+    if name.startswith("mobilenet_v3"):
+        net = getattr(torchvision.models, name)(weights=None, width_mult=width)
+        dim = net.classifier[0].in_features
+        if small_input:
+            net.features[0][0].stride = (1, 1)
+        return nn.Sequential(net.features, net.avgpool, nn.Flatten(1)), dim
+    if name.startswith("efficientnet_b"):
+        depth = {"efficientnet_b0": 1.0, "efficientnet_b1": 1.1}[name]
+        setting, last = tv_efficientnet._efficientnet_conf(name, width_mult=width, depth_mult=depth)
+        net = tv_efficientnet.EfficientNet(setting, dropout=0.0, last_channel=last)
+        dim = net.classifier[1].in_features
+        if small_input:
+            net.features[0][0].stride = (1, 1)
+        return nn.Sequential(net.features, net.avgpool, nn.Flatten(1)), dim
+    raise ValueError(f"unknown backbone '{name}', choose one of {', '.join(BACKBONES)}")
+
+
+class MultiTaskNet(nn.Module):
+    """Shared backbone + ``{head: Dropout -> Linear}``; ``forward`` returns ``{head: logits}``."""
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        heads: Mapping[str, int] | None = None,
+        width: float = 1.0,
+        dropout: float = 0.2,
+        small_input: bool = False,
+    ):
+        super().__init__()
+        heads = dict(heads or {"age": 101, "gender": 2})
+        self.backbone, dim = build_backbone(backbone, width, small_input)
+        self.feature_dim = dim
+        self.head_classes = {k: int(v) for k, v in heads.items()}
+        self.heads = nn.ModuleDict(
+            {k: nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n)) for k, n in heads.items()}
+        )
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(x)
+        return {name: head(features) for name, head in self.heads.items()}
+
+
+def build_model(cfg: Mapping) -> MultiTaskNet:
+    """Build from the ``model:`` section of the training config."""
+    return MultiTaskNet(
+        backbone=cfg.get("backbone", "resnet18"),
+        heads=cfg.get("heads", {"age": 101, "gender": 2}),
+        width=float(cfg.get("width", 1.0)),
+        dropout=float(cfg.get("dropout", 0.2)),
+        small_input=bool(cfg.get("small_input", False)),
+    )
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_size: int) -> int:
+    """FLOPs of one forward pass for one face (multiply-add counted as 2), via FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, input_size, input_size))
+    model.train(was_training)
+    return int(counter.get_total_flops())

@@ -1,0 +1,333 @@
+"""Training loop for the multi-task face network.
+
+Everything comes from the YAML config (see ``config/train.yaml``). A run folder receives
+``config.yaml`` (the resolved config), ``split.json`` (which faces are train/val), ``metrics.csv``
+and ``metrics.json`` (one row per epoch), ``train.log`` lines on stdout, and ``final.pt``.
+
+Faces are decoded and resized once into a uint8 cache; augmentation runs on whole batches of
+tensors (flip, affine rotation/scale/shift, colour jitter, random erasing).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from model import datasets
+from model.losses import MultiTaskLoss, expected_age
+from model.metrics import age_metrics, gender_metrics
+from model.network import build_model, count_flops, count_params
+
+
+def load_config(path: str | Path) -> dict:
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: not a YAML mapping")
+    return cfg
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, total: int, warmup: int, base: float, min_ratio: float, t=None) -> float:
+    """Linear warm-up then cosine decay to ``base * min_ratio``; ``t`` overrides the post-warm-up
+    progress in [0, 1] (used by the wall-clock budget)."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    if t is None:
+        t = (step - warmup) / max(1, total - warmup)
+    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
+    """Batch augmentation of float images in [0, 1], NCHW."""
+    n = x.shape[0]
+
+    def u(lo, hi):
+        return torch.rand(n, generator=gen) * (hi - lo) + lo
+
+    if cfg.get("hflip", 0.5):
+        flip = torch.rand(n, generator=gen) < float(cfg.get("hflip", 0.5))
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    rot, scale, shift = (
+        float(cfg.get("rotate_deg", 0)),
+        float(cfg.get("scale", 0)),
+        float(cfg.get("translate", 0)),
+    )
+    if rot or scale or shift:
+        a = u(-rot, rot) * math.pi / 180
+        s = u(1 - scale, 1 + scale)
+        tx, ty = u(-shift, shift) * 2, u(-shift, shift) * 2
+        theta = torch.stack(
+            [
+                torch.stack([torch.cos(a) / s, -torch.sin(a) / s, tx], 1),
+                torch.stack([torch.sin(a) / s, torch.cos(a) / s, ty], 1),
+            ],
+            1,
+        )
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    b, c, sat = (
+        float(cfg.get("brightness", 0)),
+        float(cfg.get("contrast", 0)),
+        float(cfg.get("saturation", 0)),
+    )
+    if b:
+        x = x * u(1 - b, 1 + b)[:, None, None, None]
+    if c:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * u(1 - c, 1 + c)[:, None, None, None] + mean
+    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    if sat:
+        x = gray + (x - gray) * u(1 - sat, 1 + sat)[:, None, None, None]
+    p_gray = float(cfg.get("grayscale", 0))
+    if p_gray:
+        g = torch.rand(n, generator=gen) < p_gray
+        x = torch.where(g[:, None, None, None], gray.expand_as(x), x)
+    return x.clamp(0, 1)
+
+
+def random_erase(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
+    """Random erasing on normalised images: one box per chosen image filled with noise."""
+    p = float(cfg.get("erase_prob", 0))
+    if not p:
+        return x
+    n, _, h, w = x.shape
+    area = torch.rand(n, generator=gen) * (cfg.get("erase_area", [0.02, 0.2])[1] - 0.02) + 0.02
+    logr = torch.rand(n, generator=gen) * (2 * math.log(3.3)) - math.log(3.3)
+    ratio = torch.exp(logr)
+    eh = (torch.sqrt(area * ratio) * h).clamp(1, h).long()
+    ew = (torch.sqrt(area / ratio) * w).clamp(1, w).long()
+    y0 = (torch.rand(n, generator=gen) * (h - eh + 1).float()).long()
+    x0 = (torch.rand(n, generator=gen) * (w - ew + 1).float()).long()
+    ys = torch.arange(h)[None, :]
+    xs = torch.arange(w)[None, :]
+    my = (ys >= y0[:, None]) & (ys < (y0 + eh)[:, None])
+    mx = (xs >= x0[:, None]) & (xs < (x0 + ew)[:, None])
+    chosen = torch.rand(n, generator=gen) < p
+    mask = (my[:, :, None] & mx[:, None, :] & chosen[:, None, None])[:, None]
+    noise = torch.randn(x.shape, generator=gen)
+    return torch.where(mask, noise, x)
+
+
+def sample_weights(ages: np.ndarray, bin_years: int, power: float) -> np.ndarray:
+    """Per-face weights ``count(age bin) ** -power`` for class-balanced sampling."""
+    bins = ages // bin_years
+    counts = np.bincount(bins)
+    w = counts[bins].astype(np.float64) ** -power
+    return w / w.sum()
+
+
+def to_input(batch_u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1]."""
+    return batch_u8.permute(0, 3, 1, 2).float().div_(255)
+
+
+@torch.no_grad()
+def predict(model, images: torch.Tensor, mean, std, batch: int = 512, channels_last=False):
+    model.eval()
+    outs: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(images), batch):
+        x = (to_input(images[i : i + batch], mean, std) - mean) / std
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for k, v in model(x).items():
+            outs.setdefault(k, []).append(v.float())
+    return {k: torch.cat(v) for k, v in outs.items()}
+
+
+def train(cfg: dict, data: str, run_dir: str, manifest: str | None = None, log=print) -> dict:
+    """Run one training; returns the final epoch's metrics. See module docstring for outputs."""
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    seed = int(cfg.get("seed", 0))
+    seed_everything(seed)
+    tcfg, dcfg, mcfg = cfg["train"], cfg["data"], cfg["model"]
+    threads = int(tcfg.get("threads", 0)) or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    device = torch.device(tcfg.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
+    amp = device.type == "cuda" and tcfg.get("amp", "auto") in ("auto", True)
+
+    size, crop = int(dcfg["input_size"]), float(dcfg.get("crop", 1.0))
+    split_seed, val_fraction = int(dcfg.get("split_seed", 0)), float(dcfg.get("val_fraction", 0.1))
+    records = datasets.load_records(data, manifest)
+    root = datasets.image_root(data, manifest)
+    train_recs, val_recs = datasets.split_records(records, split_seed, val_fraction)
+    datasets.write_split(
+        run / "split.json", train_recs, val_recs, seed=split_seed, val_fraction=val_fraction
+    )
+    cfg_out = {**cfg, "run": {"data": str(data), "manifest": manifest}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg_out, sort_keys=False))
+
+    t0 = time.time()
+    cache_dir = dcfg.get("cache_dir", "cache")
+    images, ok = datasets.cached_images(records, root, size, crop, cache_dir)
+    log(f"loaded {len(records)} faces at {size}px in {time.time() - t0:.1f}s")
+    key_to_idx = {r.path: i for i, r in enumerate(records)}
+    tr_idx = np.array([key_to_idx[r.path] for r in train_recs if ok[key_to_idx[r.path]]])
+    va_idx = np.array([key_to_idx[r.path] for r in val_recs if ok[key_to_idx[r.path]]])
+    labels = datasets.labels_array(records)
+    if len(tr_idx) == 0:
+        raise datasets.DataError("no training faces")
+
+    all_images = torch.from_numpy(images)
+    y = {k: torch.from_numpy(v) for k, v in labels.items() if k in mcfg["heads"]}
+    mean = torch.tensor(dcfg.get("mean", [0.5] * 3)).view(1, 3, 1, 1)
+    std = torch.tensor(dcfg.get("std", [0.25] * 3)).view(1, 3, 1, 1)
+
+    model = build_model(mcfg).to(device)
+    channels_last = bool(tcfg.get("channels_last", True))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    params, flops = count_params(model), count_flops(model, size)
+    log(f"model {mcfg['backbone']} params={params} flops/face={flops / 1e9:.3f}G")
+    criterion = MultiTaskLoss(cfg.get("loss"))
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    lr, wd = float(tcfg["lr"]), float(tcfg["weight_decay"])
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=tuple(tcfg.get("betas", (0.9, 0.999))),
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    bs, epochs = int(tcfg["batch_size"]), int(tcfg["epochs"])
+    steps_per_epoch = max(1, len(tr_idx) // bs)
+    total_steps = steps_per_epoch * epochs
+    warmup = int(float(tcfg.get("warmup_epochs", 1)) * steps_per_epoch)
+    min_ratio = float(tcfg.get("min_lr_ratio", 0.01))
+    aug_cfg = cfg.get("augment", {}) or {}
+    gen = torch.Generator().manual_seed(seed)
+    balanced = cfg.get("sampling", {}) or {}
+    weights = None
+    if balanced.get("balanced"):
+        weights = torch.from_numpy(
+            sample_weights(
+                labels["age"][tr_idx],
+                int(balanced.get("bin_years", 5)),
+                float(balanced.get("power", 0.5)),
+            )
+        )
+
+    # Optional wall-clock budget: the cosine schedule advances by whichever is further along, the
+    # step count or the elapsed fraction of the budget, and training stops when it reaches the end.
+    # On an unloaded machine sized so the step count binds (then the run is exactly reproducible).
+    budget_s = float(tcfg.get("time_budget_min", 0) or 0) * 60
+    history: list[dict] = []
+    step = 0
+    stop = False
+    t_start = time.time()
+    for epoch in range(1, epochs + 1):
+        if stop:
+            break
+        model.train()
+        if weights is not None:
+            order = torch.multinomial(weights, steps_per_epoch * bs, True, generator=gen)
+        else:
+            order = torch.randperm(len(tr_idx), generator=gen)
+        order = torch.from_numpy(tr_idx)[order]
+        sums: dict[str, float] = {}
+        t_ep = time.time()
+        for b in range(steps_per_epoch):
+            idx = order[b * bs : (b + 1) * bs]
+            x = augment(to_input(all_images[idx], mean, std), aug_cfg, gen)
+            x = random_erase((x - mean) / std, aug_cfg, gen)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.to(device, non_blocking=True)
+            targets = {k: v[idx].to(device) for k, v in y.items()}
+            progress = None
+            if budget_s and step >= warmup:
+                t_steps = (step - warmup) / max(1, total_steps - warmup)
+                t_time = (time.time() - t_start) / budget_s
+                progress = max(t_steps, t_time)
+                if progress >= 1.0:
+                    log(f"time budget reached at epoch {epoch} step {b}; stopping")
+                    stop = True
+                    break
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total_steps, warmup, lr, min_ratio, progress)
+            with torch.autocast(device.type, enabled=amp):
+                outputs = model(x)
+            loss, parts = criterion(outputs, targets)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if tcfg.get("grad_clip"):
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg["grad_clip"]))
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            for k, v in parts.items():
+                sums[f"loss_{k}"] = sums.get(f"loss_{k}", 0.0) + float(v.detach())
+            if b % int(tcfg.get("log_every", 50)) == 0:
+                log(
+                    f"epoch {epoch} step {b}/{steps_per_epoch} loss {float(loss.detach()):.4f} "
+                    f"lr {opt.param_groups[0]['lr']:.2e} {time.time() - t_ep:.0f}s"
+                )
+        done = max(1, b + (0 if stop else 1))
+        row = {"epoch": epoch, "steps": done, "lr": opt.param_groups[0]["lr"]}
+        row.update({k: v / done for k, v in sums.items()})
+        row["epoch_s"] = round(time.time() - t_ep, 1)
+        if len(va_idx):
+            out = predict(model, all_images[torch.from_numpy(va_idx)], mean, std, 512, False)
+            am = age_metrics(labels["age"][va_idx], expected_age(out["age"]).numpy())
+            row.update({f"val_{k}": v for k, v in am.items() if k != "n"})
+            if "gender" in out:
+                pf = out["gender"].softmax(1)[:, 1].numpy()
+                row["val_gender_acc"] = gender_metrics(labels["gender"][va_idx], pf)["gender_acc"]
+        history.append(row)
+        log(
+            "epoch "
+            + str(epoch)
+            + " "
+            + " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
+        )
+        _write_history(run, history)
+    train_s = time.time() - t_start
+    ckpt = {
+        "state_dict": model.state_dict(),
+        "config": cfg,
+        "input_size": size,
+        "crop": crop,
+        "mean": mean.flatten().tolist(),
+        "std": std.flatten().tolist(),
+        "split": {"seed": split_seed, "val_fraction": val_fraction},
+        "n_train": int(len(tr_idx)),
+        "n_val": int(len(va_idx)),
+        "train_seconds": train_s,
+        "steps": step,
+        "epochs_run": epoch if not stop else epoch - 1 + (b / steps_per_epoch),
+        "stopped_by_budget": stop,
+        "params": params,
+        "flops": flops,
+        "data": str(data),
+        "final_metrics": history[-1],
+    }
+    torch.save(ckpt, run / "final.pt")
+    log(f"done in {train_s / 60:.1f} min -> {run / 'final.pt'}")
+    return history[-1]
+
+
+def _write_history(run: Path, history: list[dict]) -> None:
+    (run / "metrics.json").write_text(json.dumps(history, indent=1))
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
