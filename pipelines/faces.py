@@ -439,6 +439,17 @@ class MtcnnDetector:
             raise ValueError("scale_factor must be in (0, 1)")
         if max_side is not None and max_side < 24:
             raise ValueError("max_side must be None or >= 24")
+        self._options = dict(
+            min_face_px=min_face_px,
+            thresholds=thresholds,
+            scale_factor=scale_factor,
+            max_side=max_side,
+            nms_thresholds=nms_thresholds,
+            threads=threads,
+            model_dir=None if model_dir is None else str(model_dir),
+            fast_prelu=fast_prelu,
+            refine_landmarks=refine_landmarks,
+        )
         self.min_face_px = float(min_face_px)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.scale_factor = float(scale_factor)
@@ -455,6 +466,13 @@ class MtcnnDetector:
             n: (s.get_inputs()[0].name, [o.name for o in s.get_outputs()])
             for n, s in (("p", self._pnet), ("r", self._rnet), ("o", self._onet))
         }
+
+    # Picklable (e.g. inside a Beam DoFn): the options travel, the sessions are rebuilt.
+    def __getstate__(self) -> dict:
+        return dict(self._options)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
 
     def __repr__(self) -> str:
         return (

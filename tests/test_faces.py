@@ -78,6 +78,14 @@ def test_registry():
         create_detector("yunet")
 
 
+def test_pickles_with_its_options():
+    import pickle
+
+    detector = pickle.loads(pickle.dumps(MtcnnDetector(min_face_px=33, max_side=480)))
+    assert detector.min_face_px == 33 and detector.max_side == 480
+    assert detector.detect(np.zeros((100, 100, 3), np.uint8)) == []
+
+
 def test_bad_model_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         MtcnnDetector(model_dir=tmp_path / "missing")
