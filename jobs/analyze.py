@@ -222,10 +222,17 @@ def summarise(output: str, run_id: str, wall_s: float, result) -> dict:
         "SELECT video, error FROM videos WHERE run_id = ? AND status = 'failed' ORDER BY video",
         [run_id],
     ).fetchall()
-    counters = {}
+    counters, stages_ms = {}, {}
     if result is not None:
-        for c in result.metrics().query()["counters"]:
+        metrics = result.metrics().query()
+        for c in metrics["counters"]:
             counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + c.committed
+        for d in metrics["distributions"]:
+            name = d.key.metric.name
+            if name.endswith("_ms"):
+                stages_ms[name[:-3]] = stages_ms.get(name[:-3], 0) + d.committed.sum
+            elif name == "inference_batch_latency_micro_secs":
+                stages_ms["infer"] = stages_ms.get("infer", 0) + d.committed.sum // 1000
     return {
         "run_id": run_id,
         "videos_ok": row[0],
@@ -237,6 +244,7 @@ def summarise(output: str, run_id: str, wall_s: float, result) -> dict:
         "wall_seconds": round(wall_s, 1),
         "video_seconds_per_second": round(float(row[3]) / wall_s, 2) if wall_s else None,
         "output": output,
+        "stages_ms": stages_ms,
         "failed": [{"video": v, "error": e} for v, e in failed],
     }
 
@@ -255,7 +263,8 @@ def print_summary(summary: dict) -> None:
         f"wall ({s['video_seconds_per_second']} video-seconds per second)"
     )
     print(f"tables in {s['output']}/ (videos, visitors, detections)")
-    print(json.dumps({k: v for k, v in s.items() if k != "failed"}, sort_keys=True))
+    scalars = {k: v for k, v in s.items() if k not in ("failed", "stages_ms")}
+    print(json.dumps(scalars, sort_keys=True))
 
 
 def analyse(args: argparse.Namespace, extra: list[str]) -> dict:

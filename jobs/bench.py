@@ -1,0 +1,187 @@
+"""make bench: throughput of decoding alone and of the whole pipeline on a 1080p30 kiosk clip.
+
+Renders (once, cached under cache/bench/) a generated 1080p30 H.264 kiosk clip of --seconds with
+0-3 visitors whose faces come from the validation part of UTKFace-dev (faces the shipped model
+never trained on), then prints:
+  - decode-only throughput with PyAV, same threading and frame picking as the pipeline;
+  - the full pipeline (DirectRunner, each --workers value) in video-seconds per wall-second,
+    its ratio to decode-only, the per-stage time (summed over workers), and peak memory;
+  - the visitor-count and demographic score of the run against the clip's ground truth.
+Figures are printed, not asserted: this is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from jobs import analyze
+from jobs.cli import EXIT_OK, UserError, run, setup_logging
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_FACES = REPO.parent / "shared" / "data" / "UTKFace-dev.tar.gz"
+STAGES = ("decode", "detect", "align", "infer", "track", "write")
+
+
+def validation_faces(path: Path):
+    """The UTKFace faces held out of the shipped model's training (its config's split)."""
+    from model.datasets import is_val
+    from simulation.faces import open_faces
+
+    split = yaml.safe_load((REPO / "config" / "train.yaml").read_text())["data"]
+    source = open_faces(path)
+    source.records = [
+        r
+        for r in source.records
+        if is_val(os.path.basename(r.key), split["split_seed"], split["val_fraction"])
+    ]
+    return source
+
+
+def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
+    from simulation.render import RenderOptions, render_clip
+
+    clip = REPO / "cache" / "bench" / f"bench_1080p30_{int(seconds)}s_seed{seed}.mp4"
+    if clip.exists():
+        return clip
+    if not faces.exists():
+        raise UserError(f"face source not found: {faces} (give --faces UTKFace.tar.gz or a CSV)")
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    opt = RenderOptions(
+        width=1920, height=1080, fps=30, duration_s=seconds, seed=seed, visitors_max=3
+    )
+    render_clip(clip, validation_faces(faces), opt)
+    print(f"rendered {clip.name} in {time.perf_counter() - started:.1f} s")
+    return clip
+
+
+def decode_only(clip: Path, fps: float, threads: int) -> dict:
+    from pipelines.frames import VideoReader
+
+    started = time.perf_counter()
+    with VideoReader(str(clip), fps=fps, threads=threads) as reader:
+        picked = sum(1 for _ in reader.frames())
+        seconds = reader.duration_s
+        decoded = reader.info.frames_decoded
+    wall = time.perf_counter() - started
+    return {
+        "video_s": seconds,
+        "wall_s": wall,
+        "frames_decoded": decoded,
+        "frames_picked": picked,
+        "video_s_per_s": seconds / wall,
+    }
+
+
+def pipeline(clip: Path, workers: int, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        args, beam_args = analyze.parse_args(
+            [
+                "--input",
+                str(clip),
+                "--output",
+                out,
+                "--workers",
+                str(workers),
+                "--no-progress",
+                *extra,
+            ]
+        )
+        started = time.perf_counter()
+        summary = analyze.analyse(args, beam_args)
+        summary["wall_total_s"] = time.perf_counter() - started
+        from simulation.render import truth_path_for
+        from simulation.score import score
+
+        summary["score"] = score(truth_path_for(clip), out).to_dict()
+    return summary
+
+
+def peak_memory_mb() -> tuple[float, float]:
+    """Peak resident memory of this process and of its (worker) children, MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, children
+
+
+def report(decode: dict, runs: dict[int, dict]) -> None:
+    print(
+        f"\ndecode only (PyAV, {decode['frames_decoded']} frames decoded, "
+        f"{decode['frames_picked']} picked): {decode['video_s']:.0f} video-s in "
+        f"{decode['wall_s']:.1f} s = {decode['video_s_per_s']:.2f} video-s per s"
+    )
+    for workers, s in runs.items():
+        rate = s["video_seconds"] / s["wall_total_s"]
+        print(
+            f"\npipeline, DirectRunner, {workers} worker(s): {s['video_seconds']:.0f} video-s in "
+            f"{s['wall_total_s']:.1f} s = {rate:.2f} video-s per s "
+            f"({rate / decode['video_s_per_s']:.0%} of decode-only)"
+        )
+        total = sum(s["stages_ms"].get(k, 0) for k in STAGES) or 1
+        for stage in STAGES:
+            ms = s["stages_ms"].get(stage, 0)
+            print(f"  {stage:<7} {ms / 1000:7.1f} s  {ms / total:5.1%}")
+        sc = s["score"]
+        print(
+            f"  visitors true/predicted {sc['true_visitors']}/{sc['predicted_visitors']} "
+            f"(count error {sc['count_error']:+d}), matched {sc['matched']}, gender accuracy "
+            f"{_fmt(sc['gender_accuracy'], '.3f')}, age MAE {_fmt(sc['age_mae'], '.2f')} years"
+        )
+    own, children = peak_memory_mb()
+    print(f"\npeak memory: driver {own:.0f} MiB, largest worker/child {children:.0f} MiB")
+    print(
+        json.dumps(
+            {
+                "decode_video_s_per_s": round(decode["video_s_per_s"], 3),
+                **{
+                    f"pipeline_{w}w_video_s_per_s": round(s["video_seconds"] / s["wall_total_s"], 3)
+                    for w, s in runs.items()
+                },
+                "peak_driver_mib": round(own),
+                "peak_child_mib": round(children),
+            }
+        )
+    )
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m jobs.bench",
+        description=__doc__.splitlines()[0],
+        epilog="Other options are passed to jobs.analyze (e.g. --model).",
+    )
+    p.add_argument(
+        "--faces",
+        type=Path,
+        default=DEFAULT_FACES,
+        help="UTKFace .tar.gz/folder or path,age,gender CSV for the clip's visitors",
+    )
+    p.add_argument("--seconds", type=float, default=60.0, help="clip length (default 60)")
+    p.add_argument("--seed", type=int, default=1, help="clip seed (default 1)")
+    p.add_argument("--workers", default="1,2", help="DirectRunner workers to try (default 1,2)")
+    p.add_argument("--clip", type=Path, help="benchmark this clip instead (needs its truth JSON)")
+    args, extra = p.parse_known_args(argv)
+    setup_logging()
+    clip = args.clip or bench_clip(args.faces, args.seconds, args.seed)
+    settings = analyze.load_settings(analyze.parse_args(["--input", str(clip), *extra])[0])
+    decode = decode_only(clip, settings.decode.fps, settings.decode.threads)
+    runs = {int(w): pipeline(clip, int(w), extra) for w in args.workers.split(",")}
+    report(decode, runs)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
