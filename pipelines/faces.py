@@ -595,6 +595,8 @@ class MtcnnDetector:
             raise ValueError("detect expects an RGB uint8 image of shape (H, W, 3)")
         if min(image.shape[:2]) < 12:
             return []
+        if image.dtype != np.uint8 or not image.flags.c_contiguous:
+            image = np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8, copy=False))
         work, fx, fy = self._working_image(image)
         boxes = self._stage1(work, fx, fy)
         if len(boxes):
