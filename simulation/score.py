@@ -1,0 +1,194 @@
+"""Score an analysis output against a synthetic clip's ground truth.
+
+The analysis' visitors of the clip are found through :func:`reports.views.connect` (never raw
+globs): rows whose ``video`` path ends in the truth's ``clip.file`` name (``video`` holds the
+input path, local or ``gs://...``). Predicted and true visitors are matched one to one, greedily
+by the temporal IoU of ``[start_s, end_s]`` against ``[enter_s, leave_s]`` (highest first, ties
+by earlier start), keeping pairs with IoU >= ``min_iou``. Reported:
+
+- visitor count error: predicted - true, and its absolute value;
+- matched pairs, true visitors left unmatched (missed), predicted left unmatched (spurious, or a
+  person split into several tracks);
+- over the matched pairs: gender accuracy, age MAE and mean signed age error (bias), mean IoU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from simulation import SimulationError
+
+
+@dataclass
+class Pair:
+    truth_id: int
+    track_id: int
+    iou: float
+    true_age: float
+    pred_age: float
+    true_gender: str
+    pred_gender: str
+
+
+@dataclass
+class ScoreResult:
+    clip: str
+    video: str | None  # the analysis' input path for the clip
+    true_visitors: int
+    predicted_visitors: int
+    count_error: int  # predicted - true
+    abs_count_error: int
+    matched: int
+    unmatched_true: int
+    unmatched_predicted: int
+    gender_accuracy: float | None  # over matched pairs; None when nothing matched
+    age_mae: float | None
+    age_bias: float | None  # mean(predicted - true)
+    mean_iou: float | None
+    pairs: list[Pair] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        def f(v, fmt):
+            return "-" if v is None else format(v, fmt)
+
+        rows = [
+            ("clip", self.clip),
+            ("video", self.video or "-"),
+            ("visitors true / predicted", f"{self.true_visitors} / {self.predicted_visitors}"),
+            ("count error (pred - true)", f"{self.count_error:+d} (abs {self.abs_count_error})"),
+            ("matched", str(self.matched)),
+            ("unmatched true (missed)", str(self.unmatched_true)),
+            ("unmatched predicted", str(self.unmatched_predicted)),
+            ("gender accuracy", f(self.gender_accuracy, ".3f")),
+            ("age MAE (years)", f(self.age_mae, ".2f")),
+            ("age bias (years)", f(self.age_bias, "+.2f")),
+            ("mean temporal IoU", f(self.mean_iou, ".3f")),
+        ]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k:<{width}}  {v}" for k, v in rows]
+        if self.pairs:
+            lines.append("")
+            lines.append(" truth  track    iou  age true/pred  gender true/pred")
+            for p in self.pairs:
+                lines.append(
+                    f"{p.truth_id:>6}  {p.track_id:>5}  {p.iou:5.2f}  "
+                    f"{p.true_age:>8.0f} / {p.pred_age:<5.1f}  {p.true_gender:>6} / {p.pred_gender}"
+                )
+        return "\n".join(lines)
+
+
+def load_truth(path: str | Path) -> dict:
+    p = Path(path)
+    try:
+        truth = json.loads(p.read_text())
+    except OSError as exc:
+        raise SimulationError(f"cannot read truth {p}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise SimulationError(f"{p} is not JSON: {exc}") from None
+    if not isinstance(truth, dict) or "clip" not in truth or "visitors" not in truth:
+        raise SimulationError(f"{p} is not a truth file (needs 'clip' and 'visitors')")
+    return truth
+
+
+def interval_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = min(a[1], b[1]) - max(a[0], b[0])
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    if inter <= 0 or union <= 0:
+        return 0.0
+    return inter / union
+
+
+def match(truth: list[dict], predicted: list[dict], min_iou: float) -> list[tuple[int, int, float]]:
+    """Greedy one-to-one matching by interval IoU: ``(truth index, predicted index, iou)``."""
+    cands = []
+    for i, t in enumerate(truth):
+        for j, p in enumerate(predicted):
+            iou = interval_iou((t["enter_s"], t["leave_s"]), (p["start_s"], p["end_s"]))
+            if iou >= min_iou and iou > 0:
+                cands.append((-iou, t["enter_s"], p["start_s"], i, j))
+    cands.sort()
+    used_t, used_p, pairs = set(), set(), []
+    for neg_iou, _, _, i, j in cands:
+        if i not in used_t and j not in used_p:
+            used_t.add(i)
+            used_p.add(j)
+            pairs.append((i, j, -neg_iou))
+    return sorted(pairs)
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+
+
+def predicted_visitors(output: str | Path, clip_file: str) -> tuple[str | None, list[dict]]:
+    """The analysis' input path for ``clip_file`` and its visitor rows (via the DuckDB views)."""
+    from reports.views import connect
+
+    if not Path(output).is_dir():
+        raise SimulationError(f"analysis output folder not found: {output}")
+    con = connect(str(output))
+    videos = con.execute("SELECT video, status, error FROM videos").fetchall()
+    hits = [(v, s, e) for v, s, e in videos if _basename(v) == clip_file]
+    if not hits:
+        raise SimulationError(f"{clip_file} is not among the videos analysed in {output}")
+    if len({v for v, _, _ in hits}) > 1:
+        names = ", ".join(sorted({v for v, _, _ in hits}))
+        raise SimulationError(f"{clip_file} matches several analysed videos: {names}")
+    video, status, error = hits[0]
+    if status != "ok":
+        raise SimulationError(f"the analysis of {video} failed: {error or status}")
+    rows = con.execute(
+        "SELECT track_id, start_s, end_s, age, gender FROM visitors WHERE video = ? "
+        "ORDER BY start_s, track_id",
+        [video],
+    ).fetchall()
+    cols = ("track_id", "start_s", "end_s", "age", "gender")
+    return video, [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) -> ScoreResult:
+    """Compare the analysis in ``output`` with ``truth`` (a dict or a truth JSON path)."""
+    if not isinstance(truth, dict):
+        truth = load_truth(truth)
+    clip = truth["clip"]["file"]
+    true = [v for v in truth["visitors"] if v.get("enter_s") is not None]
+    video, pred = predicted_visitors(output, clip)
+    pairs = match(true, pred, min_iou)
+    out_pairs = [
+        Pair(
+            truth_id=int(true[i]["id"]),
+            track_id=int(pred[j]["track_id"]),
+            iou=round(iou, 4),
+            true_age=float(true[i]["age"]),
+            pred_age=float(pred[j]["age"]),
+            true_gender=str(true[i]["gender"]),
+            pred_gender=str(pred[j]["gender"]),
+        )
+        for i, j, iou in pairs
+    ]
+    n = len(out_pairs)
+
+    def mean(xs):
+        return sum(xs) / n if n else None
+
+    return ScoreResult(
+        clip=clip,
+        video=video,
+        true_visitors=len(true),
+        predicted_visitors=len(pred),
+        count_error=len(pred) - len(true),
+        abs_count_error=abs(len(pred) - len(true)),
+        matched=n,
+        unmatched_true=len(true) - n,
+        unmatched_predicted=len(pred) - n,
+        gender_accuracy=mean([p.true_gender == p.pred_gender for p in out_pairs]),
+        age_mae=mean([abs(p.pred_age - p.true_age) for p in out_pairs]),
+        age_bias=mean([p.pred_age - p.true_age for p in out_pairs]),
+        mean_iou=mean([p.iou for p in out_pairs]),
+        pairs=out_pairs,
+    )

@@ -1,0 +1,294 @@
+"""Synthetic kiosk clips (simulation/, jobs.simulate) and scoring (jobs.score) on generated data."""
+
+import csv
+import datetime as dt
+import io
+import json
+import tarfile
+
+import av
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import score as score_cli
+from jobs import simulate as simulate_cli
+from schemas import TABLES
+from simulation import SimulationError
+from simulation.faces import open_faces, parse_utkface_name, sample_faces
+from simulation.render import RenderOptions, render_clip, truth_path_for
+from simulation.score import interval_iou, score
+
+
+def _face_image(i: int) -> np.ndarray:
+    img = np.full((64, 64, 3), 40 + 10 * i, np.uint8)
+    cv2.ellipse(img, (32, 32), (22, 28), 0, 0, 360, (60 + 20 * i, 120, 200 - 15 * i), -1)
+    cv2.circle(img, (24, 26), 3, (0, 0, 0), -1)
+    cv2.circle(img, (40, 26), 3, (0, 0, 0), -1)
+    return img
+
+
+@pytest.fixture
+def faces_csv(tmp_path):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "age", "gender"])
+        for i in range(8):
+            cv2.imwrite(str(folder / f"p{i}.png"), _face_image(i))
+            w.writerow([f"p{i}.png", 20 + 5 * i, "female" if i % 2 else "male"])
+    return folder / "labels.csv"
+
+
+TINY = dict(
+    width=320,
+    height=240,
+    fps=10.0,
+    duration_s=3.0,
+    visitors_max=2,
+    walk_s=(0.3, 0.5),
+    linger_s=(0.5, 1.0),
+    gap_s=(0.1, 0.3),
+    seed=1,
+)
+
+
+def test_tiny_clip_matches_its_options_and_truth(tmp_path, faces_csv):
+    out = tmp_path / "tiny.mp4"
+    truth = render_clip(out, open_faces(faces_csv), RenderOptions(**TINY))
+    assert json.loads(truth_path_for(out).read_text()) == truth
+
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        frames = [f for f in c.decode(s)]
+        assert s.codec_context.name == "h264"
+        assert float(s.average_rate) == pytest.approx(10.0)
+    assert len(frames) == 30
+    assert (frames[0].width, frames[0].height) == (320, 240)
+    assert frames[-1].time == pytest.approx(2.9, abs=1e-6)
+    assert frames[0].format.name == "yuv420p"
+
+    clip = truth["clip"]
+    assert (clip["file"], clip["width"], clip["height"]) == ("tiny.mp4", 320, 240)
+    assert (clip["fps"], clip["frames"], clip["duration_s"]) == (10.0, 30, 3.0)
+    vs = truth["visitors"]
+    assert len(vs) >= 2
+    assert len({v["face"] for v in vs}) == len(vs)  # distinct people
+    for v in vs:
+        assert v["gender"] in ("male", "female")
+        assert 0 <= v["appear_s"] <= v["enter_s"] < v["leave_s"] <= v["disappear_s"] <= 3.0
+        assert v["boxes"] and all(
+            0 <= b[1] < b[3] <= 320 and 0 <= b[2] < b[4] <= 240 for b in v["boxes"]
+        )
+    for t in np.arange(30) / 10:
+        assert sum(v["appear_s"] <= t <= v["disappear_s"] for v in vs) <= TINY["visitors_max"]
+
+
+def test_render_is_deterministic_and_draws_faces(tmp_path, faces_csv):
+    opt = dict(TINY, visitors_max=1)
+    a = render_clip(tmp_path / "a.mp4", open_faces(faces_csv), RenderOptions(**opt))
+    b = render_clip(tmp_path / "b.mp4", open_faces(faces_csv), RenderOptions(**opt))
+    a["clip"].pop("file"), b["clip"].pop("file")
+    assert a == b
+    c = render_clip(tmp_path / "c.mp4", open_faces(faces_csv), RenderOptions(**dict(opt, seed=2)))
+    assert c["visitors"] != a["visitors"]
+    # mid-linger, the face box differs from the background (something was drawn there)
+    v = a["visitors"][0]
+    t, x1, y1, x2, y2 = v["boxes"][len(v["boxes"]) // 2]
+    with av.open(str(tmp_path / "a.mp4")) as cont:
+        imgs = [f.to_ndarray(format="bgr24") for f in cont.decode(video=0)]
+    face = imgs[round(t * 10)][int(y1) : int(y2), int(x1) : int(x2)].astype(int)
+    empty = imgs[0][int(y1) : int(y2), int(x1) : int(x2)].astype(int)
+    assert np.abs(face - empty).mean() > 20
+
+
+def test_mpeg4_and_no_visitors(tmp_path, faces_csv):
+    opt = RenderOptions(**dict(TINY, codec="mpeg4", visitors_max=0))
+    truth = render_clip(tmp_path / "empty.avi", open_faces(faces_csv), opt)
+    assert truth["visitors"] == [] and truth["clip"]["codec"] == "mpeg4"
+    with av.open(str(tmp_path / "empty.avi")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 30
+
+
+def test_utkface_sources(tmp_path):
+    assert parse_utkface_name("UTKFace/41_0_3_20170119171541497.jpg.chip.jpg").gender == "male"
+    assert parse_utkface_name("26_1_1_20170117195838909.jpg.chip.jpg").age == 26
+    assert parse_utkface_name("24_0_1_20170116220224657 .jpg.chip.jpg") is not None
+    assert parse_utkface_name("61_1_20170109150557335.jpg.chip.jpg") is None  # a field missing
+    names = [f"{20 + i}_{i % 2}_0_2017011717{i:04d}.jpg.chip.jpg" for i in range(5)]
+    names.append("39_1_20170116174525125.jpg.chip.jpg")
+    ok, png = cv2.imencode(".jpg", _face_image(1))
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    tar_path = tmp_path / "utk.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for n in names:
+            (folder / n).write_bytes(png.tobytes())
+            info = tarfile.TarInfo(f"UTKFace/{n}")
+            info.size = len(png)
+            tar.addfile(info, io.BytesIO(png.tobytes()))
+    for src in (open_faces(tar_path), open_faces(folder)):
+        assert len(src) == 5
+        picked = sample_faces(src, 3, seed=4)
+        assert [f.key for f in picked] == [f.key for f in sample_faces(src, 3, seed=4)]
+        assert len({f.key for f in picked}) == 3 and picked[0].image.shape == (64, 64, 3)
+        with pytest.raises(SimulationError, match="only 5"):
+            sample_faces(src, 6, seed=0)
+
+
+# ------------------------------------------------------------------------------------- scoring
+
+DAY = dt.date(2024, 5, 1)
+T0 = dt.datetime(2024, 5, 1, 10, 0, 0)
+
+
+def _write(out, table, camera, video_id, rows):
+    schema = TABLES[table]
+    folder = out / table / f"date={DAY.isoformat()}" / f"camera={camera}"
+    folder.mkdir(parents=True, exist_ok=True)
+    cols = {f.name: [r[f.name] for r in rows] for f in schema}
+    pq.write_table(pa.table(cols, schema=schema), folder / f"{video_id}.parquet")
+
+
+def _video_row(video, video_id, analysis_id, n_visitors):
+    return dict(
+        video_id=video_id,
+        analysis_id=analysis_id,
+        video=video,
+        camera="cam1",
+        date=DAY,
+        run_id="run1",
+        start_time=T0,
+        start_time_source="filename",
+        size_bytes=1000,
+        mtime=T0,
+        fingerprint="f" + video_id,
+        duration_s=60.0,
+        fps=30.0,
+        width=640,
+        height=360,
+        rotation=0,
+        codec="h264",
+        frames_decoded=1800,
+        frames_analysed=300,
+        faces_detected=100,
+        tracks=n_visitors,
+        visitors=n_visitors,
+        visitors_dropped=0,
+        status="ok",
+        error=None,
+        processing_s=3.0,
+        processed_at=T0 + dt.timedelta(hours=14),
+        model_version="m1",
+        detector_version="d1",
+    )
+
+
+def _visitor_row(video, video_id, analysis_id, track_id, start, end, age, gender):
+    return dict(
+        video_id=video_id,
+        analysis_id=analysis_id,
+        video=video,
+        camera="cam1",
+        date=DAY,
+        track_id=track_id,
+        start_s=start,
+        end_s=end,
+        start_time=T0 + dt.timedelta(seconds=start),
+        end_time=T0 + dt.timedelta(seconds=end),
+        dwell_s=end - start,
+        frames=int((end - start) * 5),
+        age=age,
+        age_std=3.0,
+        age_band="25-34",
+        gender=gender,
+        gender_score=0.9 if gender == "female" else 0.1,
+        face_px=120.0,
+        quality=0.8,
+    )
+
+
+@pytest.fixture
+def analysis(tmp_path):
+    out = tmp_path / "output"
+    video = "/data/videos/cam1/sim.mp4"
+    tracks = [
+        (1, 1.5, 9.5, 34.0, "female"),  # truth 1 (female 30): age +4
+        (2, 6.0, 19.0, 38.0, "female"),  # truth 2 (male 40): wrong gender, age -2
+        (3, 50.0, 55.0, 60.0, "male"),  # nobody
+        (4, 12.0, 14.0, 45.0, "male"),  # overlaps truth 2, which track 2 matches better
+    ]
+    _write(out, "visitors", "cam1", "v1", [_visitor_row(video, "v1", "a2", *t) for t in tracks])
+    _write(out, "videos", "cam1", "v1", [_video_row(video, "v1", "a2", len(tracks))])
+    # another video, and an uncommitted analysis of this one: both must be ignored
+    other = "/data/videos/cam1/other.mp4"
+    _write(out, "visitors", "cam1", "v2", [_visitor_row(other, "v2", "b1", 1, 1, 9, 30.0, "male")])
+    _write(out, "videos", "cam1", "v2", [_video_row(other, "v2", "b1", 1)])
+    stale = out / "visitors" / f"date={DAY.isoformat()}" / "camera=cam1" / "v1-stale.parquet"
+    rows = [_visitor_row(video, "v1", "a9", 9, 30.0, 40.0, 25.0, "female")]
+    pq.write_table(pa.Table.from_pylist(rows, schema=TABLES["visitors"]), stale)
+
+    truth = {
+        "version": 1,
+        "clip": {"file": "sim.mp4", "width": 640, "height": 360, "fps": 30, "duration_s": 60},
+        "visitors": [
+            {"id": 1, "age": 30, "gender": "female", "enter_s": 1.0, "leave_s": 10.0},
+            {"id": 2, "age": 40, "gender": "male", "enter_s": 5.0, "leave_s": 20.0},
+            {"id": 3, "age": 25, "gender": "female", "enter_s": 30.0, "leave_s": 40.0},
+        ],
+    }
+    truth_file = tmp_path / "sim.truth.json"
+    truth_file.write_text(json.dumps(truth))
+    return out, truth_file
+
+
+def test_score_hand_made_analysis(analysis):
+    out, truth_file = analysis
+    r = score(truth_file, out)
+    assert r.video == "/data/videos/cam1/sim.mp4"
+    assert (r.true_visitors, r.predicted_visitors) == (3, 4)
+    assert (r.count_error, r.abs_count_error) == (1, 1)
+    assert (r.matched, r.unmatched_true, r.unmatched_predicted) == (2, 1, 2)
+    assert [(p.truth_id, p.track_id) for p in r.pairs] == [(1, 1), (2, 2)]
+    assert r.gender_accuracy == pytest.approx(0.5)
+    assert r.age_mae == pytest.approx(3.0)
+    assert r.age_bias == pytest.approx(1.0)
+    assert r.mean_iou == pytest.approx((8 / 9 + 13 / 15) / 2, abs=1e-4)
+    assert interval_iou((0, 1), (2, 3)) == 0.0
+
+
+def test_score_cli(analysis, tmp_path, capsys):
+    out, truth_file = analysis
+    js = tmp_path / "score.json"
+    assert (
+        score_cli.main(["--truth", str(truth_file), "--output", str(out), "--json", str(js)]) == 0
+    )
+    assert "count error (pred - true)  +1" in capsys.readouterr().out
+    data = json.loads(js.read_text())
+    assert data["age_mae"] == pytest.approx(3.0) and data["matched"] == 2
+    assert score_cli.main(["--truth", str(tmp_path / "nope.json"), "--output", str(out)]) == 2
+    truth = json.loads(truth_file.read_text())
+    truth["clip"]["file"] = "unknown.mp4"
+    truth_file.write_text(json.dumps(truth))
+    assert score_cli.main(["--truth", str(truth_file), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown.mp4 is not among the videos" in err and "Traceback" not in err
+
+
+def test_simulate_cli(tmp_path, faces_csv, capsys):
+    out = tmp_path / "cli.mp4"
+    args = ["--faces", str(faces_csv), "--out", str(out), "--seconds", "2", "--size", "160x120"]
+    args += ["--fps", "10", "--linger", "0.5:1", "--walk", "0.3:0.5", "--visitors-max", "1"]
+    assert simulate_cli.main(args) == 0
+    truth = json.loads((tmp_path / "cli.truth.json").read_text())
+    assert truth["clip"]["frames"] == 20 and truth["clip"]["width"] == 160
+    for bad in (["--size", "161x120"], ["--codec", "vp9000"], ["--faces", str(tmp_path / "x")]):
+        assert simulate_cli.main(args + bad) == 2
+    with pytest.raises(SystemExit) as exc:
+        simulate_cli.main(args + ["--size", "big"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "size must be even" in err
