@@ -99,14 +99,27 @@ def test_bad_model_paths(tmp_path):
         MtcnnDetector(min_face_px=8)
 
 
-def test_fast_prelu_rewrite_is_exact():
-    """The PRelu-as-depthwise-conv rewrite gives the shipped networks' outputs."""
+def test_graph_rewrites_are_exact(chips):
+    """The load-time rewrites (PRelu as depthwise convs; P-Net's heads merged) give the shipped
+    networks' outputs, and the same detections."""
     fast, shipped = MtcnnDetector(), MtcnnDetector(fast_prelu=False)
+    assert fast._names["p"][1] == ["pnet_heads"] and len(shipped._names["p"][1]) == 2
     rng = np.random.default_rng(1)
-    for net, shape in (("p", (1, 60, 40, 3)), ("r", (5, 24, 24, 3)), ("o", (3, 48, 48, 3))):
+    x = rng.uniform(-1, 1, (1, 60, 40, 3)).astype(np.float32)
+    (heads,) = fast._run("p", x)
+    reg, prob = shipped._run("p", x)
+    np.testing.assert_allclose(heads[0, :4].transpose(1, 2, 0), reg[0], atol=1e-5)
+    face_prob = 1 / (1 + np.exp(heads[0, 4] - heads[0, 5]))
+    np.testing.assert_allclose(face_prob, prob[0, :, :, 1], atol=1e-5)
+    for net, shape in (("r", (5, 24, 24, 3)), ("o", (3, 48, 48, 3))):
         x = rng.uniform(-1, 1, shape).astype(np.float32)
         for a, b in zip(fast._run(net, x), shipped._run(net, x), strict=True):
             np.testing.assert_allclose(a, b, atol=1e-5)
+    for chip in chips[:3]:
+        a, b = fast.detect(chip), shipped.detect(chip)
+        assert len(a) == len(b) == 1
+        np.testing.assert_allclose(a[0].box, b[0].box, atol=1e-2)
+        np.testing.assert_allclose(a[0].landmarks, b[0].landmarks, atol=1e-2)
     assert (mtcnn_model_dir() / "onet.onnx").is_file()
 
 
