@@ -38,7 +38,9 @@ setup(
     version="0.1.0",
     description="Nightly batch analytics over recorded kiosk video: visitors, dwell, age and gender.",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["pipelines*", "model*", "jobs*", "schemas*", "reports*"]),
+    packages=find_packages(
+        include=["pipelines*", "model*", "jobs*", "schemas*", "reports*", "simulation*"]
+    ),
     package_data={
         "model": ["weights/*.onnx"],
         "reports": ["sql/*.sql"],
