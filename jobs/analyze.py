@@ -18,7 +18,7 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-from jobs.cli import EXIT_OK, EXIT_SOME_FAILED, UserError, run, setup_logging
+from jobs.cli import EXIT_OK, EXIT_SOME_FAILED, ArgumentParser, UserError, run, setup_logging
 
 log = logging.getLogger("jobs.analyze")
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ KNOWN_RUNNERS = ("DirectRunner", "PortableRunner", "FlinkRunner", "SparkRunner",
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m jobs.analyze",
         description="Find faces in recorded kiosk videos, follow each visitor, estimate age and "
         "gender once per visitor, and write Parquet tables (videos, visitors, detections).",

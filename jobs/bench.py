@@ -12,7 +12,6 @@ Figures are printed, not asserted: this is a measurement, not a test.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -24,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from jobs import analyze
-from jobs.cli import EXIT_OK, UserError, run, setup_logging
+from jobs.cli import EXIT_OK, ArgumentParser, UserError, run, setup_logging
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FACES = REPO.parent / "shared" / "data" / "UTKFace-dev.tar.gz"
@@ -158,7 +157,7 @@ def _fmt(value, spec):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m jobs.bench",
         description=__doc__.splitlines()[0],
         epilog="Other options are passed to jobs.analyze (e.g. --model).",

@@ -8,6 +8,7 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
@@ -19,6 +20,13 @@ EXIT_USAGE = 2
 
 class UserError(Exception):
     """A mistake a user can fix (bad path, bad option, wrong model file)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other user error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 class _DropNoise(logging.Filter):

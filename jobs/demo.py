@@ -7,19 +7,18 @@ result is scored against the clip's ground truth.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from jobs import analyze
-from jobs.cli import EXIT_OK, run
+from jobs.cli import EXIT_OK, ArgumentParser, run
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO / "demo"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.demo", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m jobs.demo", description=__doc__.splitlines()[0])
     p.add_argument("--output", default="demo-output", help="tables folder (default demo-output/)")
     args = p.parse_args(argv)
     clips = sorted(DEMO_DIR.glob("*.mp4"))

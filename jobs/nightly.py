@@ -7,16 +7,15 @@ rule), incrementally, then prints that day's reports. Exit status is the analysi
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import date, timedelta
 
 from jobs import analyze, report
-from jobs.cli import EXIT_USAGE, run
+from jobs.cli import EXIT_USAGE, ArgumentParser, run
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m jobs.nightly",
         description="Analyse one day's kiosk videos into --output and print that day's reports.",
         epilog="Options after -- are passed to jobs.analyze (e.g. -- --workers 2 --detections).",

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import duckdb
 
+from jobs.cli import EXIT_OK, EXIT_USAGE, ArgumentParser
+from jobs.cli import EXIT_SOME_FAILED as EXIT_FAILED
 from reports import render, runner
 from reports.views import connect
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 DESCRIPTION = """\
 Run the DuckDB SQL reports over the Parquet tables of an analysis output folder (read in place
@@ -43,13 +43,6 @@ with the charts embedded; with --out: report.html). Without --out the result goe
 exit status: 0 done (also when there are no rows yet); 1 a report failed while reading the data
 (e.g. a damaged Parquet file); 2 usage error (bad option, date or band, unknown report, missing
 data folder, unwritable --out)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: 'jobs.report: error: ... (see --help)', exit status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _date(text: str) -> date:
@@ -75,7 +68,7 @@ def _buckets(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="jobs.report",
         description=DESCRIPTION,
         epilog=EPILOG,

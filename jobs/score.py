@@ -9,16 +9,12 @@ import argparse
 import json
 import sys
 
+from jobs.cli import ArgumentParser
 from simulation import SimulationError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m jobs.score",
         description="Compare the visitors an analysis found in a synthetic clip with the clip's "
         "ground truth: visitor count error, matched pairs, gender accuracy and age MAE.",

@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from jobs.cli import ArgumentParser
 from simulation import SimulationError
 
 EPILOG = """\
@@ -57,13 +58,8 @@ def _start(text: str) -> str:
         raise argparse.ArgumentTypeError("expected an ISO time like 2024-05-01T09:30:00") from None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m jobs.simulate",
         description="Render a synthetic kiosk clip (visitors walk in, linger, leave) and write "
         "its ground truth to <out>.truth.json.",

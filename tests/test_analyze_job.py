@@ -228,3 +228,33 @@ def test_views_hide_rows_without_a_commit_record(tiny_model, tmp_path):
     assert raw.fetchone()[0] == 0  # no faces in a gradient clip; the file exists and is empty
     assert run_job(tiny_model, tmp_path / "v", out) == 0  # the next run repairs it
     assert len(videos(out)) == 1
+
+
+def test_nightly_analyses_one_day_and_reports_it(tiny_model, tmp_path, capsys):
+    from jobs import nightly
+
+    root = tmp_path / "v"
+    write_clip(root / "lobby" / "20261122_080000.mp4", seconds=1, fps=10)
+    write_clip(root / "lobby" / "20261123_080000.mp4", seconds=1, fps=10)
+    out = tmp_path / "out"
+    code = nightly.main(
+        [
+            "--input",
+            str(root),
+            "--output",
+            str(out),
+            "--date",
+            "2026-11-22",
+            "--",
+            "--model",
+            str(tiny_model),
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert [r[0] for r in videos(out)] == ["20261122_080000.mp4"]
+    printed = capsys.readouterr().out
+    assert "daily_summary" in printed.lower() or "daily summary" in printed.lower()
+    assert "2026-11-22" in printed
