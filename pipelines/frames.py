@@ -9,6 +9,9 @@ the video.
 from __future__ import annotations
 
 import math
+import queue
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -175,3 +178,58 @@ class VideoReader:
 def _reason(error: Exception) -> str:
     text = getattr(error, "strerror", None) or str(error)
     return " ".join(str(text).split())[:200]
+
+
+class Prefetcher:
+    """Decode ahead in a background thread so decoding overlaps detection.
+
+    FFmpeg, OpenCV and ONNX Runtime release the GIL, so on two cores the decoder and the detector
+    run at the same time. ``busy_s`` is the time the thread spent producing frames; errors raised
+    while decoding are re-raised in the consumer.
+    """
+
+    _END = object()
+
+    def __init__(self, frames: Iterator[Frame], depth: int = 4):
+        self._frames = frames
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self.busy_s = 0.0
+        self._thread = threading.Thread(target=self._run, name="frame-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                frame = next(self._frames, self._END)
+                self.busy_s += time.perf_counter() - started
+                self._put(frame)
+                if frame is self._END:
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(e)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[Frame]:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is self._END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -87,3 +87,22 @@ def test_truncated_file_yields_the_frames_before_the_cut(tmp_path):
         except VideoError:
             continue  # a cut before the first decodable frame is a clean failure too
         assert 0 < len(frames) < 20
+
+
+def test_prefetcher_yields_every_frame_in_order_and_reraises_errors(tmp_path):
+    from pipelines.frames import Prefetcher
+
+    path = write_clip(tmp_path / "a.mp4", seconds=2, fps=10)
+    with VideoReader(str(path), fps=5) as reader:
+        direct = [f.index for f in reader.frames()]
+    with VideoReader(str(path), fps=5) as reader:
+        fetched = Prefetcher(reader.frames(), depth=2)
+        assert [f.index for f in fetched] == direct
+        assert fetched.busy_s > 0
+
+    def broken():
+        yield from ()
+        raise VideoError("decoding failed after 3 frames")
+
+    with pytest.raises(VideoError, match="after 3 frames"):
+        list(Prefetcher(broken()))
