@@ -20,8 +20,8 @@ EPILOG = """\
 face sources:
   a UTKFace .tar.gz or folder   chips named <age>_<gender>_<race>_<date>.jpg.chip.jpg
                                 (gender 0 male, 1 female); malformed names are skipped
-  a CSV, or a folder with one   header path,age,gender; path relative to the CSV,
-                                gender male/female (or m/f, 0/1)
+  a CSV, or a folder with one   header path,age,gender (the training manifest's format);
+                                path relative to the CSV, gender 0 male, 1 female
 Each visitor is a different face, drawn with --seed; the same options and seed give the same clip.
 UTKFace is for non-commercial research only: never commit clips rendered from it.
 

@@ -1,14 +1,17 @@
 """Labelled face images for synthetic clips.
 
+The labels come from :mod:`model.datasets`, so simulation reads faces exactly as training does.
 Two kinds of source, both opened with :func:`open_faces`:
 
 - **UTKFace** chips, straight from the release ``.tar.gz`` (read in place, never unpacked to
   disk) or from a folder, named ``<age>_<gender>_<race>_<datetime>.jpg.chip.jpg`` with gender
   0 = male and 1 = female. Files whose name does not follow the pattern (the release has a few)
-  are skipped.
-- **Any images plus a CSV** with the header ``path,age,gender``: ``path`` relative to the CSV's
-  folder (or absolute), ``age`` in years, ``gender`` ``male``/``female`` (also ``m``/``f``, or
-  ``0``/``1`` as in UTKFace). Pass the CSV itself, or a folder that holds exactly one ``.csv``.
+  are skipped with a warning; ages above ``model.datasets.MAX_AGE`` count as that age.
+- **Any images plus a CSV** in the training manifest's format: header ``path,age,gender``
+  (optional ``race``), ``path`` relative to the CSV's folder (or absolute), ``age`` in years,
+  ``gender`` ``0`` = male or ``1`` = female as in UTKFace (words such as ``male`` are not read;
+  such rows are skipped with a warning). Rows with an empty gender cannot give a truth label and
+  are skipped. Pass the CSV itself, or a folder that holds exactly one ``.csv``.
 
 UTKFace has no person identities: each chip counts as one person. :func:`sample_faces` draws ``n``
 distinct entries with a seeded generator, so the same seed gives the same people.
@@ -17,7 +20,6 @@ distinct entries with a seeded generator, so the same seed gives the same people
 from __future__ import annotations
 
 import csv
-import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,73 +27,44 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.datasets import DataError, FaceRecord, read_manifest, scan_utkface
+from model.preprocess import DecodeError, decode_rgb
 from simulation import SimulationError
 
-UTK_NAME = re.compile(r"^(\d{1,3})_([01])_(\d)_(\d+)\s*\.jpg(?:\.chip\.jpg)?$")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-GENDERS = {
-    "male": "male",
-    "m": "male",
-    "0": "male",
-    "female": "female",
-    "f": "female",
-    "1": "female",
-}
-
-
-@dataclass(frozen=True)
-class FaceRecord:
-    """One labelled image, not yet loaded: ``key`` names it inside its source."""
-
-    key: str
-    age: int
-    gender: str  # 'male' or 'female'
+GENDER_NAMES = ("male", "female")  # model.datasets' 0 and 1
 
 
 @dataclass(frozen=True)
 class Face:
-    key: str
+    key: str  # the image's path inside its source (tar member, or path under the folder / CSV)
     age: int
-    gender: str
+    gender: str  # 'male' or 'female'
     image: np.ndarray  # BGR uint8, HxWx3
 
 
-def parse_utkface_name(name: str) -> FaceRecord | None:
-    """``FaceRecord`` for a UTKFace file name (any folder prefix), ``None`` if malformed."""
-    base = name.rsplit("/", 1)[-1]
-    m = UTK_NAME.match(base)
-    if not m:
-        return None
-    age = int(m.group(1))
-    if not 0 < age <= 120:
-        return None
-    return FaceRecord(key=name, age=age, gender="male" if m.group(2) == "0" else "female")
-
-
-def _decode(data: bytes, key: str) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise SimulationError(f"cannot decode face image {key}")
-    return img
+def _face(record: FaceRecord, data: bytes) -> Face:
+    try:
+        image = cv2.cvtColor(decode_rgb(data), cv2.COLOR_RGB2BGR)
+    except DecodeError:
+        raise SimulationError(f"cannot decode face image {record.path}") from None
+    return Face(record.path, record.age, GENDER_NAMES[record.gender], image)
 
 
 class FaceSource:
-    """A list of labelled faces plus a way to load their pixels."""
+    """Labelled faces (``records``: :class:`model.datasets.FaceRecord`) plus their pixels."""
 
     description = "faces"
 
     def __init__(self, records: list[FaceRecord]):
+        records = [r for r in records if r.gender in (0, 1)]
         if not records:
             raise SimulationError(f"no labelled face images found in {self.description}")
-        self.records = sorted(records, key=lambda r: r.key)
+        self.records = sorted(records, key=lambda r: r.path)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def load_many(self, records: list[FaceRecord]) -> list[Face]:
-        return [Face(r.key, r.age, r.gender, self._load(r.key)) for r in records]
-
-    def _load(self, key: str) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -101,65 +74,59 @@ class FolderSource(FaceSource):
         self.description = description
         super().__init__(records)
 
-    def _load(self, key: str) -> np.ndarray:
-        path = Path(key) if Path(key).is_absolute() else self.root / key
-        try:
-            return _decode(path.read_bytes(), key)
-        except OSError as exc:
-            raise SimulationError(f"cannot read face image {path}: {exc.strerror}") from None
+    def load_many(self, records: list[FaceRecord]) -> list[Face]:
+        faces = []
+        for r in records:
+            path = self.root / r.path  # an absolute r.path stays as it is
+            try:
+                faces.append(_face(r, path.read_bytes()))
+            except OSError as exc:
+                raise SimulationError(f"cannot read face image {path}: {exc.strerror}") from None
+        return faces
 
 
 class TarSource(FaceSource):
     def __init__(self, path: Path):
         self.path = path
         self.description = str(path)
-        try:
-            with tarfile.open(path, "r:*") as tar:
-                self._members = {m.name: m for m in tar.getmembers() if m.isfile()}
-        except (OSError, tarfile.TarError) as exc:
-            raise SimulationError(f"cannot read archive {path}: {exc}") from None
-        records = [r for r in map(parse_utkface_name, self._members) if r is not None]
-        super().__init__(records)
+        super().__init__(_wrap(scan_utkface, path))
 
     def load_many(self, records: list[FaceRecord]) -> list[Face]:
-        # Read in archive order: a gzip stream only seeks forward cheaply.
-        order = sorted(records, key=lambda r: self._members[r.key].offset)
-        images = {}
-        with tarfile.open(self.path, "r:*") as tar:
-            for r in order:
-                f = tar.extractfile(self._members[r.key])
-                images[r.key] = _decode(f.read(), r.key)
-        return [Face(r.key, r.age, r.gender, images[r.key]) for r in records]
+        # One forward pass in archive order (a gzip stream only reads forward cheaply), stopping
+        # once every wanted member has been read.
+        wanted = {r.path: r for r in records}
+        faces = {}
+        try:
+            with tarfile.open(self.path, "r|*") as tar:
+                for member in tar:
+                    r = wanted.get(member.name)
+                    if r is not None and member.isfile() and r.path not in faces:
+                        faces[r.path] = _face(r, tar.extractfile(member).read())
+                        if len(faces) == len(wanted):
+                            break
+        except (OSError, EOFError, tarfile.TarError) as exc:
+            raise SimulationError(f"cannot read archive {self.path}: {exc}") from None
+        missing = [p for p in wanted if p not in faces]
+        if missing:
+            raise SimulationError(f"{self.path}: face image {missing[0]} not found in the archive")
+        return [faces[r.path] for r in records]
 
 
-def _parse_gender(value: str, where: str) -> str:
-    g = GENDERS.get(value.strip().lower())
-    if g is None:
-        raise SimulationError(f"{where}: gender must be male/female (or m/f, 0/1), got {value!r}")
-    return g
+def _wrap(read, path: Path, hint: str = "") -> list[FaceRecord]:
+    """``read(path)`` with a :class:`model.datasets.DataError` as a one-line SimulationError."""
+    try:
+        return read(path)
+    except DataError as exc:
+        raise SimulationError(str(exc).splitlines()[0] + hint) from None
+    except OSError as exc:
+        raise SimulationError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SimulationError(f"cannot read {path}: {exc}") from None
 
 
 def _csv_source(csv_path: Path) -> FolderSource:
-    try:
-        with open(csv_path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = {"path", "age", "gender"} - set(reader.fieldnames or [])
-            if missing:
-                gone = ", ".join(sorted(missing))
-                raise SimulationError(
-                    f"{csv_path}: needs a header path,age,gender (missing {gone})"
-                )
-            records = []
-            for line, row in enumerate(reader, start=2):
-                where = f"{csv_path}:{line}"
-                try:
-                    age = round(float(row["age"]))
-                except (TypeError, ValueError):
-                    raise SimulationError(f"{where}: age must be a number") from None
-                records.append(FaceRecord(row["path"], age, _parse_gender(row["gender"], where)))
-    except OSError as exc:
-        raise SimulationError(f"cannot read {csv_path}: {exc.strerror}") from None
-    return FolderSource(csv_path.parent, records, str(csv_path))
+    hint = " (faces CSV: path,age,gender with gender 0 = male, 1 = female)"
+    return FolderSource(csv_path.parent, _wrap(read_manifest, csv_path, hint), str(csv_path))
 
 
 def open_faces(path: str | Path) -> FaceSource:
@@ -178,13 +145,7 @@ def open_faces(path: str | Path) -> FaceSource:
         return _csv_source(csvs[0])
     if len(csvs) > 1:
         raise SimulationError(f"{p} holds several CSV files; pass the one to use")
-    records = []
-    for f in sorted(p.rglob("*")):
-        if f.suffix.lower() in IMAGE_SUFFIXES:
-            r = parse_utkface_name(f.name)
-            if r is not None:
-                records.append(FaceRecord(str(f.relative_to(p)), r.age, r.gender))
-    return FolderSource(p, records, str(p))
+    return FolderSource(p, _wrap(scan_utkface, p), str(p))
 
 
 def sample_faces(source: FaceSource, n: int, seed: int) -> list[Face]:

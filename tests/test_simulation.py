@@ -17,7 +17,7 @@ from jobs import score as score_cli
 from jobs import simulate as simulate_cli
 from schemas import TABLES
 from simulation import SimulationError
-from simulation.faces import open_faces, parse_utkface_name, sample_faces
+from simulation.faces import open_faces, sample_faces
 from simulation.render import RenderOptions, render_clip, truth_path_for
 from simulation.score import interval_iou, score
 
@@ -39,7 +39,7 @@ def faces_csv(tmp_path):
         w.writerow(["path", "age", "gender"])
         for i in range(8):
             cv2.imwrite(str(folder / f"p{i}.png"), _face_image(i))
-            w.writerow([f"p{i}.png", 20 + 5 * i, "female" if i % 2 else "male"])
+            w.writerow([f"p{i}.png", 20 + 5 * i, i % 2])  # model.datasets' manifest: 1 = female
     return folder / "labels.csv"
 
 
@@ -114,12 +114,9 @@ def test_mpeg4_and_no_visitors(tmp_path, faces_csv):
 
 
 def test_utkface_sources(tmp_path):
-    assert parse_utkface_name("UTKFace/41_0_3_20170119171541497.jpg.chip.jpg").gender == "male"
-    assert parse_utkface_name("26_1_1_20170117195838909.jpg.chip.jpg").age == 26
-    assert parse_utkface_name("24_0_1_20170116220224657 .jpg.chip.jpg") is not None
-    assert parse_utkface_name("61_1_20170109150557335.jpg.chip.jpg") is None  # a field missing
-    names = [f"{20 + i}_{i % 2}_0_2017011717{i:04d}.jpg.chip.jpg" for i in range(5)]
-    names.append("39_1_20170116174525125.jpg.chip.jpg")
+    names = [f"{20 + i}_{i % 2}_0_2017011717{i:04d}.jpg.chip.jpg" for i in range(4)]
+    names.append("24_0_1_20170116220224657 .jpg.chip.jpg")  # the release has a space in some
+    names.append("39_1_20170116174525125.jpg.chip.jpg")  # a field missing: skipped
     ok, png = cv2.imencode(".jpg", _face_image(1))
     folder = tmp_path / "UTKFace"
     folder.mkdir()
@@ -130,13 +127,56 @@ def test_utkface_sources(tmp_path):
             info = tarfile.TarInfo(f"UTKFace/{n}")
             info.size = len(png)
             tar.addfile(info, io.BytesIO(png.tobytes()))
-    for src in (open_faces(tar_path), open_faces(folder)):
+    for path, prefix in ((tar_path, "UTKFace/"), (folder, "")):
+        with pytest.warns(UserWarning, match="malformed UTKFace name"):
+            src = open_faces(path)
         assert len(src) == 5
+        assert {r.key for r in src.records} == set(names[:5])  # basenames, as jobs.bench uses
         picked = sample_faces(src, 3, seed=4)
         assert [f.key for f in picked] == [f.key for f in sample_faces(src, 3, seed=4)]
         assert len({f.key for f in picked}) == 3 and picked[0].image.shape == (64, 64, 3)
+        assert picked[0].image.dtype == np.uint8
+        labels = {f.key: (f.age, f.gender) for f in sample_faces(src, 5, seed=0)}
+        assert labels[prefix + names[1]] == (21, "female")
+        assert labels[prefix + names[4]] == (24, "male")
         with pytest.raises(SimulationError, match="only 5"):
             sample_faces(src, 6, seed=0)
+
+
+def test_face_source_errors(tmp_path, faces_csv):
+    # a folder holding one CSV reads that CSV; the face image is BGR as written
+    src = open_faces(faces_csv.parent)
+    assert len(src) == 8
+    face = next(f for f in sample_faces(src, 8, seed=0) if f.key == "p3.png")
+    assert (face.age, face.gender) == (35, "female")
+    assert np.abs(face.image.astype(int) - _face_image(3)).max() <= 1
+    # rows without a gender cannot give a truth label: skipped
+    with open(faces_csv, "a", newline="") as fh:
+        csv.writer(fh).writerow(["p0.png", 30, ""])
+    assert len(open_faces(faces_csv)) == 8
+    (faces_csv.parent / "other.csv").write_text("path,age,gender\n")
+    with pytest.raises(SimulationError, match="several CSV"):
+        open_faces(faces_csv.parent)
+    words = tmp_path / "words.csv"
+    words.write_text("path,age,gender\nfaces/p0.png,20,male\n")
+    with pytest.warns(UserWarning), pytest.raises(SimulationError, match="0 = male") as exc:
+        open_faces(words)
+    assert "\n" not in str(exc.value)
+    (tmp_path / "noheader.csv").write_text("file,age\nx.png,3\n")
+    with pytest.raises(SimulationError, match="path,age,gender"):
+        open_faces(tmp_path / "noheader.csv")
+    (tmp_path / "missing.csv").write_text("path,age,gender\nnope.png,20,0\n")
+    with pytest.raises(SimulationError, match="cannot read face image"):
+        sample_faces(open_faces(tmp_path / "missing.csv"), 1, seed=0)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    (tmp_path / "bad.csv").write_text("path,age,gender\nbad.png,20,1\n")
+    with pytest.raises(SimulationError, match="cannot decode"):
+        sample_faces(open_faces(tmp_path / "bad.csv"), 1, seed=0)
+    with pytest.raises(SimulationError, match="not found"):
+        open_faces(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SimulationError, match="no images"):
+        open_faces(tmp_path / "empty")
 
 
 # ------------------------------------------------------------------------------------- scoring
