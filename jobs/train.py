@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-dir", required=True, help="output folder for config, metrics, final.pt")
     ap.add_argument("--epochs", type=int, help="override train.epochs")
     args = ap.parse_args(argv)
+    warnings.showwarning = _one_line_warning
 
     from model import datasets
     from model.train import load_config, train
@@ -36,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _one_line_warning(message, category, *args, **kwargs) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,10 @@ def parse_utkface_name(name: str) -> FaceRecord | None:
     return FaceRecord(name, age, int(m.group(2)), int(m.group(3)))
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(":")
+
+
 def _is_image(name: str) -> bool:
     base = os.path.basename(name)
     return not base.startswith(".") and base.lower().endswith(IMAGE_EXTENSIONS)
@@ -95,7 +99,7 @@ def scan_utkface(source: str | Path) -> list[FaceRecord]:
             with tarfile.open(source) as tar:
                 names = [m.name for m in tar.getmembers() if m.isfile() and _is_image(m.name)]
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataError(f"cannot read archive {source}: {e}") from e
+            raise DataError(f"cannot read archive {source}: {_first_line(e)}") from e
     if not names:
         raise DataError(f"no images found in {source}")
     return _records_from_names(names, str(source))
@@ -198,7 +202,7 @@ def load_images(
                     if i is not None and member.isfile():
                         put(i, tar.extractfile(member).read(), member.name)
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataError(f"cannot read archive {root}: {e}") from e
+            raise DataError(f"cannot read archive {root}: {_first_line(e)}") from e
     else:
         for r, i in index.items():
             p = root / r

@@ -29,14 +29,15 @@ def build_backbone(
 ) -> tuple[nn.Module, int]:
     """Return ``(module mapping NCHW images to [N, D] features, D)``; random initialisation.
 
-    ``width`` is the family's width multiplier (MobileNetV3, EfficientNet); ResNets have none and
-    reject anything but 1.0. ``small_input`` removes the first down-sampling step (ResNet max-pool,
-    stride of the stem conv elsewhere) for inputs well below 224 px: 4x the FLOPs.
+    ``width`` is the width multiplier (MobileNetV3 and EfficientNet natively; for ResNets every
+    stage's channels are scaled, rounded to multiples of 8). ``small_input`` removes the first
+    down-sampling step (ResNet max-pool, stride of the stem conv elsewhere) for inputs well below
+    224 px: 4x the FLOPs.
     """
     if name.startswith("resnet"):
-        if width != 1.0:
-            raise ValueError(f"{name} has no width multiplier (got width={width})")
         net = getattr(torchvision.models, name)(weights=None)
+        if width != 1.0:
+            net = _scale_resnet_width(net, width)
         dim = net.fc.in_features
         net.fc = nn.Identity()
         if small_input:
@@ -57,6 +58,29 @@ def build_backbone(
             net.features[0][0].stride = (1, 1)
         return nn.Sequential(net.features, net.avgpool, nn.Flatten(1)), dim
     raise ValueError(f"unknown backbone '{name}', choose one of {', '.join(BACKBONES)}")
+
+
+def _scale_resnet_width(net: torchvision.models.ResNet, width: float) -> nn.Module:
+    """Rebuild a torchvision ResNet with every stage's channels scaled by ``width`` (rounded to a
+    multiple of 8), reusing torchvision's own block and layer builders."""
+    block = type(net.layer1[0])
+    depths = [len(net.layer1), len(net.layer2), len(net.layer3), len(net.layer4)]
+    ch = [max(8, int(round(c * width / 8)) * 8) for c in (64, 128, 256, 512)]
+    net.inplanes = ch[0]
+    net.conv1 = nn.Conv2d(3, ch[0], kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(ch[0])
+    net.layer1 = net._make_layer(block, ch[0], depths[0])
+    net.layer2 = net._make_layer(block, ch[1], depths[1], stride=2)
+    net.layer3 = net._make_layer(block, ch[2], depths[2], stride=2)
+    net.layer4 = net._make_layer(block, ch[3], depths[3], stride=2)
+    net.fc = nn.Linear(ch[3] * block.expansion, 1)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return net
 
 
 class MultiTaskNet(nn.Module):

@@ -1,0 +1,176 @@
+"""Evaluate an exported ONNX age/gender model with ONNX Runtime (no torch needed).
+
+``python -m jobs.evaluate --model model.onnx --data DIR_OR_TAR [--manifest CSV]
+[--split val|all] [--split-seed N] [--json out.json] [--plots DIR]``
+
+Faces are prepared exactly as in training (``model.preprocess``: centred crop of the chip by the
+model's ``chip_crop`` metadata, area resize to the input size, mean/std normalisation). ``--split
+val`` re-derives the validation split the model was trained without from the file names and the
+split seed/fraction stored in the model's metadata (override with ``--split-seed`` /
+``--val-fraction``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+class UserError(Exception):
+    pass
+
+
+def open_model(path: str, threads: int):
+    import onnxruntime as ort
+
+    from schemas.model_file import INPUT_NAME, REQUIRED_OUTPUTS, ModelSpec
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"model not found: {path}")
+    try:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise UserError(f"cannot load ONNX model {path}: {str(e).splitlines()[0]}") from e
+    try:
+        spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
+    except (ValueError, KeyError) as e:
+        raise UserError(f"{path} is not a kiosk age/gender model: {e}") from e
+    outputs = {o.name for o in sess.get_outputs()}
+    missing = [n for n in REQUIRED_OUTPUTS if n not in outputs]
+    if missing or sess.get_inputs()[0].name != INPUT_NAME:
+        raise UserError(f"{path} lacks the outputs {missing} or the input '{INPUT_NAME}'")
+    return sess, spec
+
+
+def run_model(sess, spec, images: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+    from model.preprocess import normalize
+    from schemas.model_file import INPUT_NAME
+
+    names = ["age", "gender_prob"]
+    out: dict[str, list] = {n: [] for n in names}
+    for i in range(0, len(images), batch):
+        x = normalize(images[i : i + batch], spec.mean, spec.std)
+        for n, v in zip(names, sess.run(names, {INPUT_NAME: x}), strict=True):
+            out[n].append(v)
+    return {n: np.concatenate(v) if v else np.zeros(0, np.float32) for n, v in out.items()}
+
+
+def evaluate(args) -> dict:
+    from model import datasets
+    from model.metrics import evaluate_predictions
+
+    sess, spec = open_model(args.model, args.threads)
+    split_info = json.loads(spec.extra.get("val_split", "{}") or "{}")
+    seed = args.split_seed if args.split_seed is not None else int(split_info.get("seed", 0))
+    frac = args.val_fraction
+    if frac is None:
+        frac = float(split_info.get("val_fraction", 0.1))
+    crop = float(spec.extra.get("chip_crop", "1.0"))
+    records = datasets.load_records(args.data, args.manifest)
+    records = datasets.select_split(records, args.split, seed, frac)
+    if not records:
+        raise UserError("no faces in the selected split")
+    root = datasets.image_root(args.data, args.manifest)
+    images, ok = datasets.load_images(records, root, spec.input_size, crop)
+    keep = np.flatnonzero(ok)
+    records = [records[i] for i in keep]
+    if not records:
+        raise UserError("no readable faces")
+    pred = run_model(sess, spec, images[keep])
+    labels = datasets.labels_array(records)
+    metrics = evaluate_predictions(
+        labels["age"], pred["age"], labels["gender"], pred["gender_prob"], labels["race"]
+    )
+    metrics["split"] = {"split": args.split, "seed": seed, "val_fraction": frac}
+    metrics["model"] = str(args.model)
+    metrics["model_version"] = spec.model_version
+    if args.plots:
+        write_plots(Path(args.plots), labels["age"], pred["age"], metrics)
+    return metrics
+
+
+def write_plots(folder: Path, true_age, pred_age, metrics: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if metrics.get("gender_n"):
+        c = np.asarray(metrics["gender_confusion"])
+        fig, ax = plt.subplots(figsize=(4, 3.5))
+        ax.imshow(c, cmap="Blues")
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, str(c[i, j]), ha="center", va="center")
+        ax.set_xticks([0, 1], ["male", "female"])
+        ax.set_yticks([0, 1], ["male", "female"])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"gender (acc {100 * metrics['gender_acc']:.1f}%)")
+        fig.tight_layout()
+        fig.savefig(folder / "gender_confusion.png", dpi=100)
+        plt.close(fig)
+    t = np.asarray(true_age)
+    err = np.asarray(pred_age) - t
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ages = np.arange(0, 101)
+    mae = [np.abs(err[t == a]).mean() if (t == a).any() else np.nan for a in ages]
+    bias = [err[t == a].mean() if (t == a).any() else np.nan for a in ages]
+    ax.plot(ages, mae, label="MAE")
+    ax.plot(ages, bias, label="mean error (pred - true)", alpha=0.7)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("true age (years)")
+    ax.set_ylabel("years")
+    ax.set_title(f"age error by true age (MAE {metrics['mae']:.2f}, n={metrics['n']})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "age_error_by_age.png", dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
+    ap.add_argument("--model", required=True, help="exported .onnx model")
+    ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
+    ap.add_argument("--manifest", help="CSV path,age,gender[,race] (paths relative to the CSV)")
+    ap.add_argument("--split", choices=("val", "all"), default="all")
+    ap.add_argument("--split-seed", type=int, default=None, help="default: model metadata")
+    ap.add_argument("--val-fraction", type=float, default=None, help="default: model metadata")
+    ap.add_argument("--json", help="write the metrics as JSON here")
+    ap.add_argument("--plots", help="folder for PNG charts")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    warnings.showwarning = _one_line_warning
+
+    from model.datasets import DataError
+    from model.metrics import format_report
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            metrics = evaluate(args)
+    except (UserError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(metrics))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _one_line_warning(message, category, *args, **kwargs) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

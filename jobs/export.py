@@ -1,0 +1,220 @@
+"""Export a trained run to ONNX with its metadata, check parity, measure throughput.
+
+``python -m jobs.export --run runs/default --data DIR_OR_TAR --out model/weights/age_gender.onnx``
+
+The crop template is estimated from the run's own training chips: the MTCNN detector
+(``pipelines.faces``) runs on a seeded sample of them, and the averaged landmarks are mapped
+through the chip -> input transform of ``model.preprocess``. A JSON report (parity, params,
+FLOPs, throughput, template) is written next to the checkpoint as ``export.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def detect_chip_landmarks(chips: list[np.ndarray], pad: float = 0.25) -> np.ndarray:
+    """Landmarks (M, 5, 2) in chip pixels of the best face found on each chip (chips where no
+    face is found are left out). Chips are padded with a replicated border first because MTCNN
+    misses faces that fill the whole image."""
+    import cv2
+
+    from pipelines.faces import MtcnnDetector
+
+    detector = MtcnnDetector(min_face_px=40, threads=1)
+    out = []
+    for chip in chips:
+        h, w = chip.shape[:2]
+        p = int(round(pad * max(h, w)))
+        img = cv2.copyMakeBorder(chip, p, p, p, p, cv2.BORDER_REPLICATE)
+        faces = detector.detect(img)
+        if not faces:
+            continue
+        # the face nearest the chip centre among the confident ones
+        cx, cy = img.shape[1] / 2, img.shape[0] / 2
+        best = min(
+            faces[:3],
+            key=lambda f: (
+                ((f.box[0] + f.box[2]) / 2 - cx) ** 2 + ((f.box[1] + f.box[3]) / 2 - cy) ** 2
+            ),
+        )
+        out.append(np.asarray(best.landmarks, np.float64) - p)
+    return np.asarray(out, np.float64).reshape(-1, 5, 2)
+
+
+def sample_chips(data: str, records, n: int, seed: int) -> list[np.ndarray]:
+    from model import datasets
+    from model.preprocess import DecodeError, decode_rgb
+
+    rng = np.random.default_rng(seed)
+    picked = [records[i] for i in sorted(rng.choice(len(records), min(n, len(records)), False))]
+    wanted = {r.path for r in picked}
+    chips = []
+    root = Path(data)
+    if datasets.is_tar(root):
+        import tarfile
+
+        with tarfile.open(root, "r|*") as tar:
+            for m in tar:
+                if m.name in wanted and m.isfile():
+                    with contextlib.suppress(DecodeError):
+                        chips.append(decode_rgb(tar.extractfile(m).read()))
+    else:
+        for r in picked:
+            with contextlib.suppress(OSError, DecodeError):
+                chips.append(decode_rgb((root / r.path).read_bytes()))
+    return chips
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m jobs.export", description=__doc__)
+    ap.add_argument("--run", required=True, help="run folder holding final.pt")
+    ap.add_argument("--data", required=True, help="training data (UTKFace folder or .tar.gz)")
+    ap.add_argument("--manifest", help="CSV manifest the run was trained on")
+    ap.add_argument("--out", required=True, help="output .onnx path")
+    ap.add_argument("--template-samples", type=int, default=400, help="chips for the template")
+    ap.add_argument("--version", default=None, help="model_version (default: run name + date)")
+    ap.add_argument("--no-bench", action="store_true", help="skip the throughput measurement")
+    args = ap.parse_args(argv)
+    warnings.showwarning = _one_line_warning
+
+    ckpt_path = Path(args.run) / "final.pt"
+    if not ckpt_path.is_file():
+        print(f"error: no checkpoint at {ckpt_path}", file=sys.stderr)
+        return 2
+    from model import datasets
+
+    try:
+        report = export_run(args, ckpt_path)
+    except datasets.DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def export_run(args, ckpt_path: Path) -> dict:
+    import torch
+
+    from model import datasets
+    from model.export import (
+        LICENSE,
+        export_onnx,
+        head_labels,
+        load_checkpoint,
+        parity,
+    )
+    from model.network import count_flops, count_params
+    from model.preprocess import normalize, prepare_chip
+    from model.template import estimate_template
+    from schemas.model_file import ModelSpec
+
+    torch.set_num_threads(2)
+    model, ckpt = load_checkpoint(ckpt_path)
+    cfg = ckpt["config"]
+    size, crop = int(ckpt["input_size"]), float(ckpt["crop"])
+    split = ckpt["split"]
+    records = datasets.load_records(args.data, args.manifest)
+    root = datasets.image_root(args.data, args.manifest)
+    train_recs, val_recs = datasets.split_records(records, split["seed"], split["val_fraction"])
+
+    t0 = time.time()
+    chips = sample_chips(str(root), train_recs, args.template_samples, seed=0)
+    if not chips:
+        raise datasets.DataError("no training chip could be read for the template")
+    sizes = {c.shape[:2] for c in chips}
+    chip_hw = max(sizes, key=lambda s: sum(c.shape[:2] == s for c in chips))
+    chips = [c for c in chips if c.shape[:2] == chip_hw]
+    marks = detect_chip_landmarks(chips)
+    if len(marks) < 10:
+        raise datasets.DataError(f"face detector found only {len(marks)} faces on the chips")
+    template = estimate_template(marks, chip_hw, size, crop, symmetric=True)
+    t_template = time.time() - t0
+
+    flops = count_flops(model, size)
+    params = count_params(model)
+    name = Path(args.run).name
+    version = (
+        args.version or f"{cfg['model']['backbone']}-{size}px-{name}-{time.strftime('%Y%m%d')}"
+    )
+    data_name = Path(args.manifest).name if args.manifest else Path(args.data).name
+    spec = ModelSpec(
+        input_size=size,
+        mean=tuple(float(v) for v in ckpt["mean"]),
+        std=tuple(float(v) for v in ckpt["std"]),
+        crop_template=tuple((float(x), float(y)) for x, y in template),
+        heads=head_labels(cfg["model"]["heads"]),
+        model_version=version,
+        training_data=f"{data_name} ({ckpt['n_train']} training faces)",
+        license=LICENSE,
+        extra={
+            "architecture": f"{cfg['model']['backbone']} width={cfg['model'].get('width', 1.0)}",
+            "age_output": "expected age in years: sum_k k * softmax(age_logits)_k, k = 0..100",
+            "chip_crop": str(crop),
+            "chip_preprocess": "centred square crop of chip_crop * shorter side, area resize",
+            "val_split": json.dumps(
+                {"seed": split["seed"], "val_fraction": split["val_fraction"], "hash": "sha1"}
+            ),
+            "params": str(params),
+            "flops_per_face": str(flops),
+        },
+    )
+    out = Path(args.out)
+    names = export_onnx(model, spec, out)
+
+    rng = np.random.default_rng(0)
+    rand = rng.standard_normal((8, 3, size, size)).astype(np.float32)
+    val_chips = sample_chips(str(root), val_recs or train_recs, 32, seed=1)
+    real = normalize(
+        np.stack([prepare_chip(c, size, crop) for c in val_chips]), spec.mean, spec.std
+    )
+    diffs = {"random": parity(model, out, rand), "real": parity(model, out, real)}
+    worst = max(max(v for k, v in d.items() if k.endswith("_logits")) for d in diffs.values())
+    if worst > 1e-4:
+        warnings.warn(f"parity: max abs logit diff {worst:.2e} > 1e-4", stacklevel=1)
+
+    report = {
+        "onnx": str(out),
+        "size_mb": round(out.stat().st_size / 2**20, 2),
+        "outputs": names,
+        "params": params,
+        "flops_per_face": flops,
+        "template": template.round(3).tolist(),
+        "template_faces": len(marks),
+        "template_chips": len(chips),
+        "template_seconds": round(t_template, 1),
+        "parity_max_abs": diffs,
+        "parity_ok": worst <= 1e-4,
+        "train_seconds": ckpt.get("train_seconds"),
+    }
+    if not args.no_bench:
+        report["throughput_faces_per_s"] = benchmark_table(out)
+    Path(args.run, "export.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def benchmark_table(path, batches=(1, 32), threads=(1, 2), seconds: float = 3.0) -> dict:
+    """``{"batch=B threads=T": faces/s}`` for ONNX Runtime on the CPU."""
+    from model.export import throughput
+
+    return {
+        f"batch={b} threads={t}": round(throughput(path, b, t, seconds), 1)
+        for b in batches
+        for t in threads
+    }
+
+
+def _one_line_warning(message, category, *args, **kwargs) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

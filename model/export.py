@@ -1,0 +1,145 @@
+"""ONNX export of a trained checkpoint, parity check and ONNX Runtime throughput.
+
+The exported graph has one input, ``image`` (float32 [N, 3, S, S], RGB, ``(x/255 - mean)/std``),
+and the outputs ``age_logits`` [N, 101], ``gender_logits`` [N, 2], ``age`` [N] (expected age in
+years, softmax-weighted mean of the classes, computed in the graph), ``gender_prob`` [N]
+(P(female), in the graph) and ``<head>_logits`` for any further head. Metadata follow
+``schemas.model_file.ModelSpec``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from model.network import MultiTaskNet, build_model
+from schemas.model_file import INPUT_NAME, ModelSpec
+
+LICENSE = (
+    "Trained on UTKFace (non-commercial research use only); this model inherits that: "
+    "non-commercial research use only."
+)
+
+
+class ExportWrapper(nn.Module):
+    """``image -> (age_logits, gender_logits, age, gender_prob, *<head>_logits)``."""
+
+    def __init__(self, model: MultiTaskNet):
+        super().__init__()
+        self.model = model
+        self.extra = [h for h in model.head_classes if h not in ("age", "gender")]
+        n_age = model.head_classes["age"]
+        self.register_buffer("ages", torch.arange(n_age, dtype=torch.float32), persistent=False)
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["age_logits", "gender_logits", "age", "gender_prob"] + [
+            f"{h}_logits" for h in self.extra
+        ]
+
+    def forward(self, image: torch.Tensor):
+        out = self.model(image)
+        age = (torch.softmax(out["age"], dim=1) * self.ages).sum(dim=1)
+        gender_prob = torch.softmax(out["gender"], dim=1)[:, 1]
+        return (out["age"], out["gender"], age, gender_prob, *[out[h] for h in self.extra])
+
+
+def load_checkpoint(path: str | Path) -> tuple[MultiTaskNet, dict]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(ckpt["config"]["model"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, ckpt
+
+
+def head_labels(heads: Mapping[str, int]) -> dict[str, list[str]]:
+    """Class names per head: ages '0'..'100', gender male/female, others '0'..'k-1'."""
+    out = {}
+    for name, n in heads.items():
+        if name == "gender" and n == 2:
+            out[name] = ["male", "female"]
+        else:
+            out[name] = [str(i) for i in range(n)]
+    return out
+
+
+def export_onnx(
+    model: MultiTaskNet, spec: ModelSpec, path: str | Path, opset: int = 17
+) -> list[str]:
+    """Write the ONNX file with a dynamic batch axis and ``spec`` as metadata; returns output
+    names."""
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    wrapper = ExportWrapper(model).eval()
+    names = wrapper.output_names
+    dummy = torch.zeros(2, 3, spec.input_size, spec.input_size)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.onnx")
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            (dummy,),
+            str(tmp),
+            input_names=[INPUT_NAME],
+            output_names=names,
+            dynamic_axes={INPUT_NAME: {0: "N"}, **{n: {0: "N"} for n in names}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    proto = onnx.load(str(tmp))
+    del proto.metadata_props[:]
+    for k, v in spec.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    proto.producer_name = "kiosk-demographics model/export.py"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
+    return names
+
+
+def ort_session(path: str | Path, threads: int = 1):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def parity(model: MultiTaskNet, onnx_path: str | Path, inputs: np.ndarray) -> dict[str, float]:
+    """Max abs difference per output between torch and ONNX Runtime on ``inputs`` (NCHW)."""
+    wrapper = ExportWrapper(model.eval()).eval()
+    with torch.no_grad():
+        ref = [t.numpy() for t in wrapper(torch.from_numpy(np.ascontiguousarray(inputs)))]
+    sess = ort_session(onnx_path, 1)
+    got = sess.run(wrapper.output_names, {INPUT_NAME: inputs.astype(np.float32)})
+    return {
+        n: float(np.abs(r - g).max())
+        for n, r, g in zip(wrapper.output_names, ref, got, strict=True)
+    }
+
+
+def throughput(
+    onnx_path: str | Path, batch: int, threads: int, seconds: float = 3.0, size: int | None = None
+) -> float:
+    """ONNX Runtime CPU faces/s at a batch size and thread count (random inputs, after warm-up)."""
+    sess = ort_session(onnx_path, threads)
+    if size is None:
+        size = int(sess.get_inputs()[0].shape[2])
+    x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+    sess.run(None, {INPUT_NAME: x})
+    n, t0 = 0, time.perf_counter()
+    while True:
+        sess.run(None, {INPUT_NAME: x})
+        n += batch
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return n / dt
