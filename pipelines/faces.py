@@ -13,6 +13,12 @@ imported (it is broken). Nothing is downloaded at run time.
 
 Other ONNX detectors (YuNet, SCRFD, ...) plug in through ``register_detector`` /
 ``create_detector(name, **options)`` so the pipeline can choose one by configuration.
+
+Speed (``python -m pipelines.faces ../shared/data/videos/*.gif``: real clips scaled to 1920x1080,
+``max_side=640``, one ORT thread, on the 2-core dev machine while other jobs ran, so best-of and
+median): min_face_px 40 -> 44/56 ms per frame, 60 -> 25/32 ms, 80 -> 19/27 ms, 120 -> 14/20 ms.
+P-Net's cost follows (12 / min_face_px)^2 x frame area, so the minimum face size is the lever:
+at 1080p a face under ~60 px is also too small for a trustworthy age estimate.
 """
 
 from __future__ import annotations
@@ -483,17 +489,19 @@ class MtcnnDetector:
     min_face_px: smallest face side to find, in pixels of the image passed to ``detect``.
     thresholds: score thresholds of P-Net, R-Net and O-Net.
     scale_factor: ratio between image-pyramid levels.
-    max_side: if set, images whose longer side exceeds it are downscaled to it for the P-Net
-        pyramid (the expensive part); R-Net and O-Net crops are cut from the full-resolution image
-        and all results are in full-resolution coordinates. Faces smaller than about
-        12 * longer_side / max_side pixels cannot be found then, whatever ``min_face_px`` says.
+    max_side: if set, images whose longer side exceeds it are downscaled to it (INTER_AREA) for
+        the P-Net pyramid, the expensive part; R-Net and O-Net crops come from the downscaled
+        image where the face is big enough there, else from the full-resolution one; results are
+        always in full-resolution pixels. Faces under about 12 * longer_side / max_side pixels
+        (36 px for 1080p at 640) are searched in an upsampled working image: less reliable.
     nms_thresholds: NMS overlap thresholds (P-Net within a scale, P-Net across scales, R-Net,
         O-Net); the last uses intersection-over-minimum as the original MTCNN.
     threads: ONNX Runtime intra-op threads per network (default 1: the pipeline parallelises
         across workers).
     model_dir: directory with pnet.onnx, rnet.onnx and onet.onnx (default: the installed package).
-    fast_prelu: load the nets with PRelu rewritten as equivalent depthwise convolutions (same
-        outputs to ~1e-6, 1.4-1.9x faster in ONNX Runtime); False runs the files as shipped.
+    fast_prelu: load the nets with PRelu rewritten as equivalent depthwise convolutions and
+        P-Net's two heads merged (same outputs to ~1e-6, 1.4-1.9x faster in ONNX Runtime);
+        False runs the files as shipped.
     refine_landmarks: run O-Net a second time on each final (regressed, squared) box and average
         the two landmark sets: about 25% less landmark jitter for ~0.5 ms per face.
     """
