@@ -233,11 +233,17 @@ def cached_images(
     if cache_dir is None:
         return load_images(records, root, size, crop)
     root = Path(root)
-    st = root.stat()
     h = hashlib.sha1()
-    h.update(f"{root.resolve()}|{st.st_mtime_ns}|{st.st_size}|{size}|{crop}|v1".encode())
+    h.update(f"{root.resolve()}|{size}|{crop}|v1".encode())
+    if root.is_file():
+        st = root.stat()
+        h.update(f"{st.st_mtime_ns}|{st.st_size}".encode())
     for r in records:
         h.update(r.path.encode() + b"\0")
+        if not root.is_file():
+            p = root / r.path
+            st = p.stat() if p.is_file() else None
+            h.update(f"{st and st.st_mtime_ns}|{st and st.st_size}".encode())
     path = Path(cache_dir) / f"faces-{size}-{h.hexdigest()[:16]}.npz"
     if path.is_file():
         with np.load(path) as z:

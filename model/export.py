@@ -10,6 +10,7 @@ years, softmax-weighted mean of the classes, computed in the graph), ``gender_pr
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -81,7 +82,9 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
-    with torch.no_grad():
+    # The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not a dependency.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             wrapper,
             (dummy,),

@@ -1,0 +1,114 @@
+"""Losses (values by hand), heads from config, metrics on a hand-computed example."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model.losses import MultiTaskLoss, age_loss, expected_age, gaussian_targets
+from model.metrics import evaluate_predictions, format_report
+from model.network import MultiTaskNet, build_model, count_flops, count_params
+
+
+def test_gaussian_targets_by_hand():
+    t = gaussian_targets(torch.tensor([1]), 3, 1.0)[0]
+    e = math.exp(-0.5)
+    assert t.tolist() == pytest.approx([e / (1 + 2 * e), 1 / (1 + 2 * e), e / (1 + 2 * e)])
+
+
+def test_age_losses_by_hand():
+    logits = torch.zeros(1, 3)  # uniform over ages 0, 1, 2
+    age = torch.tensor([0])
+    assert float(age_loss(logits, age, {"type": "ce"})) == pytest.approx(math.log(3))
+    # soft targets sum to one, so cross-entropy against a uniform prediction is log 3
+    assert float(age_loss(logits, age, {"type": "gaussian", "sigma": 2})) == pytest.approx(
+        math.log(3), rel=1e-6
+    )
+    # mean 1, variance 2/3: ln3 + 0.2 * (1 - 0)^2 / 2 + 0.05 * 2/3
+    mv = age_loss(
+        logits, age, {"type": "mean_variance", "mean_weight": 0.2, "variance_weight": 0.05}
+    )
+    assert float(mv) == pytest.approx(math.log(3) + 0.1 + 0.05 * 2 / 3, rel=1e-6)
+    l1 = age_loss(logits, torch.tensor([2]), {"type": "ce", "l1_weight": 0.5})
+    assert float(l1) == pytest.approx(math.log(3) + 0.5 * 1.0, rel=1e-6)
+    assert float(expected_age(torch.tensor([[0.0, math.log(3)]]))) == pytest.approx(0.75)
+    with pytest.raises(ValueError):
+        age_loss(logits, age, {"type": "nope"})
+
+
+def test_multitask_weights_and_unknown_labels():
+    crit = MultiTaskLoss({"weights": {"age": 2.0, "gender": 0.5}, "age": {"type": "ce"}})
+    out = {
+        "age": torch.zeros(2, 3),
+        "gender": torch.tensor([[0.0, math.log(3)], [5.0, 5.0]]),
+        "emotion": torch.zeros(2, 7),
+    }
+    # second face: gender unknown (-1) so ignored; emotion has no labels at all
+    total, parts = crit(out, {"age": torch.tensor([0, 2]), "gender": torch.tensor([0, -1])})
+    assert set(parts) == {"age", "gender"}
+    assert float(parts["gender"]) == pytest.approx(math.log(4), rel=1e-6)
+    assert float(total) == pytest.approx(2 * math.log(3) + 0.5 * math.log(4), rel=1e-6)
+    smooth = MultiTaskLoss({"label_smoothing": 0.1})
+    _, p = smooth({"gender": torch.zeros(1, 2)}, {"gender": torch.tensor([1])})
+    assert float(p["gender"]) == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_heads_from_config_add_outputs():
+    cfg = {
+        "backbone": "resnet18",
+        "width": 0.25,
+        "dropout": 0.1,
+        "heads": {"age": 101, "gender": 2, "emotion": 7},
+    }
+    model = build_model(cfg).eval()
+    out = model(torch.zeros(2, 3, 32, 32))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "age": (2, 101),
+        "gender": (2, 2),
+        "emotion": (2, 7),
+    }
+    assert isinstance(model.heads["emotion"][0], torch.nn.Dropout)
+
+
+@pytest.mark.parametrize(
+    "name,width",
+    [("mobilenet_v3_small", 0.5), ("mobilenet_v3_large", 0.5), ("efficientnet_b0", 0.5)],
+)
+def test_backbones(name, width):
+    model = MultiTaskNet(name, {"age": 101, "gender": 2}, width=width).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 32, 32))
+    assert out["age"].shape == (1, 101) and out["gender"].shape == (1, 2)
+
+
+def test_resnet_width_and_cost():
+    full, half = MultiTaskNet("resnet18"), MultiTaskNet("resnet18", width=0.5)
+    assert half.feature_dim == 256 and count_params(half) < count_params(full) / 3
+    assert 0 < count_flops(half, 80) < 0.6e9
+    with pytest.raises(ValueError, match="unknown backbone"):
+        MultiTaskNet("vgg11")
+
+
+def test_metrics_by_hand():
+    true_age = [10, 20, 30, 40, 75]
+    pred_age = [12, 20, 36, 29, 75.4]  # errors 2, 0, 6, 11, 0.4
+    true_g = [0, 1, 1, 0, -1]  # last face: gender unknown
+    prob_f = [0.1, 0.9, 0.2, 0.4, 0.9]
+    m = evaluate_predictions(true_age, pred_age, true_g, prob_f, race=[0, 1, 1, 2, 0])
+    assert m["n"] == 5
+    assert m["mae"] == pytest.approx(19.4 / 5)
+    assert m["exact_acc"] == pytest.approx(2 / 5)  # 20 and round(75.4) == 75
+    assert [m[f"within_{k}"] for k in (1, 3, 5, 10, 15)] == pytest.approx(
+        [2 / 5, 3 / 5, 3 / 5, 4 / 5, 1.0]
+    )
+    assert m["gender_n"] == 4 and m["gender_acc"] == pytest.approx(0.75)
+    assert m["gender_confusion"] == [[2, 0], [1, 1]]
+    bands = m["mae_per_band"]
+    assert bands["10-19"]["mae"] == pytest.approx(2) and bands["40-49"]["mae"] == pytest.approx(11)
+    assert bands["70+"] == {"n": 1, "mae": pytest.approx(0.4)} and bands["0-9"]["mae"] is None
+    assert m["mae_per_race"]["black"] == {"n": 2, "mae": pytest.approx(3.0)}
+    assert m["mae_per_race"]["white"]["mae"] == pytest.approx(1.2)
+    text = format_report(m)
+    assert "age MAE          3.880" in text and "gender acc       75.00%" in text
+    assert np.isfinite(m["within_15"])

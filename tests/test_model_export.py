@@ -1,0 +1,165 @@
+"""Train a tiny config for a few steps, export, check parity and metadata; evaluate an ONNX model
+whose predictions are known through the torch-free CLI; the shipped model's contract."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import yaml
+
+from model.export import ExportWrapper, export_onnx, load_checkpoint, parity
+from model.preprocess import normalize
+from model.train import train
+from schemas.model_file import INPUT_NAME, REQUIRED_OUTPUTS, ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "model" / "weights" / "age_gender.onnx"
+TEMPLATE = ((10.0, 12.0), (22.0, 12.0), (16.0, 18.0), (11.0, 24.0), (21.0, 24.0))
+
+
+def _spec(size, heads, extra=None):
+    return ModelSpec(
+        input_size=size,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        crop_template=TEMPLATE,
+        heads=heads,
+        model_version="test",
+        license="test",
+        extra=extra or {},
+    )
+
+
+def test_tiny_train_export_parity(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    for i in range(24):
+        img = rng.integers(0, 255, (48, 48, 3), np.uint8)
+        cv2.imwrite(str(folder / f"{i * 4}_{i % 2}_{i % 5}_2017{i:04d}.jpg.chip.jpg"), img)
+    cfg = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
+    cfg["data"].update(input_size=32, cache_dir=str(tmp_path / "cache"), val_fraction=0.25)
+    cfg["model"].update(width=0.125, heads={"age": 101, "gender": 2, "emotion": 7})
+    cfg["train"].update(epochs=2, batch_size=8, log_every=1, time_budget_min=0, threads=1)
+    run = tmp_path / "run"
+    last = train(cfg, str(folder), str(run), log=lambda m: None)
+    assert np.isfinite(last["loss"]) and "val_mae" in last
+    for name in ("config.yaml", "split.json", "metrics.csv", "metrics.json", "final.pt"):
+        assert (run / name).is_file(), name
+    assert len(json.loads((run / "metrics.json").read_text())) == 2
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["train"]) + len(split["val"]) == 24 and split["val"]
+
+    model, ckpt = load_checkpoint(run / "final.pt")
+    heads = {"age": [str(i) for i in range(101)], "gender": ["male", "female"]}
+    heads["emotion"] = [str(i) for i in range(7)]
+    onnx_path = tmp_path / "m.onnx"
+    names = export_onnx(model, _spec(32, heads), onnx_path)
+    assert names == [*REQUIRED_OUTPUTS, "emotion_logits"]
+    real = normalize(np.stack([cv2.resize(rng.integers(0, 255, (48, 48, 3), np.uint8), (32, 32))]))
+    for x in (rng.standard_normal((5, 3, 32, 32)).astype(np.float32), real):
+        diffs = parity(model, onnx_path, x)
+        assert max(v for k, v in diffs.items() if k.endswith("_logits")) <= 1e-4, diffs
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
+    assert spec.input_size == 32 and spec.crop_template == TEMPLATE and spec.heads == heads
+    out = sess.run(None, {INPUT_NAME: real})
+    assert [o.shape for o in out] == [(1, 101), (1, 2), (1,), (1,), (1, 7)]
+
+
+class _KnownNet(torch.nn.Module):
+    """Predicts age = the red value of the (constant) face, female iff green > 128."""
+
+    head_classes = {"age": 101, "gender": 2}
+
+    def forward(self, x):
+        red = (x[:, 0].mean((1, 2)) * 0.25 + 0.5) * 255
+        green = (x[:, 1].mean((1, 2)) * 0.25 + 0.5) * 255
+        ages = torch.arange(101, dtype=x.dtype)
+        age = -20.0 * (ages[None] - red[:, None]) ** 2
+        gender = torch.stack([torch.zeros_like(green), green - 128], 1)
+        return {"age": age, "gender": gender}
+
+
+def test_evaluate_cli_hand_computed(tmp_path):
+    onnx_path = tmp_path / "known.onnx"
+    heads = {"age": [str(i) for i in range(101)], "gender": ["male", "female"]}
+    export_onnx(_KnownNet(), _spec(16, heads, {"chip_crop": "1.0"}), onnx_path)
+    # true ages 10, 20, 30, 40 predicted 12, 20, 36, 29; gender 0,1,1,0 predicted 0,1,0,0
+    rows = [(10, 0, 12, 30), (20, 1, 20, 200), (30, 1, 36, 60), (40, 0, 29, 10)]
+    (tmp_path / "img").mkdir()
+    lines = ["path,age,gender"]
+    for i, (age, g, red, green) in enumerate(rows):
+        img = np.zeros((24, 24, 3), np.uint8)
+        img[..., 2], img[..., 1] = red, green  # BGR on disk
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), img)
+        lines.append(f"img/{i}.png,{age},{g}")
+    (tmp_path / "faces.csv").write_text("\n".join(lines) + "\n")
+    out_json = tmp_path / "m.json"
+    cmd = [sys.executable, "-c", "import sys; sys.modules['torch'] = None; "
+           "from jobs.evaluate import main; sys.exit(main())"]  # fmt: skip
+    args = ["--model", str(onnx_path), "--data", str(tmp_path), "--manifest"]
+    args += [str(tmp_path / "faces.csv"), "--json", str(out_json), "--plots", str(tmp_path / "p")]
+    res = subprocess.run(cmd + args, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    m = json.loads(out_json.read_text())
+    assert m["n"] == 4 and m["mae"] == pytest.approx(4.75, abs=1e-3)
+    assert m["exact_acc"] == 0.25 and m["within_3"] == 0.5 and m["within_10"] == 0.75
+    assert m["within_15"] == 1.0 and m["gender_acc"] == 0.75
+    assert m["gender_confusion"] == [[2, 0], [1, 1]]
+    assert m["mae_per_band"]["40-49"]["mae"] == pytest.approx(11, abs=1e-3)
+    assert "age MAE          4.750" in res.stdout
+    assert (tmp_path / "p" / "gender_confusion.png").is_file()
+    assert (tmp_path / "p" / "age_error_by_age.png").is_file()
+    bad = subprocess.run(
+        cmd + ["--model", str(tmp_path / "nope.onnx"), "--data", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr
+
+
+@pytest.mark.parametrize("job", ["jobs.train", "jobs.evaluate", "jobs.export"])
+def test_cli_help(job):
+    mod = __import__(job, fromlist=["main"])
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--help"])
+    assert e.value.code == 0
+
+
+def test_shipped_model_contract():
+    if not SHIPPED.is_file():
+        pytest.skip("no shipped model yet")
+    assert SHIPPED.stat().st_size <= 20 * 2**20
+    sess = ort.InferenceSession(str(SHIPPED), providers=["CPUExecutionProvider"])
+    spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
+    assert sess.get_inputs()[0].name == INPUT_NAME
+    assert [o.name for o in sess.get_outputs()][:4] == list(REQUIRED_OUTPUTS)
+    assert len(spec.heads["age"]) == 101 and spec.heads["gender"] == ["male", "female"]
+    assert "non-commercial" in spec.license
+    t = np.asarray(spec.crop_template)
+    assert t.shape == (5, 2) and (t >= 0).all() and (t < spec.input_size).all()
+    assert t[0, 0] < t[1, 0] and t[3, 0] < t[4, 0] and t[2, 1] > t[0, 1]
+    x = np.random.default_rng(0).standard_normal((3, 3, spec.input_size, spec.input_size))
+    age_logits, gender_logits, age, prob = sess.run(None, {INPUT_NAME: x.astype(np.float32)})[:4]
+    assert age_logits.shape == (3, 101) and gender_logits.shape == (3, 2)
+    assert ((age >= 0) & (age <= 100)).all() and ((prob >= 0) & (prob <= 1)).all()
+    e = np.exp(gender_logits - gender_logits.max(1, keepdims=True))
+    assert prob == pytest.approx(e[:, 1] / e.sum(1), abs=1e-5)
+
+
+def test_export_wrapper_outputs_match_definition():
+    model = _KnownNet()
+    x = torch.zeros(1, 3, 8, 8)
+    x[:, 0] = (40 / 255 - 0.5) / 0.25
+    x[:, 1] = -2.0  # green 0: male
+    age_logits, _, age, prob = ExportWrapper(model)(x)
+    assert float(age) == pytest.approx(40, abs=1e-3) and float(prob) == pytest.approx(0.0, abs=1e-6)
