@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--template-samples", type=int, default=400, help="chips for the template")
     ap.add_argument("--version", default=None, help="model_version (default: run name + date)")
     ap.add_argument("--no-bench", action="store_true", help="skip the throughput measurement")
+    ap.add_argument(
+        "--int8-out",
+        help="also write a static INT8 (QDQ) copy here, calibrated on 256 training chips",
+    )
     args = ap.parse_args(argv)
     warnings.showwarning = _one_line_warning
 
@@ -197,6 +201,17 @@ def export_run(args, ckpt_path: Path) -> dict:
     }
     if not args.no_bench:
         report["throughput_faces_per_s"] = benchmark_table(out)
+    if args.int8_out:
+        from model.quantize import quantize
+
+        calib_chips = sample_chips(str(root), train_recs, 256, seed=2)
+        calib = normalize(
+            np.stack([prepare_chip(c, size, crop) for c in calib_chips]), spec.mean, spec.std
+        )
+        q = quantize(out, args.int8_out, "static", calib)
+        report["int8"] = {"onnx": str(q), "size_mb": round(q.stat().st_size / 2**20, 2)}
+        if not args.no_bench:
+            report["int8"]["throughput_faces_per_s"] = benchmark_table(q)
     Path(args.run, "export.json").write_text(json.dumps(report, indent=1))
     return report
 
