@@ -72,6 +72,14 @@ def test_tiny_train_export_parity(tmp_path):
     out = sess.run(None, {INPUT_NAME: real})
     assert [o.shape for o in out] == [(1, 101), (1, 2), (1,), (1,), (1, 7)]
 
+    from model.quantize import quantize
+
+    calib = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
+    q = quantize(onnx_path, tmp_path / "q.onnx", "static", calib)
+    qs = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"])
+    assert ModelSpec.from_metadata(qs.get_modelmeta().custom_metadata_map) == spec
+    assert qs.run(["age"], {INPUT_NAME: real})[0].shape == (1,)
+
 
 class _KnownNet(torch.nn.Module):
     """Predicts age = the red value of the (constant) face, female iff green > 128."""
