@@ -109,6 +109,7 @@ def export_run(args, ckpt_path: Path) -> dict:
     import torch
 
     from model import datasets
+    from model.bench import benchmark_table
     from model.export import (
         LICENSE,
         export_onnx,
@@ -214,17 +215,6 @@ def export_run(args, ckpt_path: Path) -> dict:
             report["int8"]["throughput_faces_per_s"] = benchmark_table(q)
     Path(args.run, "export.json").write_text(json.dumps(report, indent=1))
     return report
-
-
-def benchmark_table(path, batches=(1, 32), threads=(1, 2), seconds: float = 3.0) -> dict:
-    """``{"batch=B threads=T": faces/s}`` for ONNX Runtime on the CPU."""
-    from model.export import throughput
-
-    return {
-        f"batch={b} threads={t}": round(throughput(path, b, t, seconds), 1)
-        for b in batches
-        for t in threads
-    }
 
 
 def _one_line_warning(message, category, *args, **kwargs) -> None:

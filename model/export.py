@@ -1,4 +1,4 @@
-"""ONNX export of a trained checkpoint, parity check and ONNX Runtime throughput.
+"""ONNX export of a trained checkpoint and the torch vs ONNX Runtime parity check.
 
 The exported graph has one input, ``image`` (float32 [N, 3, S, S], RGB, ``(x/255 - mean)/std``),
 and the outputs ``age_logits`` [N, 101], ``gender_logits`` [N, 2], ``age`` [N] (expected age in
@@ -9,7 +9,6 @@ years, softmax-weighted mean of the classes, computed in the graph), ``gender_pr
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ import onnx
 import torch
 from torch import nn
 
+from model.bench import ort_session
 from model.network import MultiTaskNet, build_model
 from schemas.model_file import INPUT_NAME, ModelSpec
 
@@ -108,15 +108,6 @@ def export_onnx(
     return names
 
 
-def ort_session(path: str | Path, threads: int = 1):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def parity(model: MultiTaskNet, onnx_path: str | Path, inputs: np.ndarray) -> dict[str, float]:
     """Max abs difference per output between torch and ONNX Runtime on ``inputs`` (NCHW)."""
     wrapper = ExportWrapper(model.eval()).eval()
@@ -128,21 +119,3 @@ def parity(model: MultiTaskNet, onnx_path: str | Path, inputs: np.ndarray) -> di
         n: float(np.abs(r - g).max())
         for n, r, g in zip(wrapper.output_names, ref, got, strict=True)
     }
-
-
-def throughput(
-    onnx_path: str | Path, batch: int, threads: int, seconds: float = 3.0, size: int | None = None
-) -> float:
-    """ONNX Runtime CPU faces/s at a batch size and thread count (random inputs, after warm-up)."""
-    sess = ort_session(onnx_path, threads)
-    if size is None:
-        size = int(sess.get_inputs()[0].shape[2])
-    x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
-    sess.run(None, {INPUT_NAME: x})
-    n, t0 = 0, time.perf_counter()
-    while True:
-        sess.run(None, {INPUT_NAME: x})
-        n += batch
-        dt = time.perf_counter() - t0
-        if dt >= seconds:
-            return n / dt
