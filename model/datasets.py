@@ -175,12 +175,17 @@ def write_split(path: str | Path, train: list[FaceRecord], val: list[FaceRecord]
 
 
 def load_images(
-    records: list[FaceRecord], root: str | Path, size: int, crop: float = 1.0
+    records: list[FaceRecord],
+    root: str | Path,
+    size: int,
+    crop: float = 1.0,
+    prepare=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode and prepare every record -> (uint8 [N, size, size, 3], bool ok[N]).
 
-    Reads a tar archive in one sequential pass; unreadable images are warned about and left
-    black with ``ok`` False.
+    ``prepare(rgb) -> size x size x 3 uint8`` replaces ``prepare_chip(rgb, size, crop)`` when
+    given. Reads a tar archive in one sequential pass; unreadable images are warned about and
+    left black with ``ok`` False.
     """
     root = Path(root)
     out = np.zeros((len(records), size, size, 3), np.uint8)
@@ -189,7 +194,8 @@ def load_images(
 
     def put(i: int, data: bytes, name: str) -> None:
         try:
-            out[i] = prepare_chip(decode_rgb(data), size, crop)
+            rgb = decode_rgb(data)
+            out[i] = prepare(rgb) if prepare else prepare_chip(rgb, size, crop)
             ok[i] = True
         except DecodeError:
             warnings.warn(f"cannot decode {name}, skipped", stacklevel=3)
