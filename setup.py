@@ -36,7 +36,7 @@ DEV = [
 setup(
     name="kiosk-demographics",
     version="0.1.0",
-    description="Nightly batch analytics over recorded kiosk video: visitors, dwell, age and gender.",
+    description="Nightly analytics over recorded kiosk video: visitors, dwell, age and gender.",
     python_requires=">=3.11,<3.12",
     packages=find_packages(
         include=["pipelines*", "model*", "jobs*", "schemas*", "reports*", "simulation*"]
