@@ -19,7 +19,6 @@ __all__ = [
     "align_face",
     "align_faces",
     "frontalness",
-    "estimate_template",
 ]
 
 
@@ -155,24 +154,3 @@ def frontalness(landmarks: np.ndarray) -> float:
     pitch = max(0.0, abs(t - 0.55) - 0.2) / 0.35
     score = (1.0 - yaw) * max(np.cos(roll), 0.0) * (1.0 - pitch)
     return float(np.clip(score, 0.0, 1.0))
-
-
-def estimate_template(
-    landmark_sets: np.ndarray,
-    src_size: float | None = None,
-    dst_size: float | None = None,
-    robust: bool = True,
-) -> np.ndarray:
-    """A crop template from landmarks detected on already-aligned chips (N, 5, 2): the
-    per-point median (``robust``) or mean, optionally rescaled from ``src_size`` chips (e.g.
-    UTKFace's 200) to a ``dst_size`` model input (pixel-centre aware:
-    x' = (x + 0.5) * dst / src - 0.5). Returns (5, 2) float64."""
-    sets = np.asarray(landmark_sets, dtype=np.float64).reshape(-1, 5, 2)
-    if len(sets) == 0:
-        raise ValueError("no landmark sets given")
-    template = np.median(sets, axis=0) if robust else sets.mean(axis=0)
-    if (src_size is None) != (dst_size is None):
-        raise ValueError("give both src_size and dst_size, or neither")
-    if src_size is not None:
-        template = (template + 0.5) * (float(dst_size) / float(src_size)) - 0.5
-    return template

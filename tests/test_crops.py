@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from model.template import estimate_template
 from pipelines.crops import (
     align_face,
     align_faces,
-    estimate_template,
     frontalness,
     similarity_transform,
     transform_points,
@@ -151,16 +151,6 @@ def test_frontalness_ordering():
     assert frontalness(upside_down) == 0.0
 
 
-def test_estimate_template():
-    sets = np.stack([TEMPLATE, TEMPLATE + 2, TEMPLATE - 2, TEMPLATE, TEMPLATE + 100])
-    np.testing.assert_allclose(estimate_template(sets), TEMPLATE)  # median ignores the outlier
-    np.testing.assert_allclose(estimate_template(sets[:4], robust=False), TEMPLATE)
-    scaled = estimate_template([TEMPLATE], src_size=112, dst_size=224)
-    np.testing.assert_allclose(scaled, (TEMPLATE + 0.5) * 2 - 0.5)
-    with pytest.raises(ValueError):
-        estimate_template([TEMPLATE], src_size=112)
-
-
 # ---------------------------------------------------------------- the geometry proof
 
 
@@ -201,7 +191,8 @@ def test_realign_after_redetect_gives_back_the_chip():
     chip_detector = MtcnnDetector(min_face_px=20)
     frame_detector = MtcnnDetector(min_face_px=40, max_side=640)
     chip_landmarks = [chip_detector.detect(c)[0].landmarks for c in chips]
-    template = estimate_template(chip_landmarks)
+    # The template as the exporter builds it from training chips (model/template.py).
+    template = estimate_template(chip_landmarks, (200, 200), 200)
 
     errors, corr_template, corr_self, corr_shifted, mad = [], [], [], [], []
     for chip, lm0 in zip(chips, chip_landmarks, strict=True):
