@@ -1,11 +1,9 @@
 """Alignment: similarity transforms, warping, frontalness, and the geometry proof on UTKFace."""
 
-import tarfile
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
+from conftest import UTKFACE, load_utkface_chips
 
 from model.template import estimate_template
 from pipelines.crops import (
@@ -15,9 +13,6 @@ from pipelines.crops import (
     similarity_transform,
     transform_points,
 )
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-UTKFACE = DATA / "UTKFace-dev.tar.gz"
 
 # A frontal face in a 112-px crop (ArcFace-like layout).
 TEMPLATE = np.array(
@@ -154,18 +149,6 @@ def test_frontalness_ordering():
 # ---------------------------------------------------------------- the geometry proof
 
 
-def load_chips(n: int) -> list[np.ndarray]:
-    chips = []
-    with tarfile.open(UTKFACE) as tar:
-        for member in tar:
-            if member.isfile() and member.name.endswith(".jpg"):
-                data = np.frombuffer(tar.extractfile(member).read(), np.uint8)
-                chips.append(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
-                if len(chips) == n:
-                    break
-    return chips
-
-
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.astype(np.float64).ravel(), b.astype(np.float64).ravel())[0, 1])
 
@@ -187,7 +170,7 @@ def test_realign_after_redetect_gives_back_the_chip():
 
     if not UTKFACE.is_file():
         pytest.skip(f"UTKFace dev archive not found at {UTKFACE}")
-    chips = load_chips(8)
+    chips = load_utkface_chips(8)
     chip_detector = MtcnnDetector(min_face_px=20)
     frame_detector = MtcnnDetector(min_face_px=40, max_side=640)
     chip_landmarks = [chip_detector.detect(c)[0].landmarks for c in chips]

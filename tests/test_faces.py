@@ -1,11 +1,9 @@
 """Face detection: the interface, the registry, and MTCNN on real UTKFace chips."""
 
-import tarfile
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
+from conftest import UTKFACE, load_utkface_chips
 
 from pipelines.faces import (
     Face,
@@ -16,29 +14,14 @@ from pipelines.faces import (
     mtcnn_model_dir,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-UTKFACE = DATA / "UTKFace-dev.tar.gz"
 N_CHIPS = 12
-
-
-def load_chips(n: int) -> list[np.ndarray]:
-    """The first ``n`` chips of the archive as RGB arrays, read straight from the tar."""
-    chips = []
-    with tarfile.open(UTKFACE) as tar:
-        for member in tar:
-            if member.isfile() and member.name.endswith(".jpg"):
-                data = np.frombuffer(tar.extractfile(member).read(), np.uint8)
-                chips.append(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
-                if len(chips) == n:
-                    break
-    return chips
 
 
 @pytest.fixture(scope="module")
 def chips():
     if not UTKFACE.is_file():
         pytest.skip(f"UTKFace dev archive not found at {UTKFACE}")
-    return load_chips(N_CHIPS)
+    return load_utkface_chips(N_CHIPS)
 
 
 @pytest.fixture(scope="module")
