@@ -210,6 +210,8 @@ class AnalyseVideo(beam.DoFn):
                     record.error = "; ".join(reader.info.warnings)
         except VideoError as e:
             record.status, record.error = STATUS_FAILED, str(e)
+        except OSError as e:  # unreadable: permissions, vanished file, I/O error
+            record.status, record.error = STATUS_FAILED, f"cannot read file: {e.strerror or e}"
         except Exception as e:  # one bad file must never stop the night
             log.exception("analysing %s failed", video.path)
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__

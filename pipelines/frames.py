@@ -164,7 +164,8 @@ class VideoReader:
         if self.info.frames_decoded == 0:
             raise VideoError("no decodable video frames")
         if self.info.corrupt_packets:
-            self.info.warnings.append(f"skipped {self.info.corrupt_packets} corrupt packets")
+            n = self.info.corrupt_packets
+            self.info.warnings.append(f"skipped {n} corrupt packet{'s' if n > 1 else ''}")
 
     @property
     def duration_s(self) -> float:

@@ -143,4 +143,4 @@ def test_unreadable_file_is_recorded_failed(tiny_model, tmp_path):
         .fetchall()
     )
     assert rows["ok.mp4"] == "ok: "
-    assert rows["locked.mp4"].startswith("failed: ") and "Permission denied" in rows["locked.mp4"]
+    assert rows["locked.mp4"] == "failed: cannot read file: Permission denied"
