@@ -192,6 +192,8 @@ def pipeline_options(settings, extra: list[str]):
         workers = settings.runner.workers
         mode = "multi_processing" if workers > 1 else "in_memory"
         flags += [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+        if not any(f.startswith("--default_sdk_harness_log_level") for f in extra):
+            flags += ["--default_sdk_harness_log_level=WARNING"]  # worker processes: quiet
     else:
         flags += [f"--runner={name}"]
     try:
@@ -200,12 +202,18 @@ def pipeline_options(settings, extra: list[str]):
         raise UserError(f"invalid Beam options: {' '.join(extra)}") from None
 
 
-def make_runner(settings):
+def make_runner(settings, options):
+    """The pinned local runner, set up as DirectRunner sets up its FnApiRunner (worker processes
+    receive the pipeline options); None lets Beam build any other runner from the options."""
     if settings.runner.name != LOCAL_RUNNER:
         return None
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
-    return FnApiRunner()
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(provision))
 
 
 def summarise(output: str, run_id: str, wall_s: float, result) -> dict:
@@ -310,7 +318,7 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
         manifest = read_manifest(output)
         log.info("run %s: %s -> %s (model %s)", run_id, input_path, output, spec.model_version)
         started = time.perf_counter()
-        pipeline = beam.Pipeline(runner=make_runner(settings), options=options)
+        pipeline = beam.Pipeline(runner=make_runner(settings, options), options=options)
         analyze.build(pipeline, input_path, settings, spec, run, manifest)
         result = pipeline.run()
         result.wait_until_finish()

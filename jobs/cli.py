@@ -45,7 +45,10 @@ def setup_logging(verbose: bool = False) -> None:
         handler.addFilter(_DropNoise())
     logging.getLogger().addFilter(_DropNoise())
     if not verbose:
-        for noisy in ("apache_beam", "absl", "grpc", "matplotlib", "PIL"):
+        # Beam's own warnings (worker start-up notes, each repeated by every worker process) are
+        # not the user's business; failed inputs are reported by the job itself.
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
+        for noisy in ("absl", "grpc", "matplotlib", "PIL"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
