@@ -30,9 +30,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 class _DropNoise(logging.Filter):
-    # Beam warns about optional cloud client libraries on import; they are not needed here.
+    # Beam warns on the root logger about optional cloud libraries it does not need here and
+    # about memory statistics RunInference cannot read on this platform.
+    NOISE = ("apitools not found", "Resource module is not available")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "apitools not found" not in record.getMessage()
+        message = record.getMessage()
+        return not any(noise in message for noise in self.NOISE)
 
 
 def setup_logging(verbose: bool = False) -> None:

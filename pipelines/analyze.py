@@ -344,6 +344,16 @@ class PublishVideo(beam.DoFn):
             remove_video(out, previous.date, previous.camera, video_id)  # moved partitions
         self._timers["write"].update(int((time.perf_counter() - t_tracked) * 1000))
         self._visitors.inc(len(kept))
+        # One plain line per video, printed by whichever worker process published it.
+        outcome = (
+            f"{len(kept)} visitors" if record.status == STATUS_OK else f"failed: {record.error}"
+        )
+        print(
+            f"{time.strftime('%H:%M:%S')} {video.path}: {outcome} "
+            f"({record.frames_analysed} frames, {row['processing_s']:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         yield row
 
     def _video_columns(self, record: VideoRecord, tracks: int, kept: int) -> dict:
