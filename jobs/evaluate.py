@@ -12,13 +12,14 @@ split seed/fraction stored in the model's metadata (override with ``--split-seed
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from jobs.cli import ArgumentParser
 
 
 class UserError(Exception):
@@ -170,7 +171,7 @@ def write_plots(folder: Path, true_age, pred_age, metrics: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
+    ap = ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
     ap.add_argument("--model", required=True, help="exported .onnx model")
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
     ap.add_argument("--manifest", help="CSV path,age,gender[,race] (paths relative to the CSV)")

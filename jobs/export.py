@@ -10,7 +10,6 @@ FLOPs, throughput, template) is written next to the checkpoint as ``export.json`
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -19,6 +18,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from jobs.cli import ArgumentParser
 
 
 def detect_chip_landmarks(chips: list[np.ndarray], pad: float = 0.25) -> np.ndarray:
@@ -75,7 +76,7 @@ def sample_chips(data: str, records, n: int, seed: int) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m jobs.export", description=__doc__)
+    ap = ArgumentParser(prog="python -m jobs.export", description=__doc__)
     ap.add_argument("--run", required=True, help="run folder holding final.pt")
     ap.add_argument("--data", required=True, help="training data (UTKFace folder or .tar.gz)")
     ap.add_argument("--manifest", help="CSV manifest the run was trained on")

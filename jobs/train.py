@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
 
+from jobs.cli import ArgumentParser
+
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__)
+    ap = ArgumentParser(prog="python -m jobs.train", description=__doc__)
     ap.add_argument("--config", required=True, help="YAML training config")
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
     ap.add_argument("--manifest", help="CSV path,age,gender[,race] (paths relative to the CSV)")
