@@ -142,8 +142,10 @@ def load_report(path: str | Path) -> Report:
 
 
 def list_reports(sql_dir: str | Path = SQL_DIR) -> list[Report]:
-    """Every ``*.sql`` report in ``sql_dir``, in their ``@order`` (then by name)."""
-    reports = [load_report(p) for p in sorted(Path(sql_dir).glob("*.sql"))]
+    """Every ``*.sql`` report in ``sql_dir``, in their ``@order`` (then by name); files whose
+    name starts with ``_`` hold shared SQL (macros), not reports."""
+    paths = sorted(p for p in Path(sql_dir).glob("*.sql") if not p.name.startswith("_"))
+    reports = [load_report(p) for p in paths]
     return sorted(reports, key=lambda r: (r.order, r.name))
 
 
@@ -213,6 +215,8 @@ def relation(
     con: duckdb.DuckDBPyConnection, report: Report, params: Mapping[str, Any] | None = None
 ) -> duckdb.DuckDBPyRelation:
     """The report as a DuckDB relation, to filter, join or ``.show()`` further."""
+    for shared in sorted(report.path.parent.glob("_*.sql")):
+        con.execute(shared.read_text(encoding="utf-8"))
     return con.sql(report.sql, params=report_params(report, params))
 
 
