@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from test_tracks import obs
@@ -7,6 +9,8 @@ from pipelines.tracks import Track
 from pipelines.visitors import age_band, aggregate
 
 SETTINGS = load_settings().visitors
+# The weighting tests use three frames; the shipped minimum track length is tested on its own.
+THREE_FRAMES = dataclasses.replace(SETTINGS, min_frames=3)
 
 
 def track_of(observations):
@@ -32,7 +36,7 @@ def test_age_bands():
 def test_weighted_age_and_gender_favour_the_bigger_face():
     small = obs(0, 0.0, 300, 300, size=50, female=0.2, age=20)
     big = [obs(i, i * 0.2, 300, 300, size=150, female=0.8, age=40) for i in (1, 2)]
-    visitor = aggregate(track_of([small, *big]), SETTINGS, frame_interval_s=0.2)
+    visitor = aggregate(track_of([small, *big]), THREE_FRAMES, frame_interval_s=0.2)
     # weights 50 : 150 : 150 (score and frontalness equal)
     assert visitor.age == pytest.approx((20 * 50 + 40 * 300) / 350, abs=1e-4)
     assert visitor.gender_score == pytest.approx((0.2 * 50 + 0.8 * 300) / 350, abs=1e-6)
@@ -46,7 +50,9 @@ def test_weighted_age_and_gender_favour_the_bigger_face():
 
 
 def test_short_or_small_tracks_are_dropped():
-    two_frames = [obs(i, i * 0.2, 300, 300) for i in range(2)]
-    assert aggregate(track_of(two_frames), SETTINGS, 0.2) is None
+    assert SETTINGS.min_frames == 5
+    short = [obs(i, i * 0.2, 300, 300) for i in range(4)]
+    assert aggregate(track_of(short), SETTINGS, 0.2) is None
+    assert aggregate(track_of([*short, obs(4, 0.8, 300, 300)]), SETTINGS, 0.2) is not None
     tiny = [obs(i, i * 0.2, 300, 300, size=20) for i in range(10)]
     assert aggregate(track_of(tiny), SETTINGS, 0.2) is None
