@@ -17,14 +17,13 @@ import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from jobs import report as report_job
+from pipelines.tables import publish
 from reports import render, runner
 from reports.views import connect
-from schemas import VIDEOS, VISITORS
 
 ROOT = Path(__file__).resolve().parents[1]
 D1, D2 = date(2024, 5, 1), date(2024, 5, 2)
@@ -54,11 +53,9 @@ def _band(age: float) -> str:
     return "60+" if age >= 60 else f"{int(age // 10) * 10}-{int(age // 10) * 10 + 9}"
 
 
-def _write(output: Path, table: str, schema: pa.Schema, rows: list[dict], name: str) -> None:
-    first = rows[0]
-    folder = output / table / f"date={first['date']}" / f"camera={first['camera']}"
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / f"{name}.parquet")
+def _write(output: Path, table: str, rows: list[dict], name: str) -> None:
+    """Publish rows the way the pipeline does (one file per video in its date/camera partition)."""
+    publish(str(output), table, rows, rows[0]["date"], rows[0]["camera"], name)
 
 
 def _video(vid, day, camera, status, error, decoded, analysed, kept, dropped) -> dict:
@@ -125,14 +122,14 @@ def _visitor(i, vid, day, camera, age, gender, dwell, clock, analysis_id=None) -
 def make_output(output: Path) -> Path:
     where = {v[0]: (v[1], v[2]) for v in VIDEO_ROWS}
     for row in VIDEO_ROWS:
-        _write(output, "videos", VIDEOS, [_video(*row)], row[0])
+        _write(output, "videos", [_video(*row)], row[0])
         people = [r for r in VISITOR_ROWS if r[0] == row[0]]
         if people:
             rows = [_visitor(i, vid, *where[vid], *rest) for i, (vid, *rest) in enumerate(people)]
-            _write(output, "visitors", VISITORS, rows, row[0])
+            _write(output, "visitors", rows, row[0])
     vid, *rest = ORPHAN
     orphan = _visitor(0, vid, D1, "cam1", *rest, analysis_id="a-uncommitted")
-    _write(output, "visitors", VISITORS, [orphan], vid)
+    _write(output, "visitors", [orphan], vid)
     return output
 
 

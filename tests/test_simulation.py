@@ -15,6 +15,7 @@ import pytest
 
 from jobs import score as score_cli
 from jobs import simulate as simulate_cli
+from pipelines.tables import publish
 from schemas import TABLES
 from simulation import SimulationError
 from simulation.faces import open_faces, sample_faces
@@ -186,11 +187,7 @@ T0 = dt.datetime(2024, 5, 1, 10, 0, 0)
 
 
 def _write(out, table, camera, video_id, rows):
-    schema = TABLES[table]
-    folder = out / table / f"date={DAY.isoformat()}" / f"camera={camera}"
-    folder.mkdir(parents=True, exist_ok=True)
-    cols = {f.name: [r[f.name] for r in rows] for f in schema}
-    pq.write_table(pa.table(cols, schema=schema), folder / f"{video_id}.parquet")
+    publish(str(out), table, rows, DAY, camera, video_id)
 
 
 def _video_row(video, video_id, analysis_id, n_visitors):
