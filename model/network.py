@@ -130,6 +130,7 @@ def count_flops(model: nn.Module, input_size: int) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, input_size, input_size))
+        device = next(model.parameters()).device
+        model(torch.zeros(1, 3, input_size, input_size, device=device))
     model.train(was_training)
     return int(counter.get_total_flops())
