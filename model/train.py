@@ -53,15 +53,20 @@ def lr_at(step: int, total: int, warmup: int, base: float, min_ratio: float, t=N
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device) -> torch.Tensor:
+    """``n`` uniform draws from the CPU generator (one random stream on every device)."""
+    return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(device)
+
+
 def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
-    """Batch augmentation of float images in [0, 1], NCHW."""
+    """Batch augmentation of float images in [0, 1], NCHW, on ``x``'s device."""
     n = x.shape[0]
 
     def u(lo, hi):
-        return torch.rand(n, generator=gen) * (hi - lo) + lo
+        return _uniform(n, lo, hi, gen, x.device)
 
     if cfg.get("hflip", 0.5):
-        flip = torch.rand(n, generator=gen) < float(cfg.get("hflip", 0.5))
+        flip = u(0, 1) < float(cfg.get("hflip", 0.5))
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     rot, scale, shift = (
         float(cfg.get("rotate_deg", 0)),
@@ -96,8 +101,50 @@ def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
         x = gray + (x - gray) * u(1 - sat, 1 + sat)[:, None, None, None]
     p_gray = float(cfg.get("grayscale", 0))
     if p_gray:
-        g = torch.rand(n, generator=gen) < p_gray
+        g = u(0, 1) < p_gray
         x = torch.where(g[:, None, None, None], gray.expand_as(x), x)
+    return degrade(x.clamp(0, 1), cfg, gen)
+
+
+def degrade(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
+    """Camera-like degradation of float images in [0, 1], NCHW.
+
+    Kiosk video differs from web photos less in pose than in capture: faces a few dozen pixels
+    wide and upscaled, soft focus, sensor noise, grey-ish exposure and white balance. Each image
+    independently gets, with its own probability: a down- and up-scale through
+    ``downscale_px`` pixels (area down, bilinear up), a per-channel gain (white balance), a
+    gamma curve and Gaussian noise.
+    """
+    n = x.shape[0]
+
+    def u(lo, hi):
+        return _uniform(n, lo, hi, gen, x.device)
+
+    p_down = float(cfg.get("downscale_prob", 0))
+    if p_down:
+        lo, hi = cfg.get("downscale_px", [16, 64])
+        chosen = u(0, 1) < p_down
+        # Bucket the sizes to multiples of 4 px: one interpolate call per bucket, not per image.
+        sizes = (u(lo, hi) / 4).round().long() * 4
+        out = x.clone()
+        for side in sizes[chosen].unique().tolist():
+            pick = chosen & (sizes == side)
+            small = F.interpolate(x[pick], size=(side, side), mode="area")
+            out[pick] = F.interpolate(
+                small, size=x.shape[2:], mode="bilinear", align_corners=False
+            )
+        x = out
+    wb = float(cfg.get("white_balance", 0))
+    if wb:
+        gains = _uniform(n * 3, 1 - wb, 1 + wb, gen, x.device).view(n, 3, 1, 1)
+        x = x * gains
+    gamma = float(cfg.get("gamma", 0))
+    if gamma:
+        x = x.clamp(0, 1) ** torch.exp(u(-gamma, gamma))[:, None, None, None]
+    noise = float(cfg.get("noise", 0))
+    if noise:
+        sigma = u(0, noise)[:, None, None, None]
+        x = x + torch.randn(x.shape, generator=gen).to(x.device) * sigma
     return x.clamp(0, 1)
 
 
@@ -119,8 +166,8 @@ def random_erase(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tens
     my = (ys >= y0[:, None]) & (ys < (y0 + eh)[:, None])
     mx = (xs >= x0[:, None]) & (xs < (x0 + ew)[:, None])
     chosen = torch.rand(n, generator=gen) < p
-    mask = (my[:, :, None] & mx[:, None, :] & chosen[:, None, None])[:, None]
-    noise = torch.randn(x.shape, generator=gen)
+    mask = (my[:, :, None] & mx[:, None, :] & chosen[:, None, None])[:, None].to(x.device)
+    noise = torch.randn(x.shape, generator=gen).to(x.device)
     return torch.where(mask, noise, x)
 
 
@@ -140,13 +187,14 @@ def to_input(batch_u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> t
 @torch.no_grad()
 def predict(model, images: torch.Tensor, mean, std, batch: int = 512, channels_last=False):
     model.eval()
+    device = next(model.parameters()).device
     outs: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(images), batch):
         x = (to_input(images[i : i + batch], mean, std) - mean) / std
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        for k, v in model(x).items():
-            outs.setdefault(k, []).append(v.float())
+        for k, v in model(x.to(device)).items():
+            outs.setdefault(k, []).append(v.float().cpu())
     return {k: torch.cat(v) for k, v in outs.items()}
 
 
@@ -189,6 +237,7 @@ def train(cfg: dict, data: str, run_dir: str, manifest: str | None = None, log=p
     mean = torch.tensor(dcfg.get("mean", [0.5] * 3)).view(1, 3, 1, 1)
     std = torch.tensor(dcfg.get("std", [0.25] * 3)).view(1, 3, 1, 1)
 
+    mean_d, std_d = mean.to(device), std.to(device)
     model = build_model(mcfg).to(device)
     channels_last = bool(tcfg.get("channels_last", True))
     if channels_last:
@@ -244,11 +293,11 @@ def train(cfg: dict, data: str, run_dir: str, manifest: str | None = None, log=p
         t_ep = time.time()
         for b in range(steps_per_epoch):
             idx = order[b * bs : (b + 1) * bs]
-            x = augment(to_input(all_images[idx], mean, std), aug_cfg, gen)
-            x = random_erase((x - mean) / std, aug_cfg, gen)
+            x = to_input(all_images[idx].to(device, non_blocking=True), mean, std)
+            x = augment(x, aug_cfg, gen)
+            x = random_erase((x - mean_d) / std_d, aug_cfg, gen)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            x = x.to(device, non_blocking=True)
             targets = {k: v[idx].to(device) for k, v in y.items()}
             progress = None
             if budget_s and step >= warmup:

@@ -112,3 +112,29 @@ def test_metrics_by_hand():
     text = format_report(m)
     assert "age MAE          3.880" in text and "gender acc       75.00%" in text
     assert np.isfinite(m["within_15"])
+
+
+def _high_freq(x: torch.Tensor) -> float:
+    """Mean absolute difference between horizontally adjacent pixels."""
+    return float((x[..., 1:] - x[..., :-1]).abs().mean())
+
+
+def test_degrade_blurs_shifts_colour_and_is_seeded():
+    from model.train import degrade
+
+    x = torch.rand(16, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    soft = degrade(x, {"downscale_prob": 1.0, "downscale_px": [8, 12]}, torch.Generator())
+    assert soft.shape == x.shape
+    assert _high_freq(soft) < 0.5 * _high_freq(x)  # 40 px noise through ~10 px is smooth
+    assert torch.allclose(soft.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=0.02)  # area-preserving
+
+    cfg = {"white_balance": 0.2, "gamma": 0.3, "noise": 0.05, "downscale_prob": 0.5}
+    a = degrade(x, cfg, torch.Generator().manual_seed(3))
+    b = degrade(x, cfg, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    assert a.min() >= 0 and a.max() <= 1
+    gains = degrade(torch.full((64, 3, 4, 4), 0.5), {"white_balance": 0.2}, torch.Generator())
+    per_channel = gains[:, :, 0, 0] / 0.5
+    assert per_channel.min() >= 0.8 - 1e-6 and per_channel.max() <= 1.2 + 1e-6
+    assert per_channel.std() > 0.05  # channels get their own gains
+    assert torch.equal(degrade(x, {}, torch.Generator()), x)  # off by default
