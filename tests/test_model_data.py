@@ -134,3 +134,30 @@ def test_dev_tar_has_three_malformed_names():
         recs = datasets.scan_utkface(SHARED / "UTKFace-dev.tar.gz")
     assert len(recs) == 20704
     assert any("skipped 3 file" in str(x.message) for x in w)
+
+
+def test_pack_keeps_names_labels_and_split(tmp_path):
+    """jobs.pack shrinks every chip to --size WebP under its own name, so the records and the
+    seeded validation split read from the pack are those of the source."""
+    from jobs import pack
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    names = [f"{20 + i}_{i % 2}_0_2017010100000{i:04d}.jpg.chip.jpg" for i in range(12)]
+    for n in names:
+        cv2.imwrite(str(folder / n), rng.integers(0, 255, (200, 200, 3), dtype=np.uint8))
+    out = tmp_path / "packed.tar.gz"
+    assert pack.main(["--data", str(tmp_path), "--size", "48", "--out", str(out)]) == 0
+    source, packed = datasets.scan_utkface(tmp_path), datasets.scan_utkface(out)
+    assert sorted(r.key for r in packed) == sorted(names)
+    assert {r.key: (r.age, r.gender) for r in packed} == {
+        r.key: (r.age, r.gender) for r in source
+    }
+    split = [r.key for r in datasets.split_records(packed, 0, 0.3)[1]]
+    assert split == [r.key for r in datasets.split_records(source, 0, 0.3)[1]]
+    images, ok = datasets.load_images(packed, out, 48)
+    assert ok.all() and images.shape == (12, 48, 48, 3)
+    with tarfile.open(out) as t:
+        first = t.extractfile(t.getmembers()[0]).read()
+    assert first[:4] == b"RIFF" and first[8:12] == b"WEBP"
