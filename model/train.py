@@ -130,9 +130,7 @@ def degrade(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
         for side in sizes[chosen].unique().tolist():
             pick = chosen & (sizes == side)
             small = F.interpolate(x[pick], size=(side, side), mode="area")
-            out[pick] = F.interpolate(
-                small, size=x.shape[2:], mode="bilinear", align_corners=False
-            )
+            out[pick] = F.interpolate(small, size=x.shape[2:], mode="bilinear", align_corners=False)
         x = out
     wb = float(cfg.get("white_balance", 0))
     if wb:

@@ -151,9 +151,7 @@ def test_pack_keeps_names_labels_and_split(tmp_path):
     assert pack.main(["--data", str(tmp_path), "--size", "48", "--out", str(out)]) == 0
     source, packed = datasets.scan_utkface(tmp_path), datasets.scan_utkface(out)
     assert sorted(r.key for r in packed) == sorted(names)
-    assert {r.key: (r.age, r.gender) for r in packed} == {
-        r.key: (r.age, r.gender) for r in source
-    }
+    assert {r.key: (r.age, r.gender) for r in packed} == {r.key: (r.age, r.gender) for r in source}
     split = [r.key for r in datasets.split_records(packed, 0, 0.3)[1]]
     assert split == [r.key for r in datasets.split_records(source, 0, 0.3)[1]]
     images, ok = datasets.load_images(packed, out, 48)
