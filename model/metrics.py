@@ -48,14 +48,22 @@ def gender_metrics(true_gender, prob_female, threshold: float = 0.5) -> dict:
     }
 
 
-def per_band_mae(true_age, pred_age) -> dict[str, dict]:
+def per_band_mae(true_age, pred_age, true_gender=None, prob_female=None) -> dict[str, dict]:
+    """Per true-age band: MAE, bias (mean signed error: regression to the mean shows as positive
+    bias on the young and negative on the old) and, given genders, gender accuracy."""
     t = np.asarray(true_age, np.float64)
-    err = np.abs(np.asarray(pred_age, np.float64) - t)
+    signed = np.asarray(pred_age, np.float64) - t
     out = {}
     for lo, hi in BANDS:
         sel = (t >= lo) & (t <= hi if hi is not None else True)
         n = int(sel.sum())
-        out[band_name(lo, hi)] = {"n": n, "mae": float(err[sel].mean()) if n else None}
+        row = {"n": n, "mae": None, "bias": None}
+        if n:
+            row.update(mae=float(np.abs(signed[sel]).mean()), bias=float(signed[sel].mean()))
+        if true_gender is not None and prob_female is not None:
+            g = gender_metrics(np.asarray(true_gender)[sel], np.asarray(prob_female)[sel])
+            row["gender_acc"] = g.get("gender_acc")
+        out[band_name(lo, hi)] = row
     return out
 
 
@@ -76,7 +84,7 @@ def evaluate_predictions(true_age, pred_age, true_gender, prob_female, race=None
     """Every metric ``jobs.evaluate`` reports, as one JSON-able dict."""
     out = age_metrics(true_age, pred_age)
     out.update(gender_metrics(true_gender, prob_female))
-    out["mae_per_band"] = per_band_mae(true_age, pred_age)
+    out["mae_per_band"] = per_band_mae(true_age, pred_age, true_gender, prob_female)
     if race is not None and (np.asarray(race) >= 0).any():
         out["mae_per_race"] = per_group_mae(true_age, pred_age, race)
     return out
@@ -97,10 +105,13 @@ def format_report(m: dict) -> str:
         lines.append("                 male  female")
         lines.append(f"  male         {c[0][0]:7d} {c[0][1]:7d}")
         lines.append(f"  female       {c[1][0]:7d} {c[1][1]:7d}")
-    lines.append("MAE per age band")
+    lines.append("per age band    MAE    bias  gender")
     for band, v in m.get("mae_per_band", {}).items():
         mae = "   -  " if v["mae"] is None else f"{v['mae']:6.2f}"
-        lines.append(f"  {band:<8} {mae}  (n={v['n']})")
+        bias = "   -  " if v.get("bias") is None else f"{v['bias']:+6.2f}"
+        acc = v.get("gender_acc")
+        gender = "    -  " if acc is None else f"{100 * acc:6.1f}%"
+        lines.append(f"  {band:<8}   {mae}  {bias} {gender}  (n={v['n']})")
     if "mae_per_race" in m:
         lines.append("MAE per race group")
         for race, v in m["mae_per_race"].items():

@@ -106,7 +106,13 @@ def test_metrics_by_hand():
     assert m["gender_confusion"] == [[2, 0], [1, 1]]
     bands = m["mae_per_band"]
     assert bands["10-19"]["mae"] == pytest.approx(2) and bands["40-49"]["mae"] == pytest.approx(11)
-    assert bands["70+"] == {"n": 1, "mae": pytest.approx(0.4)} and bands["0-9"]["mae"] is None
+    assert bands["70+"]["n"] == 1 and bands["70+"]["mae"] == pytest.approx(0.4)
+    assert bands["0-9"]["mae"] is None and bands["0-9"]["gender_acc"] is None
+    assert bands["30-39"]["bias"] == pytest.approx(6) and bands["40-49"]["bias"] == pytest.approx(
+        -11
+    )
+    assert [bands[b]["gender_acc"] for b in ("10-19", "20-29", "30-39")] == [1.0, 1.0, 0.0]
+    assert bands["70+"]["bias"] == pytest.approx(0.4) and bands["70+"]["gender_acc"] is None
     assert m["mae_per_race"]["black"] == {"n": 2, "mae": pytest.approx(3.0)}
     assert m["mae_per_race"]["white"]["mae"] == pytest.approx(1.2)
     text = format_report(m)
