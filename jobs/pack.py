@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     params = [cv2.IMWRITE_WEBP_QUALITY, args.quality]
-    with tarfile.open(args.out, "w:gz" if datasets.is_tar(args.out) and args.out.endswith("gz") else "w") as tar:
+    mode = "w:gz" if args.out.endswith(("gz", ".tgz")) else "w"
+    with tarfile.open(args.out, mode) as tar:
         for record, image, good in zip(records, images, ok, strict=True):
             if not good:
                 continue
