@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", help="CSV path,age,gender[,race] (paths relative to the CSV)")
     ap.add_argument("--run-dir", required=True, help="output folder for config, metrics, final.pt")
     ap.add_argument("--epochs", type=int, help="override train.epochs")
+    ap.add_argument(
+        "--time-budget-min",
+        type=float,
+        help="override train.time_budget_min: stop after this many minutes of training, the "
+        "learning-rate schedule following the clock (0 = no budget)",
+    )
     args = ap.parse_args(argv)
     warnings.showwarning = _one_line_warning
 
@@ -29,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.epochs:
         cfg["train"]["epochs"] = args.epochs
+    if args.time_budget_min is not None:
+        cfg["train"]["time_budget_min"] = args.time_budget_min
 
     def log(msg: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)

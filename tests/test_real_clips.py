@@ -88,15 +88,16 @@ def matched_people(truth: dict, found: dict) -> list[tuple[str, dict, dict | Non
 
 
 def test_real_clips_demographics(analysed):
-    """Measured with the shipped model: 5 of the 7 annotated people are matched. The two misses
-    are both women of face-demographics-walking-and-pause.gif: one read as 57 (annotated 28-50),
-    one read as a man of about 69 (the model card lists this domain gap). This floor guards
-    against regressions; raising it to 7 of 7 is open work."""
+    """Measured with the shipped model: 6 of the 7 annotated people are matched. The miss is the
+    woman on the right of face-demographics-walking-and-pause.gif (short pulled-back hair,
+    glasses, washed out against a white wall): read as about 56 and male (gender probability
+    about 0.3; across six training seeds and recipes it ranged 0.26-0.64, so she sits on the
+    boundary). This floor guards against regressions; 7 of 7 is open work (MODEL_CARD.md)."""
     truth = json.loads((SHARED_DATA / "videos" / "truth.json").read_text())
     people = matched_people(truth, visitors_by_clip(analysed))
     missed = [(clip, person) for clip, person, match in people if match is None]
     assert len(people) == 7
-    assert len(people) - len(missed) >= 5, f"missed: {missed}"
+    assert len(people) - len(missed) >= 6, f"missed: {missed}"
     for clip in ("classroom.gif", "head-pose-face-detection-female.gif"):
         assert not [m for m in missed if m[0] == clip], f"missed in {clip}: {missed}"
 
