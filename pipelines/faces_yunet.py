@@ -1,0 +1,251 @@
+"""YuNet (Wu, Peng, Yu 2023) behind the ``FaceDetector`` interface, run by ONNX Runtime directly.
+
+The network is OpenCV Zoo's ``face_detection_yunet_2023mar.onnx`` (MIT licence), a file the user
+supplies by path (``create_detector("yunet", model=PATH)``); nothing is downloaded. It runs
+through ONNX Runtime rather than ``cv2.FaceDetectorYN``, whose presence depends on how OpenCV was
+built, and so it shares MTCNN's session settings (one intra-op thread per worker by default).
+
+The file declares a fixed 1x3x640x640 input, but every layer is size-agnostic (convolutions,
+pooling, nearest 2x upsampling, reshapes to -1): the declared shapes are dropped at load time so
+one pass runs on the frame's own aspect ratio, padded to a multiple of 32 as OpenCV does.
+
+Decoding follows OpenCV's ``FaceDetectorYN`` for the 2023mar layout: for each stride s in 8, 16,
+32 and grid cell (row r, column c), score = sqrt(cls * obj), box centre (c + dx, r + dy) * s,
+size exp(dw, dh) * s, landmark k at (c + kx, r + ky) * s. YuNet names its landmarks from the
+subject's viewpoint (right eye, left eye, nose tip, right and left mouth corners), so its first
+eye is the one with the smaller x in the image: exactly this project's as-seen order
+(``LANDMARK_NAMES``), no reordering needed (checked on UTKFace chips against MTCNN).
+
+The 2022 release (``face_detection_yunet_2022mar.onnx``) has another output layout (loc, conf,
+iou with prior boxes) and is rejected with a message saying so.
+
+Speed (``python -m pipelines.faces ../shared/data/videos/*.gif --detector yunet --model PATH
+--max-side 640 960 1280 1920``: real clips scaled to 1920x1080, one ORT thread, on the 2-core dev
+machine while other jobs ran, so best-of and median): max_side 640 -> 8/10 ms per frame, 960 ->
+15/16 ms, 1280 -> 35/39 ms, 1920 -> 70/77 ms (MTCNN in the same runs, max_side 640, min_face_px
+40/60/80: 31/40, 18/26, 14/22 ms). The cost does not depend on ``min_face_px``, a filter on the
+results: ``max_side`` is the lever, and it also sets the reach. YuNet needs a face of about 30 px
+(40 px on a flat background) in the image it sees, so at 1080p max_side 640 misses faces under
+about 90 px; 960 reaches about 60 px, 1280 about 45 px.
+
+Scores are sqrt(cls * obj): real faces score 0.85-0.95 (MTCNN's are near 1), so a ``min_score``
+tuned for MTCNN (0.9) drops many YuNet faces; 0.6-0.7 suits it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipelines.faces import Face, _encode, _fields, _nms, _session
+
+__all__ = ["YunetDetector", "YUNET_2023MAR_SHA256"]
+
+# SHA-256 of OpenCV Zoo's face_detection_yunet_2023mar.onnx (232,589 bytes)
+YUNET_2023MAR_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+STRIDES = (8, 16, 32)
+OUTPUTS = tuple(f"{head}_{s}" for head in ("cls", "obj", "bbox", "kps") for s in STRIDES)
+MAX_CANDIDATES = 5000  # as FaceDetectorYN's top_k: bounds the NMS cost on a pathological frame
+
+
+def _without_shape(value_info: bytes) -> bytes:
+    """ValueInfoProto{name=1, type=2: TypeProto{tensor_type=1: {elem_type=1, shape=2}}} with the
+    shape removed (the rank and sizes become unknown, the element type stays)."""
+    out = []
+    for number, wire, value in _fields(value_info):
+        if number == 2:
+            type_fields = []
+            for t_number, t_wire, t_value in _fields(value):
+                if t_number == 1:
+                    t_value = _encode([f for f in _fields(t_value) if f[0] != 2])
+                type_fields.append((t_number, t_wire, t_value))
+            value = _encode(type_fields)
+        out.append((number, wire, value))
+    return _encode(out)
+
+
+def _any_input_size(model: bytes) -> bytes:
+    """Drop the declared 640x640 shapes: graph inputs (11) and outputs (12) lose their shape and
+    the intermediate value_info (13), inferred for 640x640 at export, goes. ONNX Runtime would
+    otherwise refuse other sizes, or warn on every run that the outputs' sizes differ."""
+    top = _fields(model)
+    graph_at = [k for k, f in enumerate(top) if f[0] == 7]
+    if len(graph_at) != 1:
+        raise ValueError("no graph")
+    graph = []
+    for number, wire, value in _fields(top[graph_at[0]][2]):
+        if number == 13:
+            continue
+        if number in (11, 12):
+            value = _without_shape(value)
+        graph.append((number, wire, value))
+    top[graph_at[0]] = (7, 2, _encode(graph))
+    return _encode(top)
+
+
+def _file_version(path: Path) -> str:
+    """A version that names the weights: results of two different files never share it."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return "yunet-2023mar" if digest == YUNET_2023MAR_SHA256 else f"yunet-sha256-{digest[:12]}"
+
+
+def _blob(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 HxWx3 -> the net's input: 1x3xH'xW' BGR float 0-255, zero-padded at the bottom
+    and right to multiples of 32 (the coarsest stride), as FaceDetectorYN pads."""
+    h, w = image.shape[:2]
+    blob = np.zeros((1, 3, -(-h // 32) * 32, -(-w // 32) * 32), np.float32)
+    blob[0, :, :h, :w] = image[:, :, ::-1].transpose(2, 0, 1)
+    return blob
+
+
+def _decode(
+    outputs: dict[str, np.ndarray], width: int, height: int, min_score: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates above ``min_score`` from all strides: boxes (N, 4) x1 y1 x2 y2, scores (N,),
+    landmarks (N, 5, 2), in the padded input's pixels (see ``YunetDetector._to_frame``)."""
+    boxes, scores, points = [], [], []
+    for s in STRIDES:
+        cols = width // s
+        cls = np.clip(outputs[f"cls_{s}"][0, :, 0], 0, 1)
+        obj = np.clip(outputs[f"obj_{s}"][0, :, 0], 0, 1)
+        score = np.sqrt(cls * obj)
+        idx = np.nonzero(score >= min_score)[0]
+        if not idx.size:
+            continue
+        cell = np.stack([idx % cols, idx // cols], axis=1).astype(np.float32)
+        reg = outputs[f"bbox_{s}"][0, idx]
+        centre = (cell + reg[:, :2]) * s
+        half = np.exp(reg[:, 2:4]) * s / 2
+        boxes.append(np.hstack([centre - half, centre + half]))
+        scores.append(score[idx])
+        points.append((outputs[f"kps_{s}"][0, idx].reshape(-1, 5, 2) + cell[:, None]) * s)
+    if not boxes:
+        return np.empty((0, 4)), np.empty(0), np.empty((0, 5, 2))
+    return np.vstack(boxes), np.concatenate(scores), np.vstack(points)
+
+
+class YunetDetector:
+    """YuNet 2023mar over ONNX Runtime (see the module docstring).
+
+    model: path of ``face_detection_yunet_2023mar.onnx``; required (no copy ships with this
+        project).
+    min_face_px: faces whose size, sqrt(box width * height) in pixels of the image passed to
+        ``detect``, is smaller are dropped. A filter only: it does not change the cost.
+    min_score: candidates below this score, sqrt(cls * obj), are dropped before NMS.
+    max_side: images whose longer side exceeds it are downscaled to it (INTER_AREA) before the
+        network; results are always in full-resolution pixels. None: no downscale.
+    nms_threshold: IoU above which the lower-scored of two boxes is suppressed (OpenCV's 0.3).
+    threads: ONNX Runtime intra-op threads (default 1: the pipeline parallelises across workers).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        min_face_px: float = 20,
+        min_score: float = 0.6,
+        max_side: int | None = 640,
+        nms_threshold: float = 0.3,
+        threads: int = 1,
+    ):
+        if model is None:
+            raise ValueError(
+                "the yunet detector needs its model file: set detector model to the path of "
+                "face_detection_yunet_2023mar.onnx (OpenCV Zoo, MIT licence)"
+            )
+        if not 0 <= min_score <= 1:
+            raise ValueError("min_score must be in [0, 1]")
+        if not 0 < nms_threshold <= 1:
+            raise ValueError("nms_threshold must be in (0, 1]")
+        if max_side is not None and max_side < 32:
+            raise ValueError("max_side must be None or >= 32")
+        self._options = dict(
+            model=str(model),
+            min_face_px=min_face_px,
+            min_score=min_score,
+            max_side=max_side,
+            nms_threshold=nms_threshold,
+            threads=threads,
+        )
+        self.model = Path(model)
+        self.min_face_px = float(min_face_px)
+        self.min_score = float(min_score)
+        self.max_side = max_side
+        self.nms_threshold = float(nms_threshold)
+        self._net = _session(self.model, threads, fast_prelu=False, rewrite=_any_input_size)
+        names = {o.name for o in self._net.get_outputs()}
+        if not names.issuperset(OUTPUTS):
+            raise ValueError(
+                f"{self.model} is not YuNet 2023mar (outputs {sorted(names)}, expected "
+                "cls/obj/bbox/kps_8/16/32; the 2022 release has another layout)"
+            )
+        self._input = self._net.get_inputs()[0].name
+        self.version = _file_version(self.model)
+
+    # Picklable (e.g. inside a Beam DoFn): the options travel, the session is rebuilt.
+    def __getstate__(self) -> dict:
+        return dict(self._options)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def __repr__(self) -> str:
+        return (
+            f"YunetDetector(model={str(self.model)!r}, min_face_px={self.min_face_px:g}, "
+            f"min_score={self.min_score:g}, max_side={self.max_side})"
+        )
+
+    def _working_image(self, image: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """The image the net sees: downscaled to ``max_side`` if larger; with its x/y ratios."""
+        h, w = image.shape[:2]
+        if self.max_side is None or max(h, w) <= self.max_side:
+            return image, 1.0, 1.0
+        ratio = self.max_side / max(h, w)
+        size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
+        work = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return work, size[0] / w, size[1] / h
+
+    @staticmethod
+    def _to_frame(boxes, points, fx, fy) -> tuple[np.ndarray, np.ndarray]:
+        """Working-image outputs -> full-resolution pixels: boxes as edges, landmarks as pixel
+        centres (x_full + 0.5 = (x_work + 0.5) / fx). Taking YuNet's points as pixel centres is
+        the reading its mirror symmetry supports best: on UTKFace chips flipped left-right, the
+        points' horizontal bias is +1.8, -2.3 and -1.1 px for 100, 200 and 400 px faces (MTCNN:
+        under 0.2 px), scale-dependent model error around zero rather than a half-pixel shift."""
+        scale = np.array([fx, fy])
+        boxes = boxes / np.tile(scale, 2)
+        points = (points + 0.5) / scale - 0.5
+        return boxes, points.astype(np.float32)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in an RGB uint8 HxWx3 image, best score first, in the image's pixels."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError("detect expects an RGB uint8 image of shape (H, W, 3)")
+        if min(image.shape[:2]) < 8:
+            return []
+        if image.dtype != np.uint8:
+            image = np.clip(image, 0, 255).astype(np.uint8)
+        work, fx, fy = self._working_image(image)
+        blob = _blob(work)
+        outputs = dict(zip(OUTPUTS, self._net.run(list(OUTPUTS), {self._input: blob}), strict=True))
+        boxes, scores, points = _decode(outputs, blob.shape[3], blob.shape[2], self.min_score)
+        if len(scores) > MAX_CANDIDATES:
+            top = np.argsort(-scores, kind="stable")[:MAX_CANDIDATES]
+            boxes, scores, points = boxes[top], scores[top], points[top]
+        keep = _nms(boxes, scores, self.nms_threshold)
+        boxes, points = self._to_frame(boxes[keep], points[keep], fx, fy)
+        h, w = image.shape[:2]
+        faces = []
+        for box, score, landmarks in zip(boxes, scores[keep], points, strict=True):
+            x1, y1 = max(0.0, float(box[0])), max(0.0, float(box[1]))
+            x2, y2 = min(float(w), float(box[2])), min(float(h), float(box[3]))
+            if x2 <= x1 or y2 <= y1:
+                continue
+            face = Face(box=(x1, y1, x2, y2), score=float(score), landmarks=landmarks)
+            if face.size >= self.min_face_px:
+                faces.append(face)
+        faces.sort(key=lambda f: -f.score)
+        return faces
