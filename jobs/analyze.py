@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 import uuid
@@ -189,9 +190,12 @@ def pipeline_options(settings, extra: list[str]):
     if name == LOCAL_RUNNER:
         # Pin the DirectRunner to its in-process FnApiRunner: since Beam 2.68 a plain
         # DirectRunner may hand the job to Prism, which it would download first.
-        workers = settings.runner.workers
-        mode = "multi_processing" if workers > 1 else "in_memory"
-        flags += [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+        # Several workers are separate processes (make_runner gives their command); Beam's own
+        # "multi_processing" mode would replace that command with its noisy default.
+        flags += [
+            "--direct_running_mode=in_memory",
+            f"--direct_num_workers={settings.runner.workers}",
+        ]
         if not any(f.startswith("--default_sdk_harness_log_level") for f in extra):
             flags += ["--default_sdk_harness_log_level=WARNING"]  # worker processes: quiet
     else:
@@ -213,7 +217,16 @@ def make_runner(settings, options):
 
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     provision = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
-    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(provision))
+    environment = None
+    if settings.runner.workers > 1:
+        from apache_beam.transforms import environments
+
+        command = f"{shlex.quote(sys.executable)} -m jobs.beam_worker"
+        environment = environments.SubprocessSDKEnvironment.from_command_string(command)
+    return fn_runner.FnApiRunner(
+        default_environment=environment,
+        provision_info=fn_runner.ExtendedProvisionInfo(provision),
+    )
 
 
 def summarise(output: str, run_id: str, wall_s: float, result) -> dict:

@@ -31,8 +31,14 @@ class ArgumentParser(argparse.ArgumentParser):
 
 class _DropNoise(logging.Filter):
     # Beam warns on the root logger about optional cloud libraries it does not need here and
-    # about memory statistics RunInference cannot read on this platform.
-    NOISE = ("apitools not found", "Resource module is not available")
+    # about memory statistics RunInference cannot read on this platform; and it warns that
+    # several workers want "multi_processing" mode, which jobs.analyze replaces on purpose with
+    # its own worker command (jobs/beam_worker.py).
+    NOISE = (
+        "apitools not found",
+        "Resource module is not available",
+        "direct_running_mode should be",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

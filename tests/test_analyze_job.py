@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -258,3 +260,32 @@ def test_nightly_analyses_one_day_and_reports_it(tiny_model, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "daily_summary" in printed.lower() or "daily summary" in printed.lower()
     assert "2026-11-22" in printed
+
+
+def test_worker_processes_give_the_same_rows_quietly(tmp_path, capfd):
+    """--workers 2 runs videos in separate worker processes (jobs/beam_worker.py): the tables
+    hold the same visitors as one worker, and the workers print none of Beam's start-up notes."""
+    from conftest import SHIPPED_MODEL
+
+    demo = Path(__file__).resolve().parents[1] / "demo" / "kiosk_20240501_100000.mp4"
+    for camera in ("lobby", "door"):
+        (tmp_path / "v" / camera).mkdir(parents=True)
+        shutil.copy(demo, tmp_path / "v" / camera / demo.name)
+    rows = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        argv = ["--input", str(tmp_path / "v"), "--output", str(out), "--model", str(SHIPPED_MODEL)]
+        assert analyze.main(argv + ["--workers", workers, "--no-progress"]) == 0
+        rows[workers] = (
+            connect(str(out))
+            .execute(
+                "SELECT camera, track_id, frames, round(age, 3), gender FROM visitors "
+                "ORDER BY camera, track_id"
+            )
+            .fetchall()
+        )
+    assert len(rows["1"]) == 2 and {r[0] for r in rows["1"]} == {"lobby", "door"}
+    assert rows["2"] == rows["1"]
+    err = capfd.readouterr().err
+    for noise in ("Logging handler created", "semi_persistent", "apitools", "Resource module"):
+        assert noise not in err, err
