@@ -16,6 +16,22 @@ from jobs import analyze
 from reports.views import connect
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The job with a pause after each video's commit record, so that a kill after the first video is
+# published lands mid-run however fast the machine (10 small videos publish within ~50 ms).
+SLOW_PUBLISH = """
+import sys, time
+import pipelines.analyze as stages
+from jobs import analyze
+
+def slow_publish(*args, **kwargs):
+    stages_publish(*args, **kwargs)
+    if args[1] == "videos":
+        time.sleep(0.5)
+
+stages_publish, stages.publish = stages.publish, slow_publish
+sys.exit(analyze.main(sys.argv[1:]))
+"""
 STABLE_VIDEO_COLUMNS = (
     "video, camera, date, start_time, status, error, frames_decoded, frames_analysed, "
     "faces_detected, tracks, visitors, visitors_dropped"
@@ -65,7 +81,7 @@ def test_killed_run_is_repaired_by_the_next(tiny_model, tmp_path):
 
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.analyze", *args(tiny_model, inp, out)],
+        [sys.executable, "-c", SLOW_PUBLISH, *args(tiny_model, inp, out)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
