@@ -17,6 +17,7 @@ $(PY):
 install: $(PY)  ## create .venv/ and install the project with its train and dev extras
 	$(PIP) install --upgrade pip
 	$(PIP) install -e '.[train,dev]'
+	-$(PY) tests/fetch_yunet.py cache/yunet  # test data only: the YuNet tests skip without it
 
 test:  ## run the test suite (unit + end-to-end on generated and, when present, shared clips)
 	$(PY) -m pytest -q

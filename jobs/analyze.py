@@ -304,7 +304,8 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
     except ModelFileError as e:
         raise UserError(str(e)) from None
     try:
-        detector_version = create_detector(settings.detector.name).version
+        detector = settings.detector
+        detector_version = create_detector(detector.name, **detector.detector_options()).version
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     options = pipeline_options(settings, extra)

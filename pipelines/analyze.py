@@ -168,9 +168,7 @@ class AnalyseVideo(beam.DoFn):
 
     def setup(self):
         d = self._settings.detector
-        self._detector = create_detector(
-            d.name, min_face_px=d.min_face_px, thresholds=d.thresholds, max_side=d.max_side
-        )
+        self._detector = create_detector(d.name, **d.detector_options())
 
     def process(self, video: inputs.VideoFile):
         started = time.perf_counter()

