@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from schemas.model_file import INPUT_NAME
+from schemas.model_file import INPUT_NAME, PREFIX
 
 
 class _Reader:
@@ -58,8 +58,12 @@ def quantize(src: str | Path, dst: str | Path, mode: str = "static", calib=None)
     else:
         raise ValueError(f"unknown mode '{mode}' (dynamic, static)")
     pre.unlink(missing_ok=True)
-    # keep the metadata (some quantiser versions drop it)
+    # keep the metadata (some quantiser versions drop it), with a version of its own: the INT8
+    # file's results differ slightly, and incremental runs reanalyse on a version change
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+    version = PREFIX + "model_version"
+    if version in meta:
+        meta[version] += f"-int8-{mode}"
     proto = onnx.load(str(dst))
     del proto.metadata_props[:]
     for k, v in meta.items():

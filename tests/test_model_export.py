@@ -1,6 +1,7 @@
 """Train a tiny config for a few steps, export, check parity and metadata; evaluate an ONNX model
 whose predictions are known through the torch-free CLI; the shipped model's contract."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -78,7 +79,9 @@ def test_tiny_train_export_parity(tmp_path):
     calib = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
     q = quantize(onnx_path, tmp_path / "q.onnx", "static", calib)
     qs = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"])
-    assert ModelSpec.from_metadata(qs.get_modelmeta().custom_metadata_map) == spec
+    qspec = ModelSpec.from_metadata(qs.get_modelmeta().custom_metadata_map)
+    assert qspec.model_version == spec.model_version + "-int8-static"
+    assert dataclasses.replace(qspec, model_version=spec.model_version) == spec
     assert qs.run(["age"], {INPUT_NAME: real})[0].shape == (1,)
 
 
