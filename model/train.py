@@ -125,7 +125,7 @@ def degrade(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
         lo, hi = cfg.get("downscale_px", [16, 64])
         chosen = u(0, 1) < p_down
         # Bucket the sizes to multiples of 4 px: one interpolate call per bucket, not per image.
-        sizes = (u(lo, hi) / 4).round().long() * 4
+        sizes = ((u(lo, hi) / 4).round().long() * 4).clamp(min=2)
         out = x.clone()
         for side in sizes[chosen].unique().tolist():
             pick = chosen & (sizes == side)
@@ -359,7 +359,7 @@ def train(cfg: dict, data: str, run_dir: str, manifest: str | None = None, log=p
         "n_val": int(len(va_idx)),
         "train_seconds": train_s,
         "steps": step,
-        "epochs_run": epoch if not stop else epoch - 1 + (b / steps_per_epoch),
+        "epochs_run": step / steps_per_epoch,
         "stopped_by_budget": stop,
         "params": params,
         "flops": flops,

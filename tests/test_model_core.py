@@ -144,3 +144,5 @@ def test_degrade_blurs_shifts_colour_and_is_seeded():
     assert per_channel.min() >= 0.8 - 1e-6 and per_channel.max() <= 1.2 + 1e-6
     assert per_channel.std() > 0.05  # channels get their own gains
     assert torch.equal(degrade(x, {}, torch.Generator()), x)  # off by default
+    tiny = degrade(x, {"downscale_prob": 1.0, "downscale_px": [0, 1]}, torch.Generator())
+    assert tiny.shape == x.shape and _high_freq(tiny) < 0.1 * _high_freq(x)  # 2 px at least
