@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 
 EXIT_OK = 0
@@ -43,6 +44,16 @@ class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not any(noise in message for noise in self.NOISE)
+
+
+def one_line_warnings() -> None:
+    """Python warnings (a skipped malformed file, say) as one ``warning: ...`` line each, not the
+    default two lines with a source excerpt."""
+    warnings.showwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, *args, **kwargs) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.cli import ArgumentParser
+from jobs.cli import ArgumentParser, one_line_warnings
 
 
 class UserError(Exception):
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         help="feed faces as the video pipeline does: MTCNN landmarks + warp to the crop template",
     )
     args = ap.parse_args(argv)
-    warnings.showwarning = _one_line_warning
+    one_line_warnings()
 
     from model.datasets import DataError
     from model.metrics import format_report
@@ -204,10 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=1))
     return 0
-
-
-def _one_line_warning(message, category, *args, **kwargs) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

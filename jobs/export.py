@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.cli import ArgumentParser
+from jobs.cli import ArgumentParser, one_line_warnings
 
 
 def detect_chip_landmarks(chips: list[np.ndarray], pad: float = 0.25) -> np.ndarray:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also write a static INT8 (QDQ) copy here, calibrated on 256 training chips",
     )
     args = ap.parse_args(argv)
-    warnings.showwarning = _one_line_warning
+    one_line_warnings()
 
     ckpt_path = Path(args.run) / "final.pt"
     if not ckpt_path.is_file():
@@ -216,10 +216,6 @@ def export_run(args, ckpt_path: Path) -> dict:
             report["int8"]["throughput_faces_per_s"] = benchmark_table(q)
     Path(args.run, "export.json").write_text(json.dumps(report, indent=1))
     return report
-
-
-def _one_line_warning(message, category, *args, **kwargs) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

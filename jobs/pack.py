@@ -2,8 +2,9 @@
 
 ``python -m jobs.pack --data ../shared/data/UTKFace-dev.tar.gz --size 96 --out utk96.tar.gz``
 
-Every chip is resized to ``size`` x ``size`` (area interpolation) and stored as WebP under its
-original name, so labels and the seeded validation split (both read from names) are unchanged.
+Every UTKFace-named chip (its centred square, as training reads it) is resized to ``size`` x
+``size`` and stored as WebP under its original name, so labels and the seeded validation split
+(both read from names) are unchanged.
 UTKFace-dev (20,707 chips, 93 MB) packs to about 40 MB at 96 px, quality 90. Train from the pack
 with the same config; ``crop`` still applies to the (smaller) chip.
 """
@@ -14,38 +15,34 @@ import io
 import sys
 import tarfile
 
-from jobs.cli import ArgumentParser
+from jobs.cli import ArgumentParser, one_line_warnings
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = ArgumentParser(prog="python -m jobs.pack", description=__doc__)
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz")
-    ap.add_argument("--manifest", help="CSV path,age,gender[,race] instead of UTKFace names")
     ap.add_argument("--size", type=int, default=96, help="side of the packed chips, px")
     ap.add_argument("--quality", type=int, default=90, help="WebP quality 1-100")
     ap.add_argument("--out", required=True, help="output .tar or .tar.gz")
     args = ap.parse_args(argv)
+    one_line_warnings()
 
     import cv2
 
     from model import datasets
 
+    if not datasets.is_tar(args.out):
+        print("error: --out must end in .tar, .tar.gz or .tgz", file=sys.stderr)
+        return 2
     try:
-        records = datasets.load_records(args.data, args.manifest)
-        root = datasets.image_root(args.data, args.manifest)
-        images, ok = datasets.load_images(
-            records,
-            root,
-            args.size,
-            prepare=lambda rgb: cv2.resize(
-                rgb, (args.size, args.size), interpolation=cv2.INTER_AREA
-            ),
-        )
+        records = datasets.scan_utkface(args.data)
+        # prepare_chip at crop 1.0: the centred square, as training reads a chip
+        images, ok = datasets.load_images(records, args.data, args.size, crop=1.0)
     except datasets.DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     params = [cv2.IMWRITE_WEBP_QUALITY, args.quality]
-    mode = "w:gz" if args.out.endswith(("gz", ".tgz")) else "w"
+    mode = "w" if args.out.endswith(".tar") else "w:gz"
     with tarfile.open(args.out, mode) as tar:
         for record, image, good in zip(records, images, ok, strict=True):
             if not good:

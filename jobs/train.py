@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 
-from jobs.cli import ArgumentParser
+from jobs.cli import ArgumentParser, one_line_warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         "learning-rate schedule following the clock (0 = no budget)",
     )
     args = ap.parse_args(argv)
-    warnings.showwarning = _one_line_warning
+    one_line_warnings()
 
     from model import datasets
     from model.train import load_config, train
@@ -47,10 +46,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-def _one_line_warning(message, category, *args, **kwargs) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":
