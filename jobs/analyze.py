@@ -112,7 +112,14 @@ def load_settings(args: argparse.Namespace):
         settings = settings.replace("runner", workers=args.workers)
     if args.detections:
         settings = settings.replace("output", detections=True)
-    return settings.replace("model", path=_resolve_model(settings.model.path))
+    settings = settings.replace("model", path=_resolve_model(settings.model.path))
+    if settings.detector.model is not None:
+        # Absolute, so worker processes started elsewhere read the same file.
+        model = settings.detector.model
+        if "://" not in model:
+            model = str(Path(model).resolve())
+        settings = settings.replace("detector", model=model)
+    return settings
 
 
 def _resolve_model(path: str) -> str:

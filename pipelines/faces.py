@@ -37,6 +37,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from pipelines.inputs import read_bytes
+
 __all__ = [
     "Face",
     "FaceDetector",
@@ -378,15 +380,19 @@ def _session(
 ) -> ort.InferenceSession:
     """An ORT session for the model file at ``path``; ``rewrite`` edits the serialized model
     first (bytes that do not parse are left for ONNX Runtime to reject with its reason)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"face detector model file not found: {path}")
-    model = path.read_bytes()
+    path = str(path)
+    try:
+        original = read_bytes(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"face detector model file not found: {path}") from None
+    except Exception as exc:  # Beam wraps filesystem errors in its own types per scheme
+        raise ValueError(f"cannot read face detector model {path}: {exc}") from None
+    model = original
     if fast_prelu:
         try:
             model = _fast_prelu_model(model)
         except (ValueError, IndexError, UnicodeDecodeError):
-            model = path.read_bytes()
+            model = original
     if merge_heads:
         # not the expected P-Net graph: run it as it is
         with contextlib.suppress(ValueError, IndexError, KeyError, UnicodeDecodeError):

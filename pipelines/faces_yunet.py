@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from pipelines.faces import Face, _encode, _fields, _nms, _session
+from pipelines.inputs import read_bytes
 
 __all__ = ["YunetDetector", "YUNET_2023MAR_SHA256"]
 
@@ -87,9 +87,9 @@ def _any_input_size(model: bytes) -> bytes:
     return _encode(top)
 
 
-def _file_version(path: Path) -> str:
+def _file_version(path: str) -> str:
     """A version that names the weights: results of two different files never share it."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(read_bytes(path)).hexdigest()
     return "yunet-2023mar" if digest == YUNET_2023MAR_SHA256 else f"yunet-sha256-{digest[:12]}"
 
 
@@ -170,7 +170,7 @@ class YunetDetector:
             nms_threshold=nms_threshold,
             threads=threads,
         )
-        self.model = Path(model)
+        self.model = str(model)  # local path or any Beam filesystem URL
         self.min_face_px = float(min_face_px)
         self.min_score = float(min_score)
         self.max_side = max_side
@@ -194,7 +194,7 @@ class YunetDetector:
 
     def __repr__(self) -> str:
         return (
-            f"YunetDetector(model={str(self.model)!r}, min_face_px={self.min_face_px:g}, "
+            f"YunetDetector(model={self.model!r}, min_face_px={self.min_face_px:g}, "
             f"min_score={self.min_score:g}, max_side={self.max_side})"
         )
 

@@ -93,6 +93,15 @@ def start_time(
     return _to_site_time(datetime.fromtimestamp(video.mtime, UTC), zone_name), "mtime"
 
 
+def read_bytes(path: str) -> bytes:
+    """A whole (small) file, local or on any Beam filesystem: model files, never videos. A
+    missing file raises FileNotFoundError; others errors are the filesystem's own."""
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(path)
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read()
+
+
 def fingerprint(video: VideoFile) -> str:
     """Content fingerprint: SHA-256 of the size, the first and the last MiB of the file."""
     digest = hashlib.sha256(str(video.size_bytes).encode())

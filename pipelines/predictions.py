@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler
 
+from pipelines.inputs import read_bytes
 from schemas.model_file import INPUT_NAME, REQUIRED_OUTPUTS, ModelSpec
 
 
@@ -34,8 +34,7 @@ class FacePrediction:
 
 def _read_bytes(path: str) -> bytes:
     try:
-        with FileSystems.open(path) as f:
-            return f.read()
+        return read_bytes(path)
     except Exception as e:  # Beam wraps filesystem errors in its own types per scheme
         raise ModelFileError(f"cannot read model file {path}: {e}") from None
 

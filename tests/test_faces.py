@@ -211,7 +211,7 @@ def test_yunet_from_config_and_pickled(chips):
     assert (detector.min_face_px, detector.max_side, detector.min_score) == (30, 480, 0.7)
     copy = pickle.loads(pickle.dumps(detector))
     assert (copy.model, copy.min_face_px, copy.max_side, copy.min_score) == (
-        YUNET_FILE,
+        str(YUNET_FILE),
         30,
         480,
         0.7,
