@@ -18,7 +18,8 @@ from reports.views import connect
 REPO = Path(__file__).resolve().parents[1]
 
 # The job with a pause after each video's commit record, so that a kill after the first video is
-# published lands mid-run however fast the machine (10 small videos publish within ~50 ms).
+# published lands mid-run however fast the machine (10 small videos publish within ~50 ms). The
+# patch reaches the stage because args() pins --workers 1: the stages run in this process.
 SLOW_PUBLISH = """
 import sys, time
 import pipelines.analyze as stages

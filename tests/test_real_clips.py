@@ -91,7 +91,7 @@ def test_real_clips_demographics(analysed):
     """Measured with the shipped model: 6 of the 7 annotated people are matched. The miss is the
     woman on the right of face-demographics-walking-and-pause.gif (short pulled-back hair,
     glasses, washed out against a white wall): read as about 56 and male (gender probability
-    about 0.3; across six training seeds and recipes it ranged 0.26-0.64, so she sits on the
+    about 0.3; across nine degradation-trained runs it ranged 0.26-0.64, so she sits on the
     boundary). This floor guards against regressions; 7 of 7 is open work (MODEL_CARD.md)."""
     truth = json.loads((SHARED_DATA / "videos" / "truth.json").read_text())
     people = matched_people(truth, visitors_by_clip(analysed))
