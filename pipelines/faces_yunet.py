@@ -40,7 +40,7 @@ import os
 import cv2
 import numpy as np
 
-from pipelines.faces import Face, _encode, _fields, _nms, _session
+from pipelines.faces import Face, PicklesByOptions, _encode, _fields, _nms, _session
 from pipelines.inputs import read_bytes
 
 __all__ = ["YunetDetector", "YUNET_2023MAR_SHA256"]
@@ -128,7 +128,7 @@ def _decode(
     return np.vstack(boxes), np.concatenate(scores), np.vstack(points)
 
 
-class YunetDetector:
+class YunetDetector(PicklesByOptions):
     """YuNet 2023mar over ONNX Runtime (see the module docstring).
 
     model: path of ``face_detection_yunet_2023mar.onnx``; required (no copy ships with this
@@ -184,13 +184,6 @@ class YunetDetector:
             )
         self._input = self._net.get_inputs()[0].name
         self.version = _file_version(self.model)
-
-    # Picklable (e.g. inside a Beam DoFn): the options travel, the session is rebuilt.
-    def __getstate__(self) -> dict:
-        return dict(self._options)
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
 
     def __repr__(self) -> str:
         return (
