@@ -499,6 +499,21 @@ def _prep_image(image: np.ndarray) -> np.ndarray:
     return out[None]
 
 
+def working_image(
+    image: np.ndarray, max_side: int | None, min_side: int = 1
+) -> tuple[np.ndarray, float, float]:
+    """The image a detector network sees: ``image`` downscaled (INTER_AREA) so its longer side is
+    at most ``max_side`` (None: never), each side at least ``min_side``; with the x and y ratios
+    (working px per image px) that map results back to the image."""
+    h, w = image.shape[:2]
+    if max_side is None or max(h, w) <= max_side:
+        return image, 1.0, 1.0
+    ratio = max_side / max(h, w)
+    size = (max(min_side, round(w * ratio)), max(min_side, round(h * ratio)))
+    work = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return work, size[0] / w, size[1] / h
+
+
 class PicklesByOptions:
     """Base of detectors that go inside Beam DoFns: pickling keeps the constructor's options
     (``self._options``) and unpickling rebuilds the ONNX Runtime sessions from them."""
@@ -596,16 +611,6 @@ class MtcnnDetector(PicklesByOptions):
         session = {"p": self._pnet, "r": self._rnet, "o": self._onet}[which]
         name, outputs = self._names[which]
         return session.run(outputs, {name: batch})
-
-    def _working_image(self, image: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """The image P-Net scans: downscaled to ``max_side`` if larger; with its x/y ratios."""
-        h, w = image.shape[:2]
-        if self.max_side is None or max(h, w) <= self.max_side:
-            return image, 1.0, 1.0
-        ratio = self.max_side / max(h, w)
-        size = (max(12, round(w * ratio)), max(12, round(h * ratio)))
-        work = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        return work, size[0] / w, size[1] / h
 
     def _stage1(self, work: np.ndarray, fx: float, fy: float) -> np.ndarray:
         """P-Net over the pyramid of the working image; (N, 5) boxes + scores in full-res px."""
@@ -720,7 +725,7 @@ class MtcnnDetector(PicklesByOptions):
             return []
         if image.dtype != np.uint8 or not image.flags.c_contiguous:
             image = np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8, copy=False))
-        work, fx, fy = self._working_image(image)
+        work, fx, fy = working_image(image, self.max_side, min_side=12)  # P-Net's 12 px window
         boxes = self._stage1(work, fx, fy)
         if len(boxes):
             boxes = self._stage2(image, work, fx, fy, boxes)

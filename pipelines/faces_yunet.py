@@ -37,10 +37,17 @@ from __future__ import annotations
 import hashlib
 import os
 
-import cv2
 import numpy as np
 
-from pipelines.faces import Face, PicklesByOptions, _encode, _fields, _nms, _session
+from pipelines.faces import (
+    Face,
+    PicklesByOptions,
+    _encode,
+    _fields,
+    _nms,
+    _session,
+    working_image,
+)
 from pipelines.inputs import read_bytes
 
 __all__ = ["YunetDetector", "YUNET_2023MAR_SHA256"]
@@ -191,16 +198,6 @@ class YunetDetector(PicklesByOptions):
             f"min_score={self.min_score:g}, max_side={self.max_side})"
         )
 
-    def _working_image(self, image: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """The image the net sees: downscaled to ``max_side`` if larger; with its x/y ratios."""
-        h, w = image.shape[:2]
-        if self.max_side is None or max(h, w) <= self.max_side:
-            return image, 1.0, 1.0
-        ratio = self.max_side / max(h, w)
-        size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
-        work = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        return work, size[0] / w, size[1] / h
-
     @staticmethod
     def _to_frame(boxes, points, fx, fy) -> tuple[np.ndarray, np.ndarray]:
         """Working-image outputs -> full-resolution pixels: boxes as edges, landmarks as pixel
@@ -221,7 +218,7 @@ class YunetDetector(PicklesByOptions):
             return []
         if image.dtype != np.uint8:
             image = np.clip(image, 0, 255).astype(np.uint8)
-        work, fx, fy = self._working_image(image)
+        work, fx, fy = working_image(image, self.max_side)
         blob = _blob(work)
         outputs = dict(zip(OUTPUTS, self._net.run(list(OUTPUTS), {self._input: blob}), strict=True))
         boxes, scores, points = _decode(outputs, blob.shape[3], blob.shape[2], self.min_score)
