@@ -19,11 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.cli import ArgumentParser, one_line_warnings
-
-
-class UserError(Exception):
-    pass
+from jobs.cli import ArgumentParser, UserError, one_line_warnings
 
 
 def open_model(path: str, threads: int):

@@ -5,7 +5,10 @@
 The crop template is estimated from the run's own training chips: the MTCNN detector
 (``pipelines.faces``) runs on a seeded sample of them, and the averaged landmarks are mapped
 through the chip -> input transform of ``model.preprocess``. A JSON report (parity, params,
-FLOPs, throughput, template) is written next to the checkpoint as ``export.json``.
+FLOPs, throughput, template) is written next to the (first) checkpoint as ``export.json``.
+
+Several ``--run`` folders export an ensemble: one file whose outputs are the runs' averaged
+probabilities (``model.network.Ensemble``); ``--half-weights`` keeps such a file small.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.cli import ArgumentParser, one_line_warnings
+from jobs.cli import ArgumentParser, UserError, one_line_warnings
 
 
 def detect_chip_landmarks(chips: list[np.ndarray], pad: float = 0.25) -> np.ndarray:
@@ -77,7 +80,14 @@ def sample_chips(data: str, records, n: int, seed: int) -> list[np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = ArgumentParser(prog="python -m jobs.export", description=__doc__)
-    ap.add_argument("--run", required=True, help="run folder holding final.pt")
+    ap.add_argument(
+        "--run",
+        required=True,
+        action="append",
+        help="run folder holding final.pt; give it several times to export an ensemble of the "
+        "runs (same input, crop, heads and validation split; their probabilities are averaged "
+        "in the file)",
+    )
     ap.add_argument("--data", required=True, help="training data (UTKFace folder or .tar.gz)")
     ap.add_argument("--manifest", help="CSV manifest the run was trained on")
     ap.add_argument("--out", required=True, help="output .onnx path")
@@ -85,46 +95,75 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", default=None, help="model_version (default: run name + date)")
     ap.add_argument("--no-bench", action="store_true", help="skip the throughput measurement")
     ap.add_argument(
+        "--half-weights",
+        action="store_true",
+        help="store the weights as FP16 (half the file; inference stays FP32 at the same speed, "
+        "outputs change by the rounding, reported as half_weights_max_abs)",
+    )
+    ap.add_argument(
         "--int8-out",
         help="also write a static INT8 (QDQ) copy here, calibrated on 256 training chips",
     )
     args = ap.parse_args(argv)
     one_line_warnings()
 
-    ckpt_path = Path(args.run) / "final.pt"
-    if not ckpt_path.is_file():
-        print(f"error: no checkpoint at {ckpt_path}", file=sys.stderr)
-        return 2
+    ckpt_paths = [Path(run) / "final.pt" for run in args.run]
+    for ckpt_path in ckpt_paths:
+        if not ckpt_path.is_file():
+            print(f"error: no checkpoint at {ckpt_path}", file=sys.stderr)
+            return 2
     from model import datasets
 
     try:
-        report = export_run(args, ckpt_path)
-    except datasets.DataError as e:
+        report = export_run(args, ckpt_paths)
+    except (datasets.DataError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=1))
     return 0
 
 
-def export_run(args, ckpt_path: Path) -> dict:
+# What every ensemble member must share: the file has one preprocessing and one split.
+SAME_IN_EVERY_MEMBER = ("input_size", "crop", "mean", "std", "split")
+
+
+def load_members(ckpt_paths: list[Path]):
+    """The checkpoints' networks as one module (an ``Ensemble`` when several) and the
+    checkpoints."""
+    from model.export import load_checkpoint
+    from model.network import Ensemble
+
+    loaded = [load_checkpoint(p) for p in ckpt_paths]
+    first = loaded[0][1]
+    for path, (_, ckpt) in zip(ckpt_paths[1:], loaded[1:], strict=True):
+        for key in SAME_IN_EVERY_MEMBER:
+            if ckpt[key] != first[key]:
+                raise UserError(
+                    f"{path} differs from {ckpt_paths[0]} in {key} ({ckpt[key]} vs "
+                    f"{first[key]}): ensemble members must share input, crop and split"
+                )
+        if ckpt["config"]["model"]["heads"] != first["config"]["model"]["heads"]:
+            raise UserError(f"{path} has other heads than {ckpt_paths[0]}")
+    ckpts = [ckpt for _, ckpt in loaded]
+    if len(loaded) == 1:
+        return loaded[0][0], ckpts
+    return Ensemble([model for model, _ in loaded]).eval(), ckpts
+
+
+def export_run(args, ckpt_paths: list[Path]) -> dict:
     import torch
 
     from model import datasets
     from model.bench import benchmark_table
-    from model.export import (
-        LICENSE,
-        export_onnx,
-        head_labels,
-        load_checkpoint,
-        parity,
-    )
+    from model.export import LICENSE, export_onnx, head_labels, parity
     from model.network import count_flops, count_params
     from model.preprocess import normalize, prepare_chip
     from model.template import estimate_template
     from schemas.model_file import ModelSpec
 
     torch.set_num_threads(2)
-    model, ckpt = load_checkpoint(ckpt_path)
+    model, ckpts = load_members(ckpt_paths)
+    ckpt = ckpts[0]
     cfg = ckpt["config"]
     size, crop = int(ckpt["input_size"]), float(ckpt["crop"])
     split = ckpt["split"]
@@ -147,10 +186,13 @@ def export_run(args, ckpt_path: Path) -> dict:
 
     flops = count_flops(model, size)
     params = count_params(model)
-    name = Path(args.run).name
+    name = "+".join(Path(run).name for run in args.run)
     version = (
         args.version or f"{cfg['model']['backbone']}-{size}px-{name}-{time.strftime('%Y%m%d')}"
     )
+    architecture = f"{cfg['model']['backbone']} width={cfg['model'].get('width', 1.0)}"
+    if len(ckpt_paths) > 1:
+        architecture = f"ensemble of {len(ckpt_paths)} x {architecture} (mean probabilities)"
     data_name = Path(args.manifest).name if args.manifest else Path(args.data).name
     spec = ModelSpec(
         input_size=size,
@@ -162,7 +204,7 @@ def export_run(args, ckpt_path: Path) -> dict:
         training_data=f"{data_name} ({ckpt['n_train']} training faces)",
         license=LICENSE,
         extra={
-            "architecture": f"{cfg['model']['backbone']} width={cfg['model'].get('width', 1.0)}",
+            "architecture": architecture,
             "age_output": "expected age in years: sum_k k * softmax(age_logits)_k, k = 0..100",
             "chip_crop": str(crop),
             "chip_preprocess": "centred square crop of chip_crop * shorter side, area resize",
@@ -187,35 +229,53 @@ def export_run(args, ckpt_path: Path) -> dict:
     if worst > 1e-4:
         warnings.warn(f"parity: max abs logit diff {worst:.2e} > 1e-4", stacklevel=1)
 
-    report = {
-        "onnx": str(out),
-        "size_mb": round(out.stat().st_size / 2**20, 2),
-        "outputs": names,
-        "params": params,
-        "flops_per_face": flops,
-        "template": template.round(3).tolist(),
-        "template_faces": len(marks),
-        "template_chips": len(chips),
-        "template_seconds": round(t_template, 1),
-        "parity_max_abs": diffs,
-        "parity_ok": worst <= 1e-4,
-        "train_seconds": ckpt.get("train_seconds"),
-    }
+    report = (
+        {"int8": export_int8(args.int8_out, out, root, train_recs, spec)} if args.int8_out else {}
+    )
+    if args.half_weights:  # after the INT8 copy, which is calibrated from the FP32 file
+        from model.quantize import half_weights
+
+        half_weights(out)
+        report["half_weights_max_abs"] = parity(model, out, real)
+    report.update(
+        {
+            "onnx": str(out),
+            "size_mb": round(out.stat().st_size / 2**20, 2),
+            "outputs": names,
+            "members": [str(p.parent) for p in ckpt_paths],
+            "params": params,
+            "flops_per_face": flops,
+            "template": template.round(3).tolist(),
+            "template_faces": len(marks),
+            "template_chips": len(chips),
+            "template_seconds": round(t_template, 1),
+            "parity_max_abs": diffs,
+            "parity_ok": worst <= 1e-4,
+            "train_seconds": [c.get("train_seconds") for c in ckpts],
+        }
+    )
     if not args.no_bench:
         report["throughput_faces_per_s"] = benchmark_table(out)
-    if args.int8_out:
-        from model.quantize import quantize
-
-        calib_chips = sample_chips(str(root), train_recs, 256, seed=2)
-        calib = normalize(
-            np.stack([prepare_chip(c, size, crop) for c in calib_chips]), spec.mean, spec.std
-        )
-        q = quantize(out, args.int8_out, "static", calib)
-        report["int8"] = {"onnx": str(q), "size_mb": round(q.stat().st_size / 2**20, 2)}
-        if not args.no_bench:
-            report["int8"]["throughput_faces_per_s"] = benchmark_table(q)
-    Path(args.run, "export.json").write_text(json.dumps(report, indent=1))
+        if "int8" in report:
+            report["int8"]["throughput_faces_per_s"] = benchmark_table(args.int8_out)
+    Path(args.run[0], "export.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def export_int8(dst: str, src: Path, root: Path, train_recs, spec) -> dict:
+    """A static INT8 copy of ``src``, calibrated on 256 training chips (never validation)."""
+    from model.preprocess import normalize, prepare_chip
+    from model.quantize import quantize
+
+    crop = float(spec.extra["chip_crop"])
+    calib_chips = sample_chips(str(root), train_recs, 256, seed=2)
+    calib = normalize(
+        np.stack([prepare_chip(c, spec.input_size, crop) for c in calib_chips]),
+        spec.mean,
+        spec.std,
+    )
+    q = quantize(src, dst, "static", calib)
+    return {"onnx": str(q), "size_mb": round(q.stat().st_size / 2**20, 2)}
 
 
 if __name__ == "__main__":

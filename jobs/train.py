@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-dir", required=True, help="output folder for config, metrics, final.pt")
     ap.add_argument("--epochs", type=int, help="override train.epochs")
     ap.add_argument(
+        "--seed",
+        type=int,
+        help="override seed (initialisation, sampling, augmentation; the validation split has "
+        "its own data.split_seed): how the members of an ensemble differ",
+    )
+    ap.add_argument(
         "--time-budget-min",
         type=float,
         help="override train.time_budget_min: stop after this many minutes of training, the "
@@ -34,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.epochs:
         cfg["train"]["epochs"] = args.epochs
+    if args.seed is not None:
+        cfg["seed"] = args.seed
     if args.time_budget_min is not None:
         cfg["train"]["time_budget_min"] = args.time_budget_min
 

@@ -6,7 +6,8 @@ layer over the pooled backbone features, and ``forward`` returns ``{name: logits
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 
 import torch
 import torchvision
@@ -106,6 +107,34 @@ class MultiTaskNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.backbone(x)
         return {name: head(features) for name, head in self.heads.items()}
+
+
+class Ensemble(nn.Module):
+    """Several trained networks with the same heads, answering as one: each head's output is
+    the log of the members' mean class probabilities, so a softmax of it gives that mean (what
+    averaging does for accuracy, and the expected age stays a mean over the averaged
+    distribution). Members differ by seed; averaging removes the part of each one's error that
+    is seed noise, which averaging one person's frames cannot."""
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        heads = dict(members[0].head_classes)
+        for m in members[1:]:
+            if dict(m.head_classes) != heads:
+                raise ValueError(f"ensemble members differ in heads: {m.head_classes} vs {heads}")
+        self.members = nn.ModuleList(members)
+        self.head_classes = heads
+        self._log_n = math.log(len(members))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = [m(x) for m in self.members]
+        return {
+            h: torch.logsumexp(torch.stack([torch.log_softmax(o[h], 1) for o in outs]), 0)
+            - self._log_n
+            for h in self.head_classes
+        }
 
 
 def build_model(cfg: Mapping) -> MultiTaskNet:

@@ -1,4 +1,9 @@
-"""Optional INT8 quantisation of an exported model with ONNX Runtime (torch-free).
+"""Lower-precision copies of an exported model (torch-free): INT8 with ONNX Runtime, and FP16
+weight storage.
+
+``half_weights``: float weights stored as FP16 and cast back to FP32 in the graph. ONNX Runtime
+folds the casts when it loads the file, so inference runs exactly as before (FP32, same speed) on
+weights rounded to FP16; only the file is half the size.
 
 ``dynamic``: weights INT8, activations quantised on the fly (MatMul/Gemm only in practice).
 ``static``: QDQ INT8 convolutions calibrated on a sample of training chips (never validation).
@@ -71,3 +76,36 @@ def quantize(src: str | Path, dst: str | Path, mode: str = "static", calib=None)
         e.key, e.value = k, v
     onnx.save(proto, str(dst))
     return dst
+
+
+def half_weights(path: str | Path, min_elements: int = 16) -> Path:
+    """Store ``path``'s float initializers (those of at least ``min_elements``) as FP16, in place.
+
+    Each becomes ``<name>.fp16`` plus a ``Cast`` to FP32 under the original name, so the graph
+    around it is unchanged. Tiny tensors (shape constants, scalars) are left as they are."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = Path(path)
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    kept, casts = [], []
+    for init in graph.initializer:
+        values = numpy_helper.to_array(init)
+        if init.data_type != TensorProto.FLOAT or values.size < min_elements:
+            kept.append(init)
+            continue
+        half = numpy_helper.from_array(values.astype(np.float16), init.name + ".fp16")
+        kept.append(half)
+        casts.append(
+            helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=half.name)
+        )
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    tmp = path.with_suffix(".tmp.onnx")
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
+    return path

@@ -1,4 +1,4 @@
-"""Losses (values by hand), heads from config, metrics on a hand-computed example."""
+"""Losses (values by hand), heads from config, metrics on a hand-computed example, ensembles."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch
 
 from model.losses import MultiTaskLoss, age_loss, expected_age, gaussian_targets
 from model.metrics import evaluate_predictions, format_report
-from model.network import MultiTaskNet, build_model, count_flops, count_params
+from model.network import Ensemble, MultiTaskNet, build_model, count_flops, count_params
 
 
 def test_gaussian_targets_by_hand():
@@ -146,3 +146,43 @@ def test_degrade_blurs_shifts_colour_and_is_seeded():
     assert torch.equal(degrade(x, {}, torch.Generator()), x)  # off by default
     tiny = degrade(x, {"downscale_prob": 1.0, "downscale_px": [0, 1]}, torch.Generator())
     assert tiny.shape == x.shape and _high_freq(tiny) < 0.1 * _high_freq(x)  # 2 px at least
+
+
+class _FixedNet(torch.nn.Module):
+    """Returns the same logits for every image (a stand-in member with known probabilities)."""
+
+    head_classes = {"age": 101, "gender": 2}
+
+    def __init__(self, age_logits, gender_logits):
+        super().__init__()
+        self.age = torch.tensor(age_logits, dtype=torch.float32)
+        self.gender = torch.tensor(gender_logits, dtype=torch.float32)
+
+    def forward(self, x):
+        n = x.shape[0]
+        return {"age": self.age.expand(n, -1), "gender": self.gender.expand(n, -1)}
+
+
+def test_ensemble_averages_member_probabilities():
+    rng = np.random.default_rng(0)
+    a = _FixedNet(rng.normal(size=101) * 3, [2.0, -1.0])  # P(female) = 1 / (1 + e^3)
+    b = _FixedNet(rng.normal(size=101) * 3, [-1.0, 1.0])  # P(female) = 1 / (1 + e^-2)
+    x = torch.zeros(3, 3, 8, 8)
+    out = Ensemble([a, b])(x)
+    want_gender = (1 / (1 + np.exp(3.0)) + 1 / (1 + np.exp(-2.0))) / 2
+    got = torch.softmax(out["gender"], 1)[:, 1].numpy()
+    assert got == pytest.approx([want_gender] * 3, abs=1e-6)
+    want_age = (torch.softmax(a.age, 0) + torch.softmax(b.age, 0)) / 2
+    assert torch.softmax(out["age"], 1)[0].numpy() == pytest.approx(want_age.numpy(), abs=1e-6)
+    one = Ensemble([a])(x)  # one member: its own probabilities
+    assert torch.softmax(one["age"], 1)[1].numpy() == pytest.approx(
+        torch.softmax(a.age, 0).numpy(), abs=1e-6
+    )
+
+
+def test_ensemble_refuses_members_with_other_heads():
+    a = _FixedNet([0.0] * 101, [0.0, 0.0])
+    b = _FixedNet([0.0] * 101, [0.0, 0.0])
+    b.head_classes = {"age": 101, "gender": 2, "mask": 3}
+    with pytest.raises(ValueError, match="differ in heads"):
+        Ensemble([a, b])

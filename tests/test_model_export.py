@@ -198,3 +198,65 @@ def test_shipped_model_on_real_validation_faces():
     m = evaluate_predictions(labels["age"], pred["age"], labels["gender"], pred["gender_prob"])
     # full validation split: MAE 4.68, gender 92.4 % (MODEL_CARD.md); loose bounds on a sixth of it
     assert m["mae"] < 6.0 and m["gender_acc"] > 0.87, m
+
+
+def _tiny_run(folder: Path, run: Path, seed: int, size: int = 32) -> Path:
+    cfg = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
+    cfg["seed"] = seed
+    cfg["data"].update(input_size=size, cache_dir=None, val_fraction=0.25)
+    cfg["model"].update(width=0.125)
+    cfg["train"].update(epochs=1, batch_size=8, log_every=1, time_budget_min=0, threads=1)
+    train(cfg, str(folder), str(run), log=lambda m: None)
+    return run
+
+
+def _real_chips_folder(folder: Path, n: int) -> Path:
+    """The first ``n`` UTKFace chips, under their own names (the detector must find faces on
+    them for the crop template)."""
+    import tarfile
+
+    folder.mkdir()
+    with tarfile.open(SHARED / "UTKFace-dev.tar.gz") as tar:
+        for member in tar:
+            if (
+                member.isfile()
+                and member.name.endswith(".chip.jpg")
+                and member.name.count("_") == 3
+            ):
+                (folder / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+                n -= 1
+                if n == 0:
+                    break
+    return folder
+
+
+@pytest.mark.skipif(not (SHARED / "UTKFace-dev.tar.gz").is_file(), reason="shared data absent")
+def test_export_cli_ensemble_with_half_weights(tmp_path, capsys):
+    from jobs import export
+
+    folder = _real_chips_folder(tmp_path / "UTKFace", 40)
+    runs = [_tiny_run(folder, tmp_path / f"seed{s}", seed=s) for s in (0, 1)]
+    out = tmp_path / "ensemble.onnx"
+    args = ["--data", str(folder), "--out", str(out), "--no-bench", "--template-samples", "30"]
+    assert export.main([*args, "--run", str(runs[0]), "--run", str(runs[1]), "--half-weights"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["members"] == [str(r) for r in runs] and report["parity_ok"]
+    # FP16 storage: about half of the two members' FP32 weights (4 bytes per parameter)
+    assert report["size_mb"] * 2**20 < 0.6 * 4 * report["params"]
+
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
+    assert spec.extra["architecture"].startswith("ensemble of 2 x resnet18")
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    age, prob = sess.run(["age", "gender_prob"], {INPUT_NAME: x})
+    members = [load_checkpoint(r / "final.pt")[0] for r in runs]
+    with torch.no_grad():
+        probs = [torch.softmax(m(torch.from_numpy(x))["gender"], 1)[:, 1] for m in members]
+        ages = [torch.softmax(m(torch.from_numpy(x))["age"], 1) for m in members]
+    want_age = (((ages[0] + ages[1]) / 2) * torch.arange(101)).sum(1).numpy()
+    assert prob == pytest.approx(((probs[0] + probs[1]) / 2).numpy(), abs=2e-3)
+    assert age == pytest.approx(want_age, abs=0.05)
+
+    other = _tiny_run(folder, tmp_path / "other-size", seed=2, size=40)
+    code = export.main([*args, "--run", str(runs[0]), "--run", str(other)])
+    assert code == 2 and "input_size" in capsys.readouterr().err
