@@ -5,7 +5,7 @@
 The crop template is estimated from the run's own training chips: the MTCNN detector
 (``pipelines.faces``) runs on a seeded sample of them, and the averaged landmarks are mapped
 through the chip -> input transform of ``model.preprocess``. A JSON report (parity, params,
-FLOPs, throughput, template) is written next to the (first) checkpoint as ``export.json``.
+FLOPs, throughput, template) is written next to the checkpoint as ``export.json``.
 
 Several ``--run`` folders export an ensemble: one file whose outputs are the runs' averaged
 probabilities (``model.network.Ensemble``); ``--half-weights`` keeps such a file small.
@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", default=None, help="model_version (default: run name + date)")
     ap.add_argument("--no-bench", action="store_true", help="skip the throughput measurement")
     ap.add_argument(
+        "--report",
+        help="where the JSON report goes (default: RUN/export.json; for several runs, a folder "
+        "named after them beside the first: runs/seed0+seed1/export.json)",
+    )
+    ap.add_argument(
         "--half-weights",
         action="store_true",
         help="store the weights as FP16 (half the file; inference stays FP32 at the same speed, "
@@ -123,8 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+MAX_FILE_MB = 20  # issue 3: the shipped ONNX file is at most 20 MB
+
 # What every ensemble member must share: the file has one preprocessing and one split.
 SAME_IN_EVERY_MEMBER = ("input_size", "crop", "mean", "std", "split")
+
+
+def default_report_path(runs: list[str]) -> Path:
+    if len(runs) == 1:
+        return Path(runs[0]) / "export.json"
+    return Path(runs[0]).parent / "+".join(Path(r).name for r in runs) / "export.json"
 
 
 def load_members(ckpt_paths: list[Path]):
@@ -142,8 +155,11 @@ def load_members(ckpt_paths: list[Path]):
                     f"{path} differs from {ckpt_paths[0]} in {key} ({ckpt[key]} vs "
                     f"{first[key]}): ensemble members must share input, crop and split"
                 )
-        if ckpt["config"]["model"]["heads"] != first["config"]["model"]["heads"]:
-            raise UserError(f"{path} has other heads than {ckpt_paths[0]}")
+        if ckpt["config"]["model"] != first["config"]["model"]:
+            raise UserError(
+                f"{path} has another network than {ckpt_paths[0]} (config model: section): "
+                "ensemble members must share backbone, width and heads"
+            )
     ckpts = [ckpt for _, ckpt in loaded]
     if len(loaded) == 1:
         return loaded[0][0], ckpts
@@ -235,8 +251,16 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
     if args.half_weights:  # after the INT8 copy, which is calibrated from the FP32 file
         from model.quantize import half_weights
 
-        half_weights(out)
+        try:
+            half_weights(out)
+        except ValueError as e:
+            raise UserError(f"{e}: export without --half-weights") from None
         report["half_weights_max_abs"] = parity(model, out, real)
+        rounding = max(
+            v for k, v in report["half_weights_max_abs"].items() if k.endswith("_logits")
+        )
+        if not rounding <= 0.05:  # also catches NaN
+            warnings.warn(f"FP16 weights change the logits by up to {rounding:.3g}", stacklevel=1)
     report.update(
         {
             "onnx": str(out),
@@ -258,7 +282,15 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
         report["throughput_faces_per_s"] = benchmark_table(out)
         if "int8" in report:
             report["int8"]["throughput_faces_per_s"] = benchmark_table(args.int8_out)
-    Path(args.run[0], "export.json").write_text(json.dumps(report, indent=1))
+    if report["size_mb"] > MAX_FILE_MB:
+        warnings.warn(
+            f"{out} is {report['size_mb']} MB, over the {MAX_FILE_MB} MB a shipped model may be "
+            "(edge devices): use --half-weights or fewer runs",
+            stacklevel=1,
+        )
+    report_path = Path(args.report) if args.report else default_report_path(args.run)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=1))
     return report
 
 

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs:
         cfg["train"]["epochs"] = args.epochs
     if args.seed is not None:
+        if not 0 <= args.seed < 2**32:
+            print("error: --seed must be between 0 and 2**32 - 1", file=sys.stderr)
+            return 2
         cfg["seed"] = args.seed
     if args.time_budget_min is not None:
         cfg["train"]["time_budget_min"] = args.time_budget_min

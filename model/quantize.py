@@ -94,7 +94,10 @@ def half_weights(path: str | Path, min_elements: int = 16) -> Path:
         if init.data_type != TensorProto.FLOAT or values.size < min_elements:
             kept.append(init)
             continue
-        half = numpy_helper.from_array(values.astype(np.float16), init.name + ".fp16")
+        halved = values.astype(np.float16)
+        if not np.isfinite(halved).all():
+            raise ValueError(f"weight {init.name} does not fit FP16 (|w| > 65504)")
+        half = numpy_helper.from_array(halved, init.name + ".fp16")
         kept.append(half)
         casts.append(
             helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=half.name)

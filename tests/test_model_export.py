@@ -241,6 +241,7 @@ def test_export_cli_ensemble_with_half_weights(tmp_path, capsys):
     assert export.main([*args, "--run", str(runs[0]), "--run", str(runs[1]), "--half-weights"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["members"] == [str(r) for r in runs] and report["parity_ok"]
+    assert json.loads((tmp_path / "seed0+seed1" / "export.json").read_text()) == report
     # FP16 storage: about half of the two members' FP32 weights (4 bytes per parameter)
     assert report["size_mb"] * 2**20 < 0.6 * 4 * report["params"]
 
