@@ -4,7 +4,6 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 DATA   ?= ../shared/data
 OUTPUT ?= output
-SEEDS  ?= 0 1 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint format demo train evaluate export bench report nightly clean
@@ -34,11 +33,10 @@ format:  ## rewrite files with ruff format and apply safe lint fixes
 demo:  ## analyse the shipped demo clip end to end and print the tables
 	$(PY) -m jobs.demo
 
-train:  ## train the shipped model: config/train.yaml once per seed in SEEDS, exported as one ensemble
-	for seed in $(SEEDS); do \
-	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/seed$$seed || exit 1; \
-	done
-	$(PY) -m jobs.export $(foreach seed,$(SEEDS),--run runs/seed$(seed)) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx
+train:  ## train the shipped model as it was trained (config/train.yaml on a 96 px copy of UTKFace-dev), then export it
+	$(PY) -m jobs.pack --data $(DATA)/UTKFace-dev.tar.gz --size 96 --out cache/utk96.tar.gz
+	$(PY) -m jobs.train --config config/train.yaml --data cache/utk96.tar.gz --run-dir runs/default
+	$(PY) -m jobs.export --run runs/default --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx
 
 evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev
 	$(PY) -m jobs.evaluate --model model/weights/age_gender.onnx --data $(DATA)/UTKFace-dev.tar.gz --split val

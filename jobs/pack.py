@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import sys
 import tarfile
+from pathlib import Path
 
 from jobs.cli import ArgumentParser, one_line_warnings
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     params = [cv2.IMWRITE_WEBP_QUALITY, args.quality]
     mode = "w" if args.out.endswith(".tar") else "w:gz"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(args.out, mode) as tar:
         for record, image, good in zip(records, images, ok, strict=True):
             if not good:
