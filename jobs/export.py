@@ -173,7 +173,6 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
     from model.bench import benchmark_table
     from model.export import LICENSE, export_onnx, head_labels, parity
     from model.network import count_flops, count_params
-    from model.preprocess import normalize, prepare_chip
     from model.template import estimate_template
     from schemas.model_file import ModelSpec
 
@@ -237,9 +236,7 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
     rng = np.random.default_rng(0)
     rand = rng.standard_normal((8, 3, size, size)).astype(np.float32)
     val_chips = sample_chips(str(root), val_recs or train_recs, 32, seed=1)
-    real = normalize(
-        np.stack([prepare_chip(c, size, crop) for c in val_chips]), spec.mean, spec.std
-    )
+    real = model_inputs(val_chips, spec)
     diffs = {"random": parity(model, out, rand), "real": parity(model, out, real)}
     worst = max(max(v for k, v in d.items() if k.endswith("_logits")) for d in diffs.values())
     if worst > 1e-4:
@@ -294,18 +291,21 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
     return report
 
 
-def export_int8(dst: str, src: Path, root: Path, train_recs, spec) -> dict:
-    """A static INT8 copy of ``src``, calibrated on 256 training chips (never validation)."""
+def model_inputs(chips: list[np.ndarray], spec) -> np.ndarray:
+    """Chips prepared exactly as in training, as the model's normalised NCHW input."""
     from model.preprocess import normalize, prepare_chip
-    from model.quantize import quantize
 
     crop = float(spec.extra["chip_crop"])
-    calib_chips = sample_chips(str(root), train_recs, 256, seed=2)
-    calib = normalize(
-        np.stack([prepare_chip(c, spec.input_size, crop) for c in calib_chips]),
-        spec.mean,
-        spec.std,
+    return normalize(
+        np.stack([prepare_chip(c, spec.input_size, crop) for c in chips]), spec.mean, spec.std
     )
+
+
+def export_int8(dst: str, src: Path, root: Path, train_recs, spec) -> dict:
+    """A static INT8 copy of ``src``, calibrated on 256 training chips (never validation)."""
+    from model.quantize import quantize
+
+    calib = model_inputs(sample_chips(str(root), train_recs, 256, seed=2), spec)
     q = quantize(src, dst, "static", calib)
     return {"onnx": str(q), "size_mb": round(q.stat().st_size / 2**20, 2)}
 
