@@ -186,3 +186,28 @@ def test_ensemble_refuses_members_with_other_heads():
     b.head_classes = {"age": 101, "gender": 2, "mask": 3}
     with pytest.raises(ValueError, match="differ in heads"):
         Ensemble([a, b])
+
+
+def test_per_image_standardize_by_hand():
+    from model.network import PerImageStandardize
+
+    x = torch.tensor([0.0, 1.0, 2.0, 3.0]).reshape(1, 1, 2, 2).repeat(2, 3, 1, 1)
+    x[1] = 5.0  # a flat image: its std 0 is clamped, so it maps to zeros, not NaN
+    out = PerImageStandardize(min_std=0.05)(x)
+    want = (np.array([0.0, 1.0, 2.0, 3.0]) - 1.5) / math.sqrt(1.25)
+    assert out[0, 2].flatten().numpy() == pytest.approx(want, abs=1e-6)
+    assert out[1].abs().max().item() == 0.0
+
+
+def test_per_image_input_norm_ignores_exposure_and_is_validated():
+    torch.manual_seed(0)
+    net = build_model({"backbone": "resnet18", "width": 0.125, "input_norm": "per_image"}).eval()
+    fixed = build_model({"backbone": "resnet18", "width": 0.125}).eval()
+    fixed.load_state_dict(net.state_dict())  # the option adds no weights: checkpoints load
+    x = torch.randn(3, 3, 32, 32)
+    washed_out = 0.3 * x + 0.7  # a third of the contrast, brighter
+    with torch.no_grad():
+        assert torch.allclose(net(x)["gender"], net(washed_out)["gender"], atol=1e-4)
+        assert not torch.allclose(fixed(x)["gender"], fixed(washed_out)["gender"], atol=1e-2)
+    with pytest.raises(ValueError, match="input_norm"):
+        build_model({"backbone": "resnet18", "input_norm": "minmax"})

@@ -47,7 +47,9 @@ def test_tiny_train_export_parity(tmp_path):
         cv2.imwrite(str(folder / f"{i * 4}_{i % 2}_{i % 5}_2017{i:04d}.jpg.chip.jpg"), img)
     cfg = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
     cfg["data"].update(input_size=32, cache_dir=str(tmp_path / "cache"), val_fraction=0.25)
-    cfg["model"].update(width=0.125, heads={"age": 101, "gender": 2, "emotion": 7})
+    cfg["model"].update(
+        width=0.125, heads={"age": 101, "gender": 2, "emotion": 7}, input_norm="per_image"
+    )
     cfg["train"].update(epochs=2, batch_size=8, log_every=1, time_budget_min=0, threads=1)
     run = tmp_path / "run"
     last = train(cfg, str(folder), str(run), log=lambda m: None)
