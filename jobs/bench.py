@@ -13,14 +13,11 @@ Figures are printed, not asserted: this is a measurement, not a test.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import yaml
 
 from jobs import analyze
 from jobs.cli import EXIT_OK, ArgumentParser, UserError, run, setup_logging
@@ -30,22 +27,8 @@ DEFAULT_FACES = REPO.parent / "shared" / "data" / "UTKFace-dev.tar.gz"
 STAGES = ("decode", "detect", "align", "infer", "track", "write")
 
 
-def validation_faces(path: Path):
-    """The UTKFace faces held out of the shipped model's training (its config's split)."""
-    from model.datasets import is_val
-    from simulation.faces import open_faces
-
-    split = yaml.safe_load((REPO / "config" / "train.yaml").read_text())["data"]
-    source = open_faces(path)
-    source.records = [
-        r
-        for r in source.records
-        if is_val(os.path.basename(r.key), split["split_seed"], split["val_fraction"])
-    ]
-    return source
-
-
 def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
+    from simulation.faces import held_out, open_faces
     from simulation.render import RenderOptions, render_clip
 
     clip = REPO / "cache" / "bench" / f"bench_1080p30_{int(seconds)}s_seed{seed}.mp4"
@@ -58,7 +41,7 @@ def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
     opt = RenderOptions(
         width=1920, height=1080, fps=30, duration_s=seconds, seed=seed, visitors_max=3
     )
-    render_clip(clip, validation_faces(faces), opt)
+    render_clip(clip, held_out(open_faces(faces)), opt)
     print(f"rendered {clip.name} in {time.perf_counter() - started:.1f} s")
     return clip
 

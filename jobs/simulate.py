@@ -98,13 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--start", type=_start, help="wall-clock start, written as creation_time")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--held-out",
+        action="store_true",
+        help="only faces in the validation split of config/train.yaml, which the shipped model "
+        "never trained on: use it to measure a model on video",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from simulation.faces import open_faces
+    from simulation.faces import held_out, open_faces
     from simulation.render import RenderOptions, render_clip, truth_path_for
 
     seconds = args.minutes * 60 if args.minutes is not None else args.seconds or 60.0
@@ -131,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opt.validate()
         faces = open_faces(args.faces)
+        if args.held_out:
+            faces = held_out(faces)
         if not args.quiet and sys.stderr.isatty():
             from tqdm import tqdm
 

@@ -26,12 +26,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
-from model.datasets import DataError, FaceRecord, read_manifest, scan_utkface
+from model.datasets import DataError, FaceRecord, is_val, read_manifest, scan_utkface
 from model.preprocess import DecodeError, decode_rgb
 from simulation import SimulationError
 
 GENDER_NAMES = ("male", "female")  # model.datasets' 0 and 1
+TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
 
 
 @dataclass(frozen=True)
@@ -159,3 +161,18 @@ def sample_faces(source: FaceSource, n: int, seed: int) -> list[Face]:
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(source), size=n, replace=False)
     return source.load_many([source.records[i] for i in picks])
+
+
+def held_out(source: FaceSource, config: str | Path = TRAIN_CONFIG) -> FaceSource:
+    """Keep only the faces in the validation split of a training config (default
+    ``config/train.yaml``, the shipped model's): faces a model trained with it never saw, so a
+    clip rendered from them measures the model, not its memory of the training set."""
+    try:
+        split = yaml.safe_load(Path(config).read_text())["data"]
+        seed, fraction = int(split["split_seed"]), float(split["val_fraction"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise SimulationError(f"cannot read the validation split from {config}: {exc}") from None
+    source.records = [r for r in source.records if is_val(r.key, seed, fraction)]
+    if not source.records:
+        raise SimulationError(f"no faces of {source.description} are in the validation split")
+    return source

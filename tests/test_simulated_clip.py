@@ -4,7 +4,7 @@ import pytest
 from conftest import SHIPPED_MODEL, UTKFACE, needs_shared_data
 
 from jobs import analyze
-from jobs.bench import validation_faces
+from simulation.faces import held_out, open_faces
 from simulation.render import RenderOptions, render_clip, truth_path_for
 from simulation.score import score
 
@@ -18,7 +18,7 @@ def test_generated_clip_visitors_and_demographics(tmp_path):
     clip = tmp_path / "kiosk" / "20261122_100000.mp4"
     clip.parent.mkdir()
     options = RenderOptions(width=960, height=540, fps=25, duration_s=60, seed=11, visitors_max=3)
-    truth = render_clip(clip, validation_faces(UTKFACE), options)
+    truth = render_clip(clip, held_out(open_faces(UTKFACE)), options)
     assert len(truth["visitors"]) >= 6
     out = tmp_path / "out"
     assert (

@@ -144,6 +144,36 @@ def test_utkface_sources(tmp_path):
             sample_faces(src, 6, seed=0)
 
 
+def test_held_out_keeps_the_training_validation_split(tmp_path):
+    from model.datasets import split_records
+    from simulation.faces import held_out
+
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    ok, jpg = cv2.imencode(".jpg", _face_image(1))
+    for i in range(40):
+        (folder / f"{20 + i}_{i % 2}_0_2017011717{i:04d}.jpg.chip.jpg").write_bytes(jpg.tobytes())
+    config = tmp_path / "train.yaml"
+    config.write_text("data: {split_seed: 3, val_fraction: 0.3}\n")
+    train, val = split_records(open_faces(folder).records, seed=3, val_fraction=0.3)
+    assert 0 < len(val) < 40  # both sides non-empty, so the filter is doing something
+    kept = held_out(open_faces(folder), config)
+    assert [r.key for r in kept.records] == sorted(r.key for r in val)
+    config.write_text("data: {split_seed: 3, val_fraction: 0.0}\n")
+    with pytest.raises(SimulationError, match="no faces .* validation split"):
+        held_out(open_faces(folder), config)
+    with pytest.raises(SimulationError, match="cannot read the validation split"):
+        held_out(open_faces(folder), tmp_path / "missing.yaml")
+
+    # the CLI flag uses config/train.yaml's split: every rendered face is one of its val faces
+    _, val = split_records(open_faces(folder).records, seed=0, val_fraction=0.1)
+    out = tmp_path / "held.mp4"
+    argv = ["--faces", str(folder), "--out", str(out), "--seconds", "30", "--size", "160x96"]
+    assert simulate_cli.main([*argv, "--fps", "5", "--visitors-total", "2", "--held-out"]) == 0
+    faces = {v["face"] for v in json.loads(truth_path_for(out).read_text())["visitors"]}
+    assert faces and faces <= {r.path for r in val}
+
+
 def test_face_source_errors(tmp_path, faces_csv):
     # a folder holding one CSV reads that CSV; the face image is BGR as written
     src = open_faces(faces_csv.parent)
