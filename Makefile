@@ -33,10 +33,11 @@ format:  ## rewrite files with ruff format and apply safe lint fixes
 demo:  ## analyse the shipped demo clip end to end and print the tables
 	$(PY) -m jobs.demo
 
-train:  ## train the shipped model as it was trained (config/train.yaml on a 96 px copy of UTKFace-dev), then export it
-	$(PY) -m jobs.pack --data $(DATA)/UTKFace-dev.tar.gz --size 96 --out cache/utk96.tar.gz
-	$(PY) -m jobs.train --config config/train.yaml --data cache/utk96.tar.gz --run-dir runs/default
-	$(PY) -m jobs.export --run runs/default --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx
+train:  ## train the shipped model as it was trained (three seeds of config/train.yaml, averaged into one file)
+	for seed in 0 1 2; do \
+	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/seed$$seed || exit 1; \
+	done
+	$(PY) -m jobs.export --run runs/seed0 --run runs/seed1 --run runs/seed2 --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx
 
 evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev
 	$(PY) -m jobs.evaluate --model model/weights/age_gender.onnx --data $(DATA)/UTKFace-dev.tar.gz --split val

@@ -1,4 +1,10 @@
-"""End to end on a generated kiosk clip whose visitors are UTKFace faces the model never saw."""
+"""End to end on generated kiosk clips whose visitors are UTKFace faces the model never saw.
+
+Two clips, two jobs: a 60 s clip checks finding and following visitors exactly; a 10 min clip
+of 86 visitors checks the demographics, because a handful of faces cannot. On the 60 s clip
+eight models scored 5-7 of 8 genders, and the one with 7 of 8 was the worst of the eight on the
+two 10 min clips (148 of 175; MODEL_CARD.md, "Choosing on video").
+"""
 
 import pytest
 from conftest import SHIPPED_MODEL, UTKFACE, needs_shared_data
@@ -14,25 +20,42 @@ pytestmark = [
 ]
 
 
-def test_generated_clip_visitors_and_demographics(tmp_path):
-    clip = tmp_path / "kiosk" / "20261122_100000.mp4"
+def analyse_generated(tmp_path, name: str, options: RenderOptions):
+    """Render a held-out clip (as ``jobs.simulate --held-out``), analyse it, score it."""
+    clip = tmp_path / "kiosk" / name
     clip.parent.mkdir()
-    options = RenderOptions(width=960, height=540, fps=25, duration_s=60, seed=11, visitors_max=3)
     truth = render_clip(clip, held_out(open_faces(UTKFACE)), options)
-    assert len(truth["visitors"]) >= 6
     out = tmp_path / "out"
-    assert (
-        analyze.main(
-            ["--input", str(clip), "--output", str(out), "--workers", "1", "--no-progress"]
-        )
-        == 0
-    )
-    result = score(truth_path_for(clip), out)
+    argv = ["--input", str(clip), "--output", str(out), "--workers", "1", "--no-progress"]
+    assert analyze.main(argv) == 0
+    return truth, score(truth_path_for(clip), out)
+
+
+def test_generated_clip_visitors_and_demographics(tmp_path):
+    options = RenderOptions(width=960, height=540, fps=25, duration_s=60, seed=11, visitors_max=3)
+    truth, result = analyse_generated(tmp_path, "20261122_100000.mp4", options)
+    assert len(truth["visitors"]) >= 6
     # Measured on this clip: 8 true visitors, 8 found, all matched (mean temporal IoU 0.91),
-    # gender 7/8, age MAE 3.6 years (model resnet18-80px-video-20261125). (With 3-frame tracks
-    # kept, a 3-frame fragment made a 9th.)
+    # gender 5/8, age MAE 4.2 years (model resnet18x3-80px-video-20261125). (With 3-frame tracks
+    # kept, a 3-frame fragment made a 9th.) The gender floor is a gross check only; the 10 min
+    # clip below is the accuracy gate.
     assert result.count_error == 0, result.table()
     assert result.matched == result.true_visitors, result.table()
     assert result.mean_iou > 0.8
-    assert result.gender_accuracy >= 0.75, result.table()
+    assert result.gender_accuracy >= 5 / 8, result.table()
     assert result.age_mae < 7.0, result.table()
+
+
+def test_ten_minute_clip_demographics(tmp_path):
+    """= jobs.simulate --held-out --minutes 10 --size 960x540 --fps 25 --seed 21. Measured with
+    resnet18x3-80px-video-20261125: 86 true visitors, 89 found, all 86 matched, gender 79/86
+    (0.919), age MAE 5.47 years. The previous shipped model (resnet18-80px-video-20261125)
+    scored gender 0.860 here and fails the floor; eight models scored 0.860-0.930."""
+    options = RenderOptions(width=960, height=540, fps=25, duration_s=600, seed=21, visitors_max=3)
+    truth, result = analyse_generated(tmp_path, "20261125_100000.mp4", options)
+    assert len(truth["visitors"]) == 86
+    assert result.matched == result.true_visitors, result.table()
+    assert abs(result.count_error) <= 5, result.table()
+    assert result.mean_iou > 0.85, result.table()
+    assert result.gender_accuracy >= 0.88, result.table()
+    assert result.age_mae < 6.0, result.table()
