@@ -37,7 +37,7 @@ train:  ## train the shipped model as it was trained (three seeds of config/trai
 	for seed in 0 1 2; do \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/seed$$seed || exit 1; \
 	done
-	$(PY) -m jobs.export --run runs/seed0 --run runs/seed1 --run runs/seed2 --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx
+	$(PY) -m jobs.export --run runs/seed0 --run runs/seed1 --run runs/seed2 --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version resnet18x3-80px-video-$$(date +%Y%m%d)
 
 evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev
 	$(PY) -m jobs.evaluate --model model/weights/age_gender.onnx --data $(DATA)/UTKFace-dev.tar.gz --split val

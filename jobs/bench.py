@@ -28,6 +28,7 @@ STAGES = ("decode", "detect", "align", "infer", "track", "write")
 
 
 def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
+    from simulation import SimulationError
     from simulation.faces import held_out, open_faces
     from simulation.render import RenderOptions, render_clip
 
@@ -41,7 +42,11 @@ def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
     opt = RenderOptions(
         width=1920, height=1080, fps=30, duration_s=seconds, seed=seed, visitors_max=3
     )
-    render_clip(clip, held_out(open_faces(faces)), opt)
+    try:
+        render_clip(clip, held_out(open_faces(faces)), opt)
+    except SimulationError as exc:
+        clip.unlink(missing_ok=True)  # never leave a half-written clip for the next run to reuse
+        raise UserError(str(exc)) from None
     print(f"rendered {clip.name} in {time.perf_counter() - started:.1f} s")
     return clip
 

@@ -31,11 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     one_line_warnings()
 
     from model import datasets
+    from model.network import build_model
     from model.train import load_config, train
 
     try:
         cfg = load_config(args.config)
-    except (OSError, ValueError) as e:
+        build_model(cfg.get("model") or {})  # a bad backbone or option fails now, not after loading
+    except (OSError, ValueError, TypeError, AttributeError) as e:
         print(f"error: cannot read config: {e}", file=sys.stderr)
         return 2
     if args.epochs:

@@ -96,6 +96,8 @@ class PerImageStandardize(nn.Module):
     every runtime applies it the same way."""
 
     def __init__(self, min_std: float = 0.05):
+        # in the units of the network's input (after the dataset mean/std): 0.0125 in [0, 1]
+        # pixel units for the shipped std of 0.25, far below any real face's contrast
         super().__init__()
         self.min_std = min_std
 

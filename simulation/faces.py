@@ -19,6 +19,7 @@ distinct entries with a seeded generator, so the same seed gives the same people
 
 from __future__ import annotations
 
+import copy
 import csv
 import tarfile
 from dataclasses import dataclass
@@ -171,8 +172,10 @@ def held_out(source: FaceSource, config: str | Path = TRAIN_CONFIG) -> FaceSourc
         split = yaml.safe_load(Path(config).read_text())["data"]
         seed, fraction = int(split["split_seed"]), float(split["val_fraction"])
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-        raise SimulationError(f"cannot read the validation split from {config}: {exc}") from None
-    source.records = [r for r in source.records if is_val(r.key, seed, fraction)]
-    if not source.records:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SimulationError(f"cannot read the validation split from {config}: {reason}") from None
+    kept = copy.copy(source)
+    kept.records = [r for r in source.records if is_val(r.key, seed, fraction)]
+    if not kept.records:
         raise SimulationError(f"no faces of {source.description} are in the validation split")
-    return source
+    return kept

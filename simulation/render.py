@@ -470,8 +470,10 @@ def render_clip(
     out = Path(out)
     if out.suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi"):
         raise SimulationError(f"{out}: use a .mp4, .mkv, .mov or .avi file name")
-    if not out.parent.is_dir():
-        raise SimulationError(f"output folder does not exist: {out.parent}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimulationError(f"cannot create output folder {out.parent}: {exc.strerror}") from None
     w, h, fps = opt.width, opt.height, opt.fps
     plans = plan_visitors(opt, np.random.default_rng([opt.seed, 2]))
     if isinstance(faces, FaceSource):

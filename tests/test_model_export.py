@@ -263,3 +263,16 @@ def test_export_cli_ensemble_with_half_weights(tmp_path, capsys):
     other = _tiny_run(folder, tmp_path / "other-size", seed=2, size=40)
     code = export.main([*args, "--run", str(runs[0]), "--run", str(other)])
     assert code == 2 and "input_size" in capsys.readouterr().err
+
+
+def test_train_cli_rejects_a_bad_model_section_before_loading_data(tmp_path, capsys):
+    from jobs import train as train_cli
+
+    cfg = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
+    cfg["model"]["input_norm"] = "minmax"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    argv = ["--config", str(path), "--data", str(tmp_path / "absent"), "--run-dir", str(tmp_path)]
+    assert train_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "input_norm" in err

@@ -91,7 +91,7 @@ def test_real_clips_demographics(analysed):
     """Measured with the shipped model: 6 of the 7 annotated people are matched. The miss is the
     woman on the right of face-demographics-walking-and-pause.gif (short pulled-back hair,
     glasses, washed out against a white wall): read as 57 and male (gender probability 0.27).
-    All fifteen networks trained so far miss her (gender probability 0.20-0.64, age 37-63), so
+    All fifteen networks trained so far miss her (gender probability 0.20-0.64, age 37-66), so
     she sits on the boundary. This floor guards against regressions; 7 of 7 is open work
     (MODEL_CARD.md)."""
     truth = json.loads((SHARED_DATA / "videos" / "truth.json").read_text())

@@ -167,7 +167,7 @@ def test_held_out_keeps_the_training_validation_split(tmp_path):
 
     # the CLI flag uses config/train.yaml's split: every rendered face is one of its val faces
     _, val = split_records(open_faces(folder).records, seed=0, val_fraction=0.1)
-    out = tmp_path / "held.mp4"
+    out = tmp_path / "new" / "held.mp4"  # the folder is created
     argv = ["--faces", str(folder), "--out", str(out), "--seconds", "30", "--size", "160x96"]
     assert simulate_cli.main([*argv, "--fps", "5", "--visitors-total", "2", "--held-out"]) == 0
     faces = {v["face"] for v in json.loads(truth_path_for(out).read_text())["visitors"]}
@@ -359,3 +359,13 @@ def test_simulate_cli(tmp_path, faces_csv, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "size must be even" in err
+
+
+def test_render_refuses_bad_output_paths(tmp_path, faces_csv):
+    faces = open_faces(faces_csv)
+    opt = RenderOptions(width=64, height=48, fps=5, duration_s=1, seed=0)
+    with pytest.raises(SimulationError, match=r"use a \.mp4"):
+        render_clip(tmp_path / "clip.gif", faces, opt)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SimulationError, match="cannot create output folder"):
+        render_clip(tmp_path / "file" / "sub" / "clip.mp4", faces, opt)
