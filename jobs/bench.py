@@ -37,7 +37,6 @@ def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
         return clip
     if not faces.exists():
         raise UserError(f"face source not found: {faces} (give --faces UTKFace.tar.gz or a CSV)")
-    clip.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     opt = RenderOptions(
         width=1920, height=1080, fps=30, duration_s=seconds, seed=seed, visitors_max=3

@@ -23,7 +23,6 @@ pytestmark = [
 def analyse_generated(tmp_path, name: str, options: RenderOptions):
     """Render a held-out clip (as ``jobs.simulate --held-out``), analyse it, score it."""
     clip = tmp_path / "kiosk" / name
-    clip.parent.mkdir()
     truth = render_clip(clip, held_out(open_faces(UTKFACE)), options)
     out = tmp_path / "out"
     argv = ["--input", str(clip), "--output", str(out), "--workers", "1", "--no-progress"]
