@@ -4,6 +4,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 DATA   ?= ../shared/data
 OUTPUT ?= output
+SEEDS  ?= 0 1 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint format demo train evaluate export bench report nightly clean
@@ -33,11 +34,11 @@ format:  ## rewrite files with ruff format and apply safe lint fixes
 demo:  ## analyse the shipped demo clip end to end and print the tables
 	$(PY) -m jobs.demo
 
-train:  ## train the shipped model as it was trained (three seeds of config/train.yaml, averaged into one file)
-	for seed in 0 1 2; do \
+train:  ## train the shipped model as it was trained (config/train.yaml once per seed in SEEDS, averaged into one file)
+	for seed in $(SEEDS); do \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/seed$$seed || exit 1; \
 	done
-	$(PY) -m jobs.export --run runs/seed0 --run runs/seed1 --run runs/seed2 --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version resnet18x3-80px-video-$$(date +%Y%m%d)
+	$(PY) -m jobs.export $(foreach seed,$(SEEDS),--run runs/seed$(seed)) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version resnet18x$(words $(SEEDS))-80px-video-$$(date +%Y%m%d)
 
 evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev
 	$(PY) -m jobs.evaluate --model model/weights/age_gender.onnx --data $(DATA)/UTKFace-dev.tar.gz --split val
