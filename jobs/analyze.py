@@ -10,6 +10,8 @@ handed to Apache Beam, so e.g. ``--runner DataflowRunner --project P --region R
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import shlex
@@ -207,10 +209,15 @@ def pipeline_options(settings, extra: list[str]):
             flags += ["--default_sdk_harness_log_level=WARNING"]  # worker processes: quiet
     else:
         flags += [f"--runner={name}"]
+    usage = io.StringIO()  # argparse's usage dump, kept for its last line
     try:
-        return PipelineOptions(flags)
+        with contextlib.redirect_stderr(usage):
+            options = PipelineOptions(flags)
+            options.get_all_options()  # Beam parses lazily: a bad value would stop it mid-run
+        return options
     except SystemExit:
-        raise UserError(f"invalid Beam options: {' '.join(extra)}") from None
+        reason = (usage.getvalue().strip().splitlines() or [""])[-1].split("error: ")[-1]
+        raise UserError(f"invalid Beam options {' '.join(extra)}: {reason}") from None
 
 
 def make_runner(settings, options):

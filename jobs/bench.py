@@ -12,6 +12,7 @@ Figures are printed, not asserted: this is a measurement, not a test.
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import sys
@@ -50,14 +51,29 @@ def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
     return clip
 
 
+def worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of numbers: {text!r}"
+        ) from None
+    if min(counts) < 1:
+        raise argparse.ArgumentTypeError("worker counts must be at least 1")
+    return counts
+
+
 def decode_only(clip: Path, fps: float, threads: int) -> dict:
-    from pipelines.frames import VideoReader
+    from pipelines.frames import VideoError, VideoReader
 
     started = time.perf_counter()
-    with VideoReader(str(clip), fps=fps, threads=threads) as reader:
-        picked = sum(1 for _ in reader.frames())
-        seconds = reader.duration_s
-        decoded = reader.info.frames_decoded
+    try:
+        with VideoReader(str(clip), fps=fps, threads=threads) as reader:
+            picked = sum(1 for _ in reader.frames())
+            seconds = reader.duration_s
+            decoded = reader.info.frames_decoded
+    except VideoError as e:
+        raise UserError(f"cannot benchmark {clip}: {e}") from None
     wall = time.perf_counter() - started
     return {
         "video_s": seconds,
@@ -157,14 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seconds", type=float, default=60.0, help="clip length (default 60)")
     p.add_argument("--seed", type=int, default=1, help="clip seed (default 1)")
-    p.add_argument("--workers", default="1,2", help="DirectRunner workers to try (default 1,2)")
+    p.add_argument(
+        "--workers",
+        type=worker_counts,
+        default="1,2",
+        help="DirectRunner workers to try, comma-separated (default 1,2)",
+    )
     p.add_argument("--clip", type=Path, help="benchmark this clip instead (needs its truth JSON)")
     args, extra = p.parse_known_args(argv)
     setup_logging()
     clip = args.clip or bench_clip(args.faces, args.seconds, args.seed)
     settings = analyze.load_settings(analyze.parse_args(["--input", str(clip), *extra])[0])
     decode = decode_only(clip, settings.decode.fps, settings.decode.threads)
-    runs = {int(w): pipeline(clip, int(w), extra) for w in args.workers.split(",")}
+    runs = {w: pipeline(clip, w, extra) for w in args.workers}
     report(decode, runs)
     return EXIT_OK
 

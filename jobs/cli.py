@@ -62,9 +62,11 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_DropNoise())
-    logging.getLogger().addFilter(_DropNoise())
+    root = logging.getLogger()
+    # Idempotent: jobs.nightly calls this and then jobs.analyze calls it again.
+    for filterer in (root, *root.handlers):
+        if not any(isinstance(f, _DropNoise) for f in filterer.filters):
+            filterer.addFilter(_DropNoise())
     if not verbose:
         # Beam's own warnings (worker start-up notes, each repeated by every worker process) are
         # not the user's business; failed inputs are reported by the job itself.

@@ -65,10 +65,3 @@ class OutputLock:
         if self._held:
             self.path.unlink(missing_ok=True)
             self._held = False
-
-    def __enter__(self) -> OutputLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()

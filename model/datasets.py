@@ -26,7 +26,6 @@ import numpy as np
 from model.preprocess import DecodeError, decode_rgb, prepare_chip
 
 MAX_AGE = 100
-RACES = ("white", "black", "asian", "indian", "other")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _UTK = re.compile(r"^(\d+)_([01])_([0-4])_(\d+) ?\.jpg(\.chip\.jpg)?$")
 

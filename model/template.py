@@ -13,8 +13,7 @@ import numpy as np
 
 from model.preprocess import chip_to_input_matrix
 
-# left eye, right eye, nose, left mouth corner, right mouth corner (left/right as seen)
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+# Landmark order as pipelines.faces.LANDMARK_NAMES; MIRROR swaps left and right for a flip.
 MIRROR = (1, 0, 2, 4, 3)
 
 

@@ -115,8 +115,13 @@ def needs_analysis(
         return True, "failed before"
     touched = entry.size_bytes != video.size_bytes or abs(entry.mtime - video.mtime) > 1e-3
     # A touched file whose content fingerprint is unchanged (copied, re-synced) is not new work.
-    if touched and entry.fingerprint != inputs.fingerprint(video):
-        return True, "changed"
+    if touched:
+        try:
+            changed = entry.fingerprint != inputs.fingerprint(video)
+        except OSError:  # unreadable now: analysing it records the failure in the videos table
+            return True, "unreadable"
+        if changed:
+            return True, "changed"
     if run.reprocess_model_changes and entry.model_version != run.model_version:
         return True, "model changed"
     return False, "unchanged"

@@ -463,7 +463,8 @@ def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
 def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut integer-rounded boxes out of ``image`` (zero padding outside) and resize each to
     ``size`` x ``size`` with INTER_AREA, as MTCNN was trained. Returns the batch ready for the
-    net (see ``_prep``) and the integer boxes actually cut, so outputs map back exactly."""
+    net (normalised and transposed as in ``_prep_image``) and the integer boxes actually cut, so
+    outputs map back exactly."""
     h, w = image.shape[:2]
     ib = np.round(boxes[:, :4]).astype(np.int64)
     ib[:, 2] = np.maximum(ib[:, 2], ib[:, 0] + 1)
@@ -486,13 +487,9 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray,
     return out, ib.astype(np.float64)
 
 
-def _prep(batch: np.ndarray) -> np.ndarray:
-    """NHWC pixels -> the nets' input: (x - 127.5) / 128 with H and W transposed (Keras export)."""
-    return np.ascontiguousarray(((batch - 127.5) * 0.0078125).transpose(0, 2, 1, 3), np.float32)
-
-
 def _prep_image(image: np.ndarray) -> np.ndarray:
-    """``_prep`` for one uint8 HxWx3 image, fast: transpose as uint8 (cv2), normalise in place."""
+    """One uint8 HxWx3 image -> the nets' input: (x - 127.5) / 128 with H and W transposed (the
+    Keras export's layout); transposed as uint8 (cv2) and normalised in place, for speed."""
     out = cv2.transpose(image).astype(np.float32)
     out *= 0.0078125
     out -= 0.99609375

@@ -46,7 +46,6 @@ class VideoInfo:
     codec: str
     creation_time: datetime | None
     frames_decoded: int = 0
-    frames_sampled: int = 0
     corrupt_packets: int = 0
     last_t_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -155,7 +154,6 @@ class VideoReader:
                 next_t = (math.floor(t / step + 1e-6) + 1) * step
                 self.info.rotation = int(frame.rotation or 0)
                 image = _upright(frame.to_ndarray(format="rgb24"), self.info.rotation)
-                self.info.frames_sampled += 1
                 yield Frame(index=index, t_s=t, image=image)
         except av.error.FFmpegError as e:
             raise VideoError(

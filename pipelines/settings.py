@@ -1,15 +1,19 @@
 """Analysis settings: typed sections read from config/analyze.yaml, the one home of the defaults.
 
 A site file passed with ``--config`` is merged over the defaults key by key; unknown keys are an
-error so a typo never silently falls back to a default.
+error so a typo never silently falls back to a default. A value must have the type of its default
+(an integer where a number is expected is fine) and each section checks its ranges, so a bad site
+file stops the job with one line before any video is touched, not halfway through a night.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -20,17 +24,54 @@ class SettingsError(ValueError):
     """A configuration a user wrote is unusable; the message says what to fix."""
 
 
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise SettingsError(message)
+
+
+def _zone_exists(name: str) -> bool:
+    if name == "local":
+        return True
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _regex_error(pattern: str) -> str | None:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        return str(e)
+    return None
+
+
 @dataclass(frozen=True)
 class InputSettings:
     extensions: tuple[str, ...]
     start_time_pattern: str
     timezone: str
 
+    def __post_init__(self):
+        _require(len(self.extensions) > 0, "input.extensions: list at least one file extension")
+        error = _regex_error(self.start_time_pattern)
+        _require(error is None, f"input.start_time_pattern is not a valid regex: {error}")
+        _require(
+            _zone_exists(self.timezone),
+            f"input.timezone: unknown time zone {self.timezone!r} (an IANA name such as "
+            "Europe/Berlin, or local)",
+        )
+
 
 @dataclass(frozen=True)
 class DecodeSettings:
     fps: float
     threads: int
+
+    def __post_init__(self):
+        _require(self.fps > 0, "decode.fps must be positive")
+        _require(self.threads >= 0, "decode.threads must be 0 (FFmpeg decides) or more")
 
 
 @dataclass(frozen=True)
@@ -41,6 +82,15 @@ class DetectorSettings:
     thresholds: tuple[float, float, float]  # MTCNN's three stage thresholds
     min_score: float
     max_side: int
+
+    def __post_init__(self):
+        _require(self.min_face_px >= 1, "detector.min_face_px must be at least 1")
+        _require(
+            len(self.thresholds) == 3 and all(0 <= t <= 1 for t in self.thresholds),
+            "detector.thresholds: three numbers between 0 and 1 (P-Net, R-Net, O-Net)",
+        )
+        _require(0 <= self.min_score <= 1, "detector.min_score must be between 0 and 1")
+        _require(self.max_side >= 32, "detector.max_side must be at least 32 pixels")
 
     def detector_options(self) -> dict[str, Any]:
         """Keyword options for ``pipelines.faces.create_detector(self.name, ...)``: the common
@@ -64,6 +114,13 @@ class ModelSettings:
     batch_max: int
     threads: int
 
+    def __post_init__(self):
+        _require(
+            1 <= self.batch_min <= self.batch_max,
+            "model.batch_min and model.batch_max: 1 <= batch_min <= batch_max",
+        )
+        _require(self.threads >= 1, "model.threads must be at least 1")
+
 
 @dataclass(frozen=True)
 class TrackerSettings:
@@ -72,12 +129,30 @@ class TrackerSettings:
     max_gap_s: float
     max_size_ratio: float
 
+    def __post_init__(self):
+        _require(0 <= self.min_iou <= 1, "tracker.min_iou must be between 0 and 1")
+        _require(self.max_center_shift >= 0, "tracker.max_center_shift must not be negative")
+        _require(self.max_gap_s >= 0, "tracker.max_gap_s must not be negative")
+        _require(self.max_size_ratio >= 1, "tracker.max_size_ratio must be at least 1")
+
 
 @dataclass(frozen=True)
 class VisitorSettings:
     min_frames: int
     min_face_px: float
     age_bands: tuple[int, ...]
+
+    def __post_init__(self):
+        _require(self.min_frames >= 1, "visitors.min_frames must be at least 1")
+        _require(self.min_face_px >= 0, "visitors.min_face_px must not be negative")
+        bands = self.age_bands
+        _require(
+            len(bands) > 0
+            and bands[0] > 0
+            and all(a < b for a, b in zip(bands, bands[1:], strict=False))
+            and bands[-1] <= 100,
+            "visitors.age_bands: increasing band edges between 1 and 100, e.g. [18, 35, 55]",
+        )
 
 
 @dataclass(frozen=True)
@@ -89,6 +164,9 @@ class OutputSettings:
 class RunnerSettings:
     name: str
     workers: int
+
+    def __post_init__(self):
+        _require(self.workers >= 1, "runner.workers must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -135,10 +213,39 @@ def _merge(base: dict, override: dict, where: str) -> dict:
     return merged
 
 
+_SCALARS = {"bool": bool, "int": int, "float": int | float, "str": str}
+_NAMES = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "text"}
+
+
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether a YAML value fits a field's annotation (the annotations are strings here)."""
+    if annotation.endswith(" | None"):
+        return value is None or _fits(value, annotation[: -len(" | None")])
+    if annotation.startswith("tuple["):
+        item = annotation[len("tuple[") :].split(",")[0].rstrip("]").strip()
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if isinstance(value, bool):
+        return annotation == "bool"
+    return isinstance(value, _SCALARS[annotation])
+
+
+def _describe(annotation: str) -> str:
+    if annotation.endswith(" | None"):
+        return _describe(annotation[: -len(" | None")]) + " or null"
+    if annotation.startswith("tuple["):
+        item = annotation[len("tuple[") :].split(",")[0].rstrip("]").strip()
+        return f"a list ({_NAMES[item]} each)"
+    return _NAMES[annotation]
+
+
 def _build(cls: type, values: dict, where: str):
     kwargs = {}
     for field in dataclasses.fields(cls):
         value = values[field.name]
+        _require(
+            _fits(value, field.type),
+            f"setting '{where}.{field.name}' must be {_describe(field.type)}, not {value!r}",
+        )
         if isinstance(value, list):
             value = tuple(value)
         kwargs[field.name] = value

@@ -34,11 +34,21 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from pipelines.settings import load_settings
+from pipelines.visitors import age_band
 from reports.views import connect
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
-DEFAULT_AGE_BANDS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60+")
+
+def bands_of_edges(edges: Iterable[int]) -> tuple[str, ...]:
+    """The report bands that match the visitors table's ``age_band`` for these edges."""
+    edges = tuple(edges)
+    return tuple(age_band(lower, edges) for lower in (0, *edges))
+
+
+# The visitors table's bands (config/analyze.yaml), so a report and the table agree by default.
+DEFAULT_AGE_BANDS = bands_of_edges(load_settings().visitors.age_bands)
 DEFAULT_BROAD_AGE_BANDS = ("<30", "30-59", "60+")
 DEFAULT_DWELL_BUCKETS = (0.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 

@@ -2,7 +2,6 @@
 
 from schemas.tables import (
     DETECTIONS,
-    PARTITION_COLUMNS,
     STATUS_FAILED,
     STATUS_OK,
     TABLES,
@@ -12,7 +11,6 @@ from schemas.tables import (
 
 __all__ = [
     "DETECTIONS",
-    "PARTITION_COLUMNS",
     "STATUS_FAILED",
     "STATUS_OK",
     "TABLES",

@@ -11,7 +11,6 @@ clock a store manager reads; see ``pipelines/inputs.py`` for where a video's sta
 
 import pyarrow as pa
 
-PARTITION_COLUMNS = ("date", "camera")
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 

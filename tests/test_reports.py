@@ -226,6 +226,13 @@ def test_age_gender_default_bands(results):
     assert [r["share_pct"] for r in results["age_gender"]] == [14.3, 0, 28.6, 14.3, 0, 14.3, 28.6]
 
 
+def test_report_bands_default_to_the_visitors_table_bands():
+    """One home for the bands: the report's default follows config/analyze.yaml's edges, the
+    same labels pipelines.visitors writes into visitors.age_band."""
+    assert runner.bands_of_edges((10, 20, 30, 40, 50, 60)) == runner.DEFAULT_AGE_BANDS
+    assert runner.bands_of_edges((18, 35, 55)) == ("0-17", "18-34", "35-54", "55+")
+
+
 def test_age_gender_broad_bands(results):
     got = [(r["band"], r["female"], r["male"]) for r in results["age_gender_broad"]]
     assert got == [("<30", 1, 2), ("30-59", 1, 1), ("60+", 1, 1)]
