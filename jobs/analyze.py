@@ -32,6 +32,9 @@ KNOWN_RUNNERS = ("DirectRunner", "PortableRunner", "FlinkRunner", "SparkRunner",
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    from pipelines.settings import load_settings as default_settings
+
+    defaults = default_settings()  # for the help text: the values live in config/analyze.yaml
     p = ArgumentParser(
         prog="python -m jobs.analyze",
         description="Find faces in recorded kiosk videos, follow each visitor, estimate age and "
@@ -47,14 +50,22 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     )
     p.add_argument("--output", default="output", help="folder for the tables (default: output/)")
     p.add_argument("--config", help="site YAML merged over config/analyze.yaml")
-    p.add_argument("--fps", type=float, help="frames analysed per second of video (default 5)")
+    p.add_argument(
+        "--fps",
+        type=float,
+        help=f"frames analysed per second of video (default {defaults.decode.fps:g})",
+    )
     p.add_argument("--model", help="face model ONNX file (default: the shipped model)")
     p.add_argument(
         "--runner",
-        help="Beam runner: DirectRunner (default), PortableRunner, "
+        help=f"Beam runner (default {defaults.runner.name}): DirectRunner, PortableRunner, "
         "FlinkRunner, SparkRunner, DataflowRunner",
     )
-    p.add_argument("--workers", type=int, help="DirectRunner worker processes (default 2)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help=f"DirectRunner worker processes (default {defaults.runner.workers})",
+    )
     p.add_argument(
         "--detections",
         action="store_true",
