@@ -1,7 +1,7 @@
 """Evaluate an exported ONNX age/gender model with ONNX Runtime (no torch needed).
 
 ``python -m jobs.evaluate --model model.onnx --data DIR_OR_TAR [--manifest CSV] [--realign]
-[--split val|all] [--split-seed N] [--json out.json] [--plots DIR]``
+[--split val|all] [--split-seed N] [--eyeglasses SEED] [--json out.json] [--plots DIR]``
 
 Faces are prepared exactly as in training (``model.preprocess``: centred crop of the chip by the
 model's ``chip_crop`` metadata, area resize to the input size, mean/std normalisation). ``--split
@@ -84,7 +84,13 @@ def evaluate(args) -> dict:
     records = [records[i] for i in keep]
     if not records:
         raise UserError("no readable faces")
-    pred = run_model(sess, spec, images[keep])
+    images = images[keep]
+    if args.eyeglasses is not None:
+        from model.eyeglasses import draw_on_images, eyes_in_template
+
+        eyes = eyes_in_template(spec.crop_template, spec.input_size)
+        images = draw_on_images(images, args.eyeglasses, eyes)
+    pred = run_model(sess, spec, images)
     labels = datasets.labels_array(records)
     metrics = evaluate_predictions(
         labels["age"], pred["age"], labels["gender"], pred["gender_prob"], labels["race"]
@@ -92,6 +98,7 @@ def evaluate(args) -> dict:
     metrics["split"] = {"split": args.split, "seed": seed, "val_fraction": frac}
     metrics["model"] = str(args.model)
     metrics["model_version"] = spec.model_version
+    metrics["eyeglasses_seed"] = args.eyeglasses
     if realign_stats is not None:
         metrics["realign"] = dict(realign_stats)
     if args.plots:
@@ -181,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         "--realign",
         action="store_true",
         help="feed faces as the video pipeline does: MTCNN landmarks + warp to the crop template",
+    )
+    ap.add_argument(
+        "--eyeglasses",
+        type=int,
+        metavar="SEED",
+        help="robustness test: draw synthetic glasses (model/eyeglasses.py, seeded) on every face",
     )
     args = ap.parse_args(argv)
     one_line_warnings()

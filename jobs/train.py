@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
 import time
 
@@ -14,6 +15,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
     ap.add_argument("--manifest", help="CSV path,age,gender[,race] (paths relative to the CSV)")
     ap.add_argument("--run-dir", required=True, help="output folder for config, metrics, final.pt")
+    ap.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="fine-tune: start from this run's final.pt (same model section) and apply the "
+        "config's finetune section (epochs, learning rate, extra augmentation)",
+    )
     ap.add_argument("--epochs", type=int, help="override train.epochs")
     ap.add_argument(
         "--seed",
@@ -32,14 +39,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from model import datasets
     from model.network import build_model
-    from model.train import load_config, train
+    from model.train import finetune_config, load_config, load_init, train
 
     try:
         cfg = load_config(args.config)
         build_model(cfg.get("model") or {})  # a bad backbone or option fails now, not after loading
+        if args.init:
+            cfg = finetune_config(cfg)
     except (OSError, ValueError, TypeError, AttributeError) as e:
         print(f"error: cannot read config: {e}", file=sys.stderr)
         return 2
+    if args.init:
+        try:
+            load_init(args.init, cfg["model"])
+        except (OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError) as e:
+            print(f"error: cannot fine-tune from {args.init}: {e}", file=sys.stderr)
+            return 2
     if args.epochs:
         cfg["train"]["epochs"] = args.epochs
     if args.seed is not None:
@@ -54,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
 
     try:
-        train(cfg, args.data, args.run_dir, args.manifest, log=log)
+        train(cfg, args.data, args.run_dir, args.manifest, log=log, init=args.init)
     except datasets.DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

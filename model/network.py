@@ -168,16 +168,22 @@ class Ensemble(nn.Module):
         }
 
 
+def model_options(cfg: Mapping) -> dict:
+    """The ``model:`` section of a training config with its defaults filled in: two sections
+    build the same network exactly when these are equal."""
+    return {
+        "backbone": cfg.get("backbone", "resnet18"),
+        "heads": dict(cfg.get("heads", {"age": 101, "gender": 2})),
+        "width": float(cfg.get("width", 1.0)),
+        "dropout": float(cfg.get("dropout", 0.2)),
+        "small_input": bool(cfg.get("small_input", False)),
+        "input_norm": str(cfg.get("input_norm", "fixed")),
+    }
+
+
 def build_model(cfg: Mapping) -> MultiTaskNet:
     """Build from the ``model:`` section of the training config."""
-    return MultiTaskNet(
-        backbone=cfg.get("backbone", "resnet18"),
-        heads=cfg.get("heads", {"age": 101, "gender": 2}),
-        width=float(cfg.get("width", 1.0)),
-        dropout=float(cfg.get("dropout", 0.2)),
-        small_input=bool(cfg.get("small_input", False)),
-        input_norm=str(cfg.get("input_norm", "fixed")),
-    )
+    return MultiTaskNet(**model_options(cfg))
 
 
 def count_params(model: nn.Module) -> int:

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from model import datasets
+from model import datasets, eyeglasses
 from model.losses import MultiTaskLoss, expected_age
 from model.metrics import age_metrics, gender_metrics
-from model.network import build_model, count_flops, count_params
+from model.network import build_model, count_flops, count_params, model_options
 
 
 def load_config(path: str | Path) -> dict:
@@ -58,12 +58,19 @@ def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device) -> torc
     return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(device)
 
 
-def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
-    """Batch augmentation of float images in [0, 1], NCHW, on ``x``'s device."""
+def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator, crop: float = 1.0) -> torch.Tensor:
+    """Batch augmentation of float images in [0, 1], NCHW, on ``x``'s device; ``crop`` is the
+    data's centred crop (where the eyes are, for the eyeglasses)."""
     n = x.shape[0]
 
     def u(lo, hi):
         return _uniform(n, lo, hi, gen, x.device)
+
+    p_glasses = float(cfg.get("eyeglasses", 0))
+    if p_glasses:  # first, so the glasses turn and scale with the face
+        x = eyeglasses.draw(
+            x, gen, eyeglasses.eyes_in_crop(crop), torch.rand(n, generator=gen) < p_glasses
+        )
 
     if cfg.get("hflip", 0.5):
         flip = u(0, 1) < float(cfg.get("hflip", 0.5))
@@ -196,8 +203,36 @@ def predict(model, images: torch.Tensor, mean, std, batch: int = 512, channels_l
     return {k: torch.cat(v) for k, v in outs.items()}
 
 
-def train(cfg: dict, data: str, run_dir: str, manifest: str | None = None, log=print) -> dict:
-    """Run one training; returns the final epoch's metrics. See module docstring for outputs."""
+def finetune_config(cfg: dict) -> dict:
+    """The config for fine-tuning a trained network: ``cfg`` with its ``finetune`` section's keys
+    laid over the sections they name (e.g. fewer epochs, a lower learning rate, an extra
+    augmentation)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items()}
+    for section, values in (cfg.get("finetune") or {}).items():
+        if not isinstance(values, dict) or not isinstance(cfg.get(section), dict):
+            raise ValueError(f"finetune.{section}: must name a section of the config, as a mapping")
+        out[section].update(values)
+    return out
+
+
+def load_init(path: str | Path, model_cfg: dict) -> dict:
+    """The weights of the checkpoint a fine-tuning starts from; its network must be ours."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if model_options(ckpt["config"]["model"]) != model_options(model_cfg):
+        raise ValueError(f"{path} was trained with another model section than this config")
+    return ckpt["state_dict"]
+
+
+def train(
+    cfg: dict,
+    data: str,
+    run_dir: str,
+    manifest: str | None = None,
+    log=print,
+    init: str | None = None,
+) -> dict:
+    """Run one training, from scratch or from the weights of the checkpoint ``init`` (see
+    ``finetune_config``); returns the final epoch's metrics. See module docstring for outputs."""
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     seed = int(cfg.get("seed", 0))
@@ -216,7 +251,7 @@ def train(cfg: dict, data: str, run_dir: str, manifest: str | None = None, log=p
     datasets.write_split(
         run / "split.json", train_recs, val_recs, seed=split_seed, val_fraction=val_fraction
     )
-    cfg_out = {**cfg, "run": {"data": str(data), "manifest": manifest}}
+    cfg_out = {**cfg, "run": {"data": str(data), "manifest": manifest, "init": init}}
     (run / "config.yaml").write_text(yaml.safe_dump(cfg_out, sort_keys=False))
 
     t0 = time.time()
@@ -236,7 +271,11 @@ def train(cfg: dict, data: str, run_dir: str, manifest: str | None = None, log=p
     std = torch.tensor(dcfg.get("std", [0.25] * 3)).view(1, 3, 1, 1)
 
     mean_d, std_d = mean.to(device), std.to(device)
-    model = build_model(mcfg).to(device)
+    model = build_model(mcfg)
+    if init:
+        model.load_state_dict(load_init(init, mcfg))
+        log(f"fine-tuning from {init}")
+    model = model.to(device)
     channels_last = bool(tcfg.get("channels_last", True))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -292,7 +331,7 @@ def train(cfg: dict, data: str, run_dir: str, manifest: str | None = None, log=p
         for b in range(steps_per_epoch):
             idx = order[b * bs : (b + 1) * bs]
             x = to_input(all_images[idx].to(device, non_blocking=True), mean, std)
-            x = augment(x, aug_cfg, gen)
+            x = augment(x, aug_cfg, gen, crop)
             x = random_erase((x - mean_d) / std_d, aug_cfg, gen)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -364,6 +403,7 @@ def train(cfg: dict, data: str, run_dir: str, manifest: str | None = None, log=p
         "params": params,
         "flops": flops,
         "data": str(data),
+        "init": init,
         "final_metrics": history[-1],
     }
     torch.save(ckpt, run / "final.pt")

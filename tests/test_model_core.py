@@ -211,3 +211,31 @@ def test_per_image_input_norm_ignores_exposure_and_is_validated():
         assert not torch.allclose(fixed(x)["gender"], fixed(washed_out)["gender"], atol=1e-2)
     with pytest.raises(ValueError, match="input_norm"):
         build_model({"backbone": "resnet18", "input_norm": "minmax"})
+
+
+def test_eyeglasses_are_drawn_around_the_eyes_only_and_seeded():
+    from model.eyeglasses import CHIP_EYES, draw, draw_on_images, eyes_in_crop
+
+    x = torch.full((6, 3, 80, 80), 0.6)
+    chosen = torch.tensor([True, True, True, True, False, True])
+    a = draw(x, torch.Generator().manual_seed(3), CHIP_EYES, chosen)
+    b = draw(x, torch.Generator().manual_seed(3), CHIP_EYES, chosen)
+    c = draw(x, torch.Generator().manual_seed(4), CHIP_EYES, chosen)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a[4], x[4])  # not chosen: untouched
+    changed = (a - x).abs().amax(dim=1) > 0.02  # N, H, W
+    eye_row = int(CHIP_EYES[2] * 80)
+    for i in (0, 1, 2, 3, 5):
+        rows = torch.nonzero(changed[i].any(dim=1)).flatten()
+        # The frames span the eye line and stay in the upper half: mouth and chin are untouched.
+        assert rows.min() < eye_row < rows.max() < 45, rows
+        left_eye = changed[i, :, : int(CHIP_EYES[0] * 80) + 1].any()
+        right_eye = changed[i, :, int(CHIP_EYES[1] * 80) :].any()
+        assert left_eye and right_eye
+    assert eyes_in_crop(1.0) == pytest.approx(CHIP_EYES)
+    assert eyes_in_crop(0.5)[0] == pytest.approx(0.5 + (CHIP_EYES[0] - 0.5) * 2)
+    grey = np.full((3, 80, 80, 3), 150, np.uint8)
+    drawn = draw_on_images(grey, 0, CHIP_EYES, batch=2)
+    assert drawn.dtype == np.uint8 and drawn.shape == grey.shape
+    assert (drawn != grey).any(axis=(1, 2, 3)).all()
+    assert np.array_equal(drawn, draw_on_images(grey, 0, CHIP_EYES, batch=2))  # reproducible

@@ -16,7 +16,7 @@ import yaml
 
 from model.export import ExportWrapper, export_onnx, load_checkpoint, parity
 from model.preprocess import normalize
-from model.train import train
+from model.train import finetune_config, load_init, train
 from schemas.model_file import INPUT_NAME, REQUIRED_OUTPUTS, ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +59,23 @@ def test_tiny_train_export_parity(tmp_path):
     assert len(json.loads((run / "metrics.json").read_text())) == 2
     split = json.loads((run / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) == 24 and split["val"]
+
+    # Fine-tuning: the finetune section is laid over the config and the weights start from the
+    # run's; a checkpoint of another network is refused.
+    cfg["finetune"] = {"train": {"epochs": 1, "lr": 1e-4}, "augment": {"eyeglasses": 1.0}}
+    tuned = finetune_config(cfg)
+    assert tuned["train"]["epochs"] == 1 and tuned["train"]["batch_size"] == 8
+    assert tuned["augment"]["eyeglasses"] == 1.0 and cfg["augment"]["eyeglasses"] == 0.0
+    train(
+        tuned, str(folder), str(tmp_path / "tuned"), log=lambda m: None, init=str(run / "final.pt")
+    )
+    assert torch.load(tmp_path / "tuned" / "final.pt", weights_only=False)["init"] == str(
+        run / "final.pt"
+    )
+    with pytest.raises(ValueError, match="another model section"):
+        load_init(run / "final.pt", {**cfg["model"], "width": 0.25})
+    with pytest.raises(ValueError, match="finetune.nope"):
+        finetune_config({**cfg, "finetune": {"nope": {"x": 1}}})
 
     model, ckpt = load_checkpoint(run / "final.pt")
     heads = {"age": [str(i) for i in range(101)], "gender": ["male", "female"]}
@@ -276,3 +293,13 @@ def test_train_cli_rejects_a_bad_model_section_before_loading_data(tmp_path, cap
     assert train_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "input_norm" in err
+
+
+def test_train_cli_refuses_a_missing_init_checkpoint_in_one_line(tmp_path, capsys):
+    from jobs import train as train_cli
+
+    argv = ["--config", str(ROOT / "config" / "train.yaml"), "--data", str(tmp_path / "absent")]
+    argv += ["--run-dir", str(tmp_path / "run"), "--init", str(tmp_path / "none.pt")]
+    assert train_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot fine-tune from" in err and "none.pt" in err
