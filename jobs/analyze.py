@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import shlex
 import sys
 import time
@@ -108,12 +109,24 @@ def load_settings(args: argparse.Namespace):
     from pipelines.settings import SettingsError, load_settings
 
     try:
-        settings = load_settings(args.config)
+        settings = _command_line_overrides(load_settings(args.config), args)
     except SettingsError as e:
         raise UserError(str(e)) from None
+    settings = settings.replace("model", path=_resolve_model(settings.model.path))
+    if settings.detector.model is not None:
+        # Absolute, so worker processes started elsewhere read the same file.
+        model = settings.detector.model
+        if "://" not in model:
+            model = str(Path(model).resolve())
+        settings = settings.replace("detector", model=model)
+    return settings
+
+
+def _command_line_overrides(settings, args: argparse.Namespace):
+    """The flags laid over the settings (each section checks its values again)."""
     if args.fps is not None:
-        if args.fps <= 0:
-            raise UserError("--fps must be positive")
+        if not math.isfinite(args.fps) or args.fps <= 0:
+            raise UserError("--fps must be a positive number")
         settings = settings.replace("decode", fps=args.fps)
     if args.model:
         settings = settings.replace("model", path=args.model)
@@ -125,13 +138,6 @@ def load_settings(args: argparse.Namespace):
         settings = settings.replace("runner", workers=args.workers)
     if args.detections:
         settings = settings.replace("output", detections=True)
-    settings = settings.replace("model", path=_resolve_model(settings.model.path))
-    if settings.detector.model is not None:
-        # Absolute, so worker processes started elsewhere read the same file.
-        model = settings.detector.model
-        if "://" not in model:
-            model = str(Path(model).resolve())
-        settings = settings.replace("detector", model=model)
     return settings
 
 

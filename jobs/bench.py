@@ -182,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", type=Path, help="benchmark this clip instead (needs its truth JSON)")
     args, extra = p.parse_known_args(argv)
     setup_logging()
+    if args.clip:
+        from simulation.render import truth_path_for
+
+        if not truth_path_for(args.clip).is_file():  # scored after each run: check it first
+            raise UserError(f"no ground truth {truth_path_for(args.clip)} for --clip {args.clip}")
     clip = args.clip or bench_clip(args.faces, args.seconds, args.seed)
     settings = analyze.load_settings(analyze.parse_args(["--input", str(clip), *extra])[0])
     decode = decode_only(clip, settings.decode.fps, settings.decode.threads)

@@ -86,7 +86,10 @@ def evaluate(args) -> dict:
         raise UserError("no readable faces")
     images = images[keep]
     if args.eyeglasses is not None:
-        from model.eyeglasses import draw_on_images, eyes_in_template
+        try:
+            from model.eyeglasses import draw_on_images, eyes_in_template
+        except ImportError:
+            raise UserError("--eyeglasses needs torch: pip install -e .[train]") from None
 
         eyes = eyes_in_template(spec.crop_template, spec.input_size)
         images = draw_on_images(images, args.eyeglasses, eyes)
@@ -193,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         "--eyeglasses",
         type=int,
         metavar="SEED",
-        help="robustness test: draw synthetic glasses (model/eyeglasses.py, seeded) on every face",
+        help="robustness test: draw synthetic glasses (model/eyeglasses.py, seeded) on every "
+        "face; needs torch (the train extra)",
     )
     args = ap.parse_args(argv)
     one_line_warnings()

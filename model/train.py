@@ -207,11 +207,21 @@ def finetune_config(cfg: dict) -> dict:
     """The config for fine-tuning a trained network: ``cfg`` with its ``finetune`` section's keys
     laid over the sections they name (e.g. fewer epochs, a lower learning rate, an extra
     augmentation)."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items()}
+    out = dict(cfg)
     for section, values in (cfg.get("finetune") or {}).items():
         if not isinstance(values, dict) or not isinstance(cfg.get(section), dict):
             raise ValueError(f"finetune.{section}: must name a section of the config, as a mapping")
-        out[section].update(values)
+        out[section] = _laid_over(cfg[section], values)
+    return out
+
+
+def _laid_over(base: dict, values: dict) -> dict:
+    """``base`` with ``values`` laid over it, nested mappings key by key."""
+    out = dict(base)
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            value = _laid_over(base[key], value)
+        out[key] = value
     return out
 
 

@@ -9,6 +9,7 @@ file stops the job with one line before any video is touched, not halfway throug
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,7 @@ class DecodeSettings:
     threads: int
 
     def __post_init__(self):
-        _require(self.fps > 0, "decode.fps must be positive")
+        _require(math.isfinite(self.fps) and self.fps > 0, "decode.fps must be positive")
         _require(self.threads >= 0, "decode.threads must be 0 (FFmpeg decides) or more")
 
 
@@ -81,7 +82,7 @@ class DetectorSettings:
     min_face_px: int
     thresholds: tuple[float, float, float]  # MTCNN's three stage thresholds
     min_score: float
-    max_side: int
+    max_side: int | None  # None: detect on full-size frames
 
     def __post_init__(self):
         _require(self.min_face_px >= 1, "detector.min_face_px must be at least 1")
@@ -90,7 +91,10 @@ class DetectorSettings:
             "detector.thresholds: three numbers between 0 and 1 (P-Net, R-Net, O-Net)",
         )
         _require(0 <= self.min_score <= 1, "detector.min_score must be between 0 and 1")
-        _require(self.max_side >= 32, "detector.max_side must be at least 32 pixels")
+        _require(
+            self.max_side is None or self.max_side >= 32,
+            "detector.max_side must be at least 32 pixels (or null: full-size frames)",
+        )
 
     def detector_options(self) -> dict[str, Any]:
         """Keyword options for ``pipelines.faces.create_detector(self.name, ...)``: the common
@@ -119,7 +123,7 @@ class ModelSettings:
             1 <= self.batch_min <= self.batch_max,
             "model.batch_min and model.batch_max: 1 <= batch_min <= batch_max",
         )
-        _require(self.threads >= 1, "model.threads must be at least 1")
+        _require(self.threads >= 0, "model.threads must be 0 (ONNX Runtime decides) or more")
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,9 @@ def bands_of_edges(edges: Iterable[int]) -> tuple[str, ...]:
     return tuple(age_band(lower, edges) for lower in (0, *edges))
 
 
-# The visitors table's bands (config/analyze.yaml), so a report and the table agree by default.
+# The default bands of the visitors table (config/analyze.yaml); a site that sets other
+# visitors.age_bands passes the same bands to the reports (--age-bands). Counts are right either
+# way: the reports band the age column themselves.
 DEFAULT_AGE_BANDS = bands_of_edges(load_settings().visitors.age_bands)
 DEFAULT_BROAD_AGE_BANDS = ("<30", "30-59", "60+")
 DEFAULT_DWELL_BUCKETS = (0.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)

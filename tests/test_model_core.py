@@ -232,10 +232,26 @@ def test_eyeglasses_are_drawn_around_the_eyes_only_and_seeded():
         left_eye = changed[i, :, : int(CHIP_EYES[0] * 80) + 1].any()
         right_eye = changed[i, :, int(CHIP_EYES[1] * 80) :].any()
         assert left_eye and right_eye
-    assert eyes_in_crop(1.0) == pytest.approx(CHIP_EYES)
-    assert eyes_in_crop(0.5)[0] == pytest.approx(0.5 + (CHIP_EYES[0] - 0.5) * 2)
+    # The centred half of the chip, blown up: an eye at 0.3015 moves to (0.3015 - 0.25) / 0.5.
+    assert eyes_in_crop(0.5) == pytest.approx((0.103, 0.897, 0.0806))
     grey = np.full((3, 80, 80, 3), 150, np.uint8)
     drawn = draw_on_images(grey, 0, CHIP_EYES, batch=2)
     assert drawn.dtype == np.uint8 and drawn.shape == grey.shape
     assert (drawn != grey).any(axis=(1, 2, 3)).all()
     assert np.array_equal(drawn, draw_on_images(grey, 0, CHIP_EYES, batch=2))  # reproducible
+
+
+def test_training_glasses_sit_where_the_shipped_template_puts_the_eyes():
+    """CHIP_EYES (training) and the crop template in the model file (evaluation, video) must
+    agree, or the glasses drawn in training would sit elsewhere than on video faces."""
+    from conftest import SHIPPED_MODEL
+
+    from model.eyeglasses import CHIP_EYES, eyes_in_template
+    from pipelines.predictions import load_model_spec
+
+    if not SHIPPED_MODEL.exists():
+        pytest.skip("shipped model not built yet")
+    spec = load_model_spec(str(SHIPPED_MODEL))
+    assert eyes_in_template(spec.crop_template, spec.input_size) == pytest.approx(
+        CHIP_EYES, abs=0.01
+    )

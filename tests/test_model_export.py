@@ -63,8 +63,10 @@ def test_tiny_train_export_parity(tmp_path):
     # Fine-tuning: the finetune section is laid over the config and the weights start from the
     # run's; a checkpoint of another network is refused.
     cfg["finetune"] = {"train": {"epochs": 1, "lr": 1e-4}, "augment": {"eyeglasses": 1.0}}
+    cfg["finetune"]["loss"] = {"age": {"sigma": 1.0}}
     tuned = finetune_config(cfg)
     assert tuned["train"]["epochs"] == 1 and tuned["train"]["batch_size"] == 8
+    assert tuned["loss"]["age"] == {**cfg["loss"]["age"], "sigma": 1.0}  # nested: key by key
     assert tuned["augment"]["eyeglasses"] == 1.0 and cfg["augment"]["eyeglasses"] == 0.0
     train(
         tuned, str(folder), str(tmp_path / "tuned"), log=lambda m: None, init=str(run / "final.pt")

@@ -28,6 +28,8 @@ def test_site_values_override_defaults_and_keep_the_rest(tmp_path):
         ("detector: {thresholds: [0.6, 0.7]}", "detector.thresholds: three numbers"),
         ("detector: {model: 3}", "'detector.model' must be text or null"),
         ("decode: {fps: 0}", "decode.fps must be positive"),
+        ("decode: {fps: .inf}", "decode.fps must be positive"),
+        ("detector: {max_side: 16}", "detector.max_side must be at least 32"),
         ("input: {timezone: Mars/Olympus}", "unknown time zone 'Mars/Olympus'"),
         ("input: {start_time_pattern: '('}", "not a valid regex"),
         ("input: {extensions: mp4}", "'input.extensions' must be a list (text each)"),
@@ -46,6 +48,12 @@ def test_bad_site_values_are_refused_with_what_to_fix(tmp_path, text, message):
     with pytest.raises(SettingsError) as err:
         load_settings(site(tmp_path, text))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_optional_values_accept_null(tmp_path):
+    s = load_settings(site(tmp_path, "detector: {max_side: null}\nmodel: {threads: 0}"))
+    assert s.detector.max_side is None and s.model.threads == 0
+    assert s.detector.detector_options()["max_side"] is None
 
 
 def test_numbers_accept_whole_numbers_but_not_booleans(tmp_path):
