@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError, AttributeError) as e:
         print(f"error: cannot read config: {e}", file=sys.stderr)
         return 2
-    if args.init:
+    if args.init:  # checked now, before the data are loaded; train() loads it again to use it
         try:
             load_init(args.init, cfg["model"])
         except (OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError) as e:

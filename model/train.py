@@ -211,16 +211,19 @@ def finetune_config(cfg: dict) -> dict:
     for section, values in (cfg.get("finetune") or {}).items():
         if not isinstance(values, dict) or not isinstance(cfg.get(section), dict):
             raise ValueError(f"finetune.{section}: must name a section of the config, as a mapping")
-        out[section] = _laid_over(cfg[section], values)
+        out[section] = _laid_over(cfg[section], values, f"finetune.{section}")
     return out
 
 
-def _laid_over(base: dict, values: dict) -> dict:
-    """``base`` with ``values`` laid over it, nested mappings key by key."""
+def _laid_over(base: dict, values: dict, where: str) -> dict:
+    """``base`` with ``values`` laid over it, nested mappings key by key; a key ``base`` lacks
+    is a typo, not a new setting."""
     out = dict(base)
     for key, value in values.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            value = _laid_over(base[key], value)
+        if key not in base:
+            raise ValueError(f"{where}.{key}: no such key in the config")
+        if isinstance(value, dict) and isinstance(base[key], dict):
+            value = _laid_over(base[key], value, f"{where}.{key}")
         out[key] = value
     return out
 

@@ -78,6 +78,8 @@ def test_tiny_train_export_parity(tmp_path):
         load_init(run / "final.pt", {**cfg["model"], "width": 0.25})
     with pytest.raises(ValueError, match="finetune.nope"):
         finetune_config({**cfg, "finetune": {"nope": {"x": 1}}})
+    with pytest.raises(ValueError, match="finetune.augment.eyeglass: no such key"):
+        finetune_config({**cfg, "finetune": {"augment": {"eyeglass": 0.3}}})
 
     model, ckpt = load_checkpoint(run / "final.pt")
     heads = {"age": [str(i) for i in range(101)], "gender": ["male", "female"]}
