@@ -34,11 +34,12 @@ format:  ## rewrite files with ruff format and apply safe lint fixes
 demo:  ## analyse the shipped demo clip end to end and print the tables
 	$(PY) -m jobs.demo
 
-train:  ## train the shipped model as it was trained (config/train.yaml once per seed in SEEDS, averaged into one file)
+train:  ## train the shipped model as it was trained (config/train.yaml per seed in SEEDS, then its glasses fine-tune, averaged into one file)
 	for seed in $(SEEDS); do \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/seed$$seed || exit 1; \
+	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/ft10-seed$$seed --init runs/seed$$seed/final.pt || exit 1; \
 	done
-	$(PY) -m jobs.export $(foreach seed,$(SEEDS),--run runs/seed$(seed)) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version resnet18x$(words $(SEEDS))-80px-video-$$(date +%Y%m%d)
+	$(PY) -m jobs.export $(foreach seed,$(SEEDS),--run runs/ft10-seed$(seed)) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version resnet18x$(words $(SEEDS))-80px-glasses-$$(date +%Y%m%d)
 
 evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev
 	$(PY) -m jobs.evaluate --model model/weights/age_gender.onnx --data $(DATA)/UTKFace-dev.tar.gz --split val

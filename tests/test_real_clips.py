@@ -90,8 +90,8 @@ def matched_people(truth: dict, found: dict) -> list[tuple[str, dict, dict | Non
 def test_real_clips_demographics(analysed):
     """Measured with the shipped model: 6 of the 7 annotated people are matched. The miss is the
     woman on the right of face-demographics-walking-and-pause.gif (short pulled-back hair,
-    glasses, washed out against a white wall): read as 57 and male (gender probability 0.27).
-    All fifteen networks trained so far miss her (gender probability 0.20-0.64, age 37-66), so
+    glasses, washed out against a white wall): read as 57 and male (gender probability 0.28).
+    Every network trained so far misses her (gender probability 0.16-0.64, age 37-66), so
     she sits on the boundary. This floor guards against regressions; 7 of 7 is open work
     (MODEL_CARD.md)."""
     truth = json.loads((SHARED_DATA / "videos" / "truth.json").read_text())
