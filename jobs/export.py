@@ -144,7 +144,7 @@ def load_members(ckpt_paths: list[Path]):
     """The checkpoints' networks as one module (an ``Ensemble`` when several) and the
     checkpoints."""
     from model.export import load_checkpoint
-    from model.network import Ensemble
+    from model.network import Ensemble, model_options
 
     loaded = [load_checkpoint(p) for p in ckpt_paths]
     first = loaded[0][1]
@@ -155,7 +155,7 @@ def load_members(ckpt_paths: list[Path]):
                     f"{path} differs from {ckpt_paths[0]} in {key} ({ckpt[key]} vs "
                     f"{first[key]}): ensemble members must share input, crop and split"
                 )
-        if ckpt["config"]["model"] != first["config"]["model"]:
+        if model_options(ckpt["config"]["model"]) != model_options(first["config"]["model"]):
             raise UserError(
                 f"{path} has another network than {ckpt_paths[0]} (config model: section): "
                 "ensemble members must share backbone, width and heads"
