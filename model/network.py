@@ -9,10 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import cv2
+import numpy as np
 import torch
 import torchvision
 from torch import nn
 from torchvision.models import efficientnet as tv_efficientnet
+
+from model.dlib_nets import FEATURES as DLIB_FEATURES
+from model.dlib_nets import DlibAgeGender, load_dlib_weights
 
 BACKBONES = (
     "resnet18",
@@ -22,7 +27,10 @@ BACKBONES = (
     "mobilenet_v3_large",
     "efficientnet_b0",
     "efficientnet_b1",
+    "dlib_age_gender",
 )
+# backbones with pretrained weights that a training can start from (config model.pretrained)
+PRETRAINED = ("dlib_age_gender",)
 
 
 def build_backbone(
@@ -50,6 +58,10 @@ def build_backbone(
         if small_input:
             net.features[0][0].stride = (1, 1)
         return nn.Sequential(net.features, net.avgpool, nn.Flatten(1)), dim
+    if name == "dlib_age_gender":
+        if width != 1.0 or small_input:
+            raise ValueError(f"{name} has a fixed shape: width 1.0, small_input false")
+        return DlibAgeGender(), DLIB_FEATURES
     if name.startswith("efficientnet_b"):
         depth = {"efficientnet_b0": 1.0, "efficientnet_b1": 1.1}[name]
         setting, last = tv_efficientnet._efficientnet_conf(name, width_mult=width, depth_mult=depth)
@@ -140,6 +152,38 @@ class MultiTaskNet(nn.Module):
         return {name: head(features) for name, head in self.heads.items()}
 
 
+def area_matrix(src: int, dst: int) -> np.ndarray:
+    """[dst, src] weights of OpenCV's area resampling of ``src`` pixels to ``dst``, the
+    resampling that makes the training chips (``model.preprocess``): resizing an image is
+    ``A @ image @ A.T`` per channel."""
+    return cv2.resize(np.eye(src, dtype=np.float64), (src, dst), interpolation=cv2.INTER_AREA)
+
+
+class OtherInput(nn.Module):
+    """A network that was trained on another input size or normalisation than the ensemble's
+    input: converts the input in the graph (per-channel affine, then area resampling), so
+    networks of different recipes can be averaged in one file with one preprocessing."""
+
+    def __init__(self, member: nn.Module, source: tuple, target: tuple):
+        """``source`` and ``target``: ``(size, mean, std)`` of the ensemble's input and of the
+        member's (mean and std of x / 255, per channel)."""
+        super().__init__()
+        (src, mean0, std0), (dst, mean1, std1) = source, target
+        mean0, std0, mean1, std1 = (
+            torch.tensor(v, dtype=torch.float32) for v in (mean0, std0, mean1, std1)
+        )
+        self.member = member
+        self.head_classes = member.head_classes
+        self.register_buffer("scale", (std0 / std1).view(1, 3, 1, 1))
+        self.register_buffer("shift", ((mean0 - mean1) / std1).view(1, 3, 1, 1))
+        self.register_buffer("resample", torch.from_numpy(area_matrix(src, dst)).float())
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = x * self.scale + self.shift
+        x = self.resample @ x @ self.resample.T
+        return self.member(x)
+
+
 class Ensemble(nn.Module):
     """Several trained networks with the same heads, answering as one: each head's output is
     the log of the members' mean class probabilities, so a softmax of it gives that mean (what
@@ -184,6 +228,15 @@ def model_options(cfg: Mapping) -> dict:
 def build_model(cfg: Mapping) -> MultiTaskNet:
     """Build from the ``model:`` section of the training config."""
     return MultiTaskNet(**model_options(cfg))
+
+
+def load_pretrained(model: MultiTaskNet, backbone: str) -> str:
+    """Put pretrained weights into ``model``'s backbone, and into its age and gender heads where
+    the source has classifiers for them; returns where they came from, for the run's log."""
+    if backbone not in PRETRAINED:
+        raise ValueError(f"no pretrained weights for backbone '{backbone}' (only {PRETRAINED})")
+    heads = {name: model.heads[name][-1] for name in ("age", "gender") if name in model.heads}
+    return load_dlib_weights(model.backbone, heads.get("age"), heads.get("gender"))
 
 
 def count_params(model: nn.Module) -> int:

@@ -26,7 +26,7 @@ import yaml
 from model import datasets, eyeglasses
 from model.losses import MultiTaskLoss, expected_age
 from model.metrics import age_metrics, gender_metrics
-from model.network import build_model, count_flops, count_params, model_options
+from model.network import build_model, count_flops, count_params, load_pretrained, model_options
 
 
 def load_config(path: str | Path) -> dict:
@@ -207,11 +207,25 @@ def finetune_config(cfg: dict) -> dict:
     """The config for fine-tuning a trained network: ``cfg`` with its ``finetune`` section's keys
     laid over the sections they name (e.g. fewer epochs, a lower learning rate, an extra
     augmentation)."""
+    return _overlay(cfg, cfg.get("finetune") or {}, "finetune")
+
+
+def variant_config(cfg: dict, name: str) -> dict:
+    """The config of another recipe: ``cfg`` with ``variants.<name>`` laid over it the same way
+    (e.g. another backbone with its input size and schedule)."""
+    variants = cfg.get("variants") or {}
+    if name not in variants:
+        known = ", ".join(variants) or "none"
+        raise ValueError(f"no variant '{name}' in the config (it has: {known})")
+    return _overlay(cfg, variants[name] or {}, f"variants.{name}")
+
+
+def _overlay(cfg: dict, sections: dict, where: str) -> dict:
     out = dict(cfg)
-    for section, values in (cfg.get("finetune") or {}).items():
+    for section, values in sections.items():
         if not isinstance(values, dict) or not isinstance(cfg.get(section), dict):
-            raise ValueError(f"finetune.{section}: must name a section of the config, as a mapping")
-        out[section] = _laid_over(cfg[section], values, f"finetune.{section}")
+            raise ValueError(f"{where}.{section}: must name a section of the config, as a mapping")
+        out[section] = _laid_over(cfg[section], values, f"{where}.{section}")
     return out
 
 
@@ -288,6 +302,8 @@ def train(
     if init:
         model.load_state_dict(load_init(init, mcfg))
         log(f"fine-tuning from {init}")
+    elif mcfg.get("pretrained"):
+        log(f"starting from pretrained weights: {load_pretrained(model, mcfg['backbone'])}")
     model = model.to(device)
     channels_last = bool(tcfg.get("channels_last", True))
     if channels_last:

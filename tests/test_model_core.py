@@ -255,3 +255,31 @@ def test_training_glasses_sit_where_the_shipped_template_puts_the_eyes():
     assert eyes_in_template(spec.crop_template, spec.input_size) == pytest.approx(
         CHIP_EYES, abs=0.01
     )
+
+
+def test_a_member_with_another_input_sees_its_own_preprocessing():
+    """OtherInput turns the ensemble's 80 px input (mean 0.5, std 0.25) into a 64 px member's
+    own input (its mean and std, OpenCV area resampling) inside the network."""
+    import cv2
+
+    from model.network import OtherInput, area_matrix
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        head_classes = {"age": 101, "gender": 2}
+
+        def forward(self, x):
+            seen.append(x)
+            return {"age": torch.zeros(len(x), 101), "gender": torch.zeros(len(x), 2)}
+
+    mean, std = [0.48, 0.46, 0.41], [1.0, 1.0, 1.0]
+    net = OtherInput(Probe(), (80, [0.5] * 3, [0.25] * 3), (64, mean, std))
+    rgb = np.random.default_rng(0).integers(0, 256, (80, 80, 3)).astype(np.float32)
+    x80 = torch.from_numpy(((rgb / 255 - 0.5) / 0.25).transpose(2, 0, 1)[None].copy())
+    net(x80)
+    small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA)
+    want = (small / 255 - np.array(mean)) / np.array(std)
+    assert seen[0].shape == (1, 3, 64, 64)
+    np.testing.assert_allclose(seen[0][0].numpy().transpose(1, 2, 0), want, atol=1e-4)
+    assert area_matrix(80, 64).sum(axis=1) == pytest.approx(np.ones(64))

@@ -48,7 +48,11 @@ def test_tiny_train_export_parity(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
     cfg["data"].update(input_size=32, cache_dir=str(tmp_path / "cache"), val_fraction=0.25)
     cfg["model"].update(
-        width=0.125, heads={"age": 101, "gender": 2, "emotion": 7}, input_norm="per_image"
+        backbone="resnet18",
+        pretrained=False,
+        width=0.125,
+        heads={"age": 101, "gender": 2, "emotion": 7},
+        input_norm="per_image",
     )
     cfg["train"].update(epochs=2, batch_size=8, log_every=1, time_budget_min=0, threads=1)
     run = tmp_path / "run"
@@ -67,7 +71,7 @@ def test_tiny_train_export_parity(tmp_path):
     tuned = finetune_config(cfg)
     assert tuned["train"]["epochs"] == 1 and tuned["train"]["batch_size"] == 8
     assert tuned["loss"]["age"] == {**cfg["loss"]["age"], "sigma": 1.0}  # nested: key by key
-    assert tuned["augment"]["eyeglasses"] == 1.0 and cfg["augment"]["eyeglasses"] == 0.0
+    assert tuned["augment"]["eyeglasses"] == 1.0 and cfg["augment"]["eyeglasses"] < 1.0
     train(
         tuned, str(folder), str(tmp_path / "tuned"), log=lambda m: None, init=str(run / "final.pt")
     )
@@ -227,7 +231,7 @@ def _tiny_run(folder: Path, run: Path, seed: int, size: int = 32) -> Path:
     cfg = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
     cfg["seed"] = seed
     cfg["data"].update(input_size=size, cache_dir=None, val_fraction=0.25)
-    cfg["model"].update(width=0.125)
+    cfg["model"].update(backbone="resnet18", pretrained=False, width=0.125)
     cfg["train"].update(epochs=1, batch_size=8, log_every=1, time_budget_min=0, threads=1)
     train(cfg, str(folder), str(run), log=lambda m: None)
     return run
@@ -270,7 +274,7 @@ def test_export_cli_ensemble_with_half_weights(tmp_path, capsys):
 
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
-    assert spec.extra["architecture"].startswith("ensemble of 2 x resnet18")
+    assert spec.extra["architecture"].startswith("ensemble of 2 (mean probabilities): 2 x resnet18")
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
     age, prob = sess.run(["age", "gender_prob"], {INPUT_NAME: x})
     members = [load_checkpoint(r / "final.pt")[0] for r in runs]
@@ -281,9 +285,44 @@ def test_export_cli_ensemble_with_half_weights(tmp_path, capsys):
     assert prob == pytest.approx(((probs[0] + probs[1]) / 2).numpy(), abs=2e-3)
     assert age == pytest.approx(want_age, abs=0.05)
 
-    other = _tiny_run(folder, tmp_path / "other-size", seed=2, size=40)
-    code = export.main([*args, "--run", str(runs[0]), "--run", str(other)])
-    assert code == 2 and "input_size" in capsys.readouterr().err
+    # A member trained at another input size is fed the file's input resampled in the graph.
+    other = _tiny_run(folder, tmp_path / "other-size", seed=2, size=24)
+    mixed = tmp_path / "mixed.onnx"
+    out_args = [
+        "--data",
+        str(folder),
+        "--out",
+        str(mixed),
+        "--no-bench",
+        "--template-samples",
+        "30",
+    ]
+    assert export.main([*out_args, "--run", str(runs[0]), "--run", str(other)]) == 0
+    assert json.loads(capsys.readouterr().out)["parity_ok"]
+    sess = ort.InferenceSession(str(mixed), providers=["CPUExecutionProvider"])
+    spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
+    assert (
+        spec.input_size == 32 and "1 x resnet18 width=0.125 at 24 px" in spec.extra["architecture"]
+    )
+    small = load_checkpoint(other / "final.pt")[0]
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
+    x32 = ((pixels / 255 - 0.5) / 0.25).transpose(0, 3, 1, 2).astype(np.float32)
+    x24 = np.stack([cv2.resize(p, (24, 24), interpolation=cv2.INTER_AREA) for p in pixels])
+    x24 = ((x24 / 255 - 0.5) / 0.25).transpose(0, 3, 1, 2).astype(np.float32)
+    (prob,) = sess.run(["gender_prob"], {INPUT_NAME: x32})
+    with torch.no_grad():
+        want = (
+            torch.softmax(members[0](torch.from_numpy(x32))["gender"], 1)[:, 1]
+            + torch.softmax(small(torch.from_numpy(x24))["gender"], 1)[:, 1]
+        ) / 2
+    assert prob == pytest.approx(want.numpy(), abs=2e-3)
+
+    # Members must share the validation split (and the crop): one file, one split.
+    ckpt = torch.load(other / "final.pt", weights_only=False)
+    ckpt["split"] = {**ckpt["split"], "val_fraction": 0.5}
+    torch.save(ckpt, other / "final.pt")
+    code = export.main([*out_args, "--run", str(runs[0]), "--run", str(other)])
+    assert code == 2 and "split" in capsys.readouterr().err
 
 
 def test_train_cli_rejects_a_bad_model_section_before_loading_data(tmp_path, capsys):
