@@ -90,10 +90,10 @@ def matched_people(truth: dict, found: dict) -> list[tuple[str, dict, dict | Non
 def test_real_clips_demographics(analysed):
     """Measured with the shipped model: 6 of the 7 annotated people are matched. The miss is the
     woman on the right of face-demographics-walking-and-pause.gif (short pulled-back hair,
-    glasses, washed out against a white wall): read as 57 and male (gender probability 0.28).
-    Every network trained so far misses her (gender probability 0.16-0.64, age 37-66), so
-    she sits on the boundary. This floor guards against regressions; 7 of 7 is open work
-    (MODEL_CARD.md)."""
+    glasses, washed out against a white wall): read as 57 and male (gender probability 0.37).
+    Every network trained so far misses her (gender probability 0.16-0.65, age 37-66; the
+    pretrained dlib network reads her female but 58), so she sits on the boundary. This floor
+    guards against regressions; 7 of 7 is open work (MODEL_CARD.md)."""
     truth = json.loads((SHARED_DATA / "videos" / "truth.json").read_text())
     people = matched_people(truth, visitors_by_clip(analysed))
     missed = [(clip, person) for clip, person, match in people if match is None]

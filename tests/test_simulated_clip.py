@@ -35,7 +35,7 @@ def test_generated_clip_visitors_and_demographics(tmp_path):
     truth, result = analyse_generated(tmp_path, "20261122_100000.mp4", options)
     assert len(truth["visitors"]) >= 6
     # Measured on this clip: 8 true visitors, 8 found, all matched (mean temporal IoU 0.91),
-    # gender 5/8, age MAE 4.78 years (model resnet18x3-80px-glasses-20261125). (With 3-frame tracks
+    # gender 5/8, age MAE 4.29 years (model resnet18x2-dlib1-80px-20261126). (With 3-frame tracks
     # kept, a 3-frame fragment made a 9th.) The gender floor is a gross check only; the 10 min
     # clip below is the accuracy gate.
     assert result.count_error == 0, result.table()
@@ -47,10 +47,10 @@ def test_generated_clip_visitors_and_demographics(tmp_path):
 
 def test_ten_minute_clip_demographics(tmp_path):
     """= jobs.simulate --held-out --minutes 10 --size 960x540 --fps 25 --seed 21. Measured with
-    resnet18x3-80px-glasses-20261125: 86 true visitors, 89 found, all 86 matched, gender 77/86
-    (0.895), age MAE 5.58 years (before its glasses fine-tune: 0.919, 5.47). The single network
-    shipped before (resnet18-80px-video-20261125) scored gender 0.860 here and fails the floor;
-    twelve models scored 0.849-0.930."""
+    resnet18x2-dlib1-80px-20261126: 86 true visitors, 89 found, all 86 matched, gender 77/86
+    (0.895), age MAE 5.17 years (the three ResNet-18s shipped before: 0.895, 5.58). The single
+    network shipped before them (resnet18-80px-video-20261125) scored gender 0.860 here and
+    fails the floor; fifteen models scored 0.849-0.930."""
     options = RenderOptions(width=960, height=540, fps=25, duration_s=600, seed=21, visitors_max=3)
     truth, result = analyse_generated(tmp_path, "20261125_100000.mp4", options)
     assert len(truth["visitors"]) == 86
