@@ -51,14 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config)
         if args.variant:
             cfg = variant_config(cfg, args.variant)
-        model = build_model(cfg.get("model") or {})  # a bad option fails now, not after loading
+        model_cfg = cfg.get("model") or {}
+        model = build_model(model_cfg)  # a bad backbone or option fails now, not after loading
         if args.init:
             cfg = finetune_config(cfg)
-        elif cfg["model"].get("pretrained"):
-            load_pretrained(model, cfg["model"]["backbone"])  # weights installed and readable
     except (OSError, ValueError, TypeError, AttributeError) as e:
         print(f"error: cannot read config: {e}", file=sys.stderr)
         return 2
+    if not args.init and model_cfg.get("pretrained"):
+        try:  # installed and readable, checked before the data are loaded
+            load_pretrained(model, model_cfg.get("backbone", "resnet18"))
+        except (OSError, ValueError) as e:
+            print(f"error: cannot load the pretrained weights: {e}", file=sys.stderr)
+            return 2
     if args.init:  # checked now, before the data are loaded; train() loads it again to use it
         try:
             load_init(args.init, cfg["model"])

@@ -189,11 +189,11 @@ class _Graph:
         """(weight [in, out], bias, input scale) of each Gemm, in order; the scale is that of a
         constant Mul on the Gemm's input path (dlib's ``multiply`` layer), else 1."""
         out = []
+        producer = {n.output[0]: n for n in self.nodes}
         for node in self.nodes:
             if node.op_type != "Gemm":
                 continue
             scale, name = 1.0, node.input[0]
-            producer = {n.output[0]: n for n in self.nodes}
             while name in producer and producer[name].op_type in ("Flatten", "Mul"):
                 p = producer[name]
                 if p.op_type == "Mul":

@@ -129,3 +129,23 @@ def test_variants_are_laid_over_the_config_and_typos_are_refused():
     cfg["variants"]["typo"] = {"model": {"widht": 0.25}}
     with pytest.raises(ValueError, match="variants.typo.model.widht"):
         variant_config(cfg, "typo")
+
+
+def test_train_cli_says_in_one_line_when_pretrained_weights_cannot_be_loaded(tmp_path, capsys):
+    from pathlib import Path
+
+    import yaml
+
+    from jobs import train as train_cli
+
+    cfg = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "config" / "train.yaml").read_text()
+    )
+    cfg["model"]["pretrained"] = True  # the resnet18 recipe has no pretrained weights
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    argv = ["--config", str(path), "--data", str(tmp_path / "absent"), "--run-dir", str(tmp_path)]
+    assert train_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot load the pretrained weights" in err
+    assert "no pretrained weights for backbone 'resnet18'" in err
