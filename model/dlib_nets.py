@@ -15,8 +15,8 @@ ImageNet weights are for general images.
 ``DlibAgeGender`` runs both networks side by side on one 64 px crop (the gender network on the
 crop averaged down to 32 px) and concatenates their features; our heads read all of them. Loaded
 with ``load_dlib_weights`` (which also sets the age and gender heads from the source
-classifiers), the whole network answers exactly as the two source networks do; training then
-adapts it.
+classifiers), the whole network gives the two source networks' class probabilities; training
+then adapts it.
 
 The layers mirror the ONNX graphs: no batch norm (dlib folds it into a per-channel affine, which we
 fold into the convolution), unpadded stride-2 convolutions, and down-sampling shortcuts that
@@ -129,7 +129,8 @@ class DlibAgeGender(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != INPUT_SIZE or x.shape[-2] != INPUT_SIZE:
-            raise ValueError(f"the dlib networks take {INPUT_SIZE} px input, got {x.shape[-2:]}")
+            size = f"{x.shape[-2]}x{x.shape[-1]}"
+            raise ValueError(f"the dlib networks take {INPUT_SIZE} px input, got {size}")
         return torch.cat([self.age(x), self.gender(F.avg_pool2d(x, 2))], dim=1)
 
 
@@ -232,9 +233,11 @@ def load_dlib_weights(
     try:
         _copy_convolutions(net.age.convolutions(), age)
         _copy_convolutions(net.gender.convolutions(), gender)
-        (age_w, age_b, _), (fc_w, fc_b, fc_scale), (out_w, out_b, out_scale) = (
+        (age_w, age_b, age_scale), (fc_w, fc_b, fc_scale), (out_w, out_b, out_scale) = (
             age.dense() + gender.dense()
         )
+        if age_scale != 1.0:
+            raise ValueError(f"{age.path}: the age classifier's input is scaled by {age_scale}")
     except (KeyError, IndexError, ValueError) as e:
         raise ValueError(f"not the dlib age and gender networks: {e}") from e
     _set(net.gender.fc, fc_w.T * fc_scale, fc_b, gender.path)
@@ -257,9 +260,11 @@ def _widen(weight: np.ndarray, width: int, start: int) -> np.ndarray:
 
 
 def _per_year(weight: np.ndarray, bias: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The source's age classifier ([256, 81]: ages 0-79 and "80 and over") for our ``n``
-    per-year classes: years 0-79 one to one, and the logit of 80+ shared out evenly over our
-    classes 80 to the last, so every probability the source gives stays the same."""
+    """The source's age classifier ([256, 81]: ages 0-80, the last class standing for 80 and
+    over since the network cannot say more) for our ``n`` per-year classes: years 0-79 one to
+    one, and the last logit shared out evenly over our classes 80 to the last. Every class
+    probability the source gives stays the same (so the expected age of faces it puts at 80
+    rises); training then learns the old ages from UTKFace's labels."""
     n_src = weight.shape[1]
     if n < n_src:
         raise ValueError(f"an age head of {n} classes cannot take the source's {n_src}")

@@ -153,8 +153,8 @@ class MultiTaskNet(nn.Module):
 
 
 def area_matrix(src: int, dst: int) -> np.ndarray:
-    """[dst, src] weights of OpenCV's area resampling of ``src`` pixels to ``dst``, the
-    resampling that makes the training chips (``model.preprocess``): resizing an image is
+    """[dst, src] weights of OpenCV's area resampling of ``src`` pixels to ``dst`` (the kind of
+    resampling that makes the training chips, ``model.preprocess``): resizing an image is
     ``A @ image @ A.T`` per channel."""
     return cv2.resize(np.eye(src, dtype=np.float64), (src, dst), interpolation=cv2.INTER_AREA)
 
@@ -162,7 +162,9 @@ def area_matrix(src: int, dst: int) -> np.ndarray:
 class OtherInput(nn.Module):
     """A network that was trained on another input size or normalisation than the ensemble's
     input: converts the input in the graph (per-channel affine, then area resampling), so
-    networks of different recipes can be averaged in one file with one preprocessing."""
+    networks of different recipes can be averaged in one file with one preprocessing. A 64 px
+    member of an 80 px file sees its faces resampled twice (frame -> 80 -> 64 px) where it
+    trained on chips resampled once; the file's own figures measure what that costs."""
 
     def __init__(self, member: nn.Module, source: tuple, target: tuple):
         """``source`` and ``target``: ``(size, mean, std)`` of the ensemble's input and of the

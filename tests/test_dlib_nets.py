@@ -55,7 +55,17 @@ def test_features_are_both_towers():
 
 
 def test_normalization_matches_dlib():
+    """dlib_input_normalization is dlib's (RGB - mean) / 256, and the config's dlib variant
+    uses it."""
+    from pathlib import Path
+
+    from model.train import load_config, variant_config
+
     mean, std = dlib_input_normalization()
+    config = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
+    data = variant_config(load_config(config), "dlib")["data"]
+    np.testing.assert_allclose(data["mean"], mean, atol=1e-6)
+    np.testing.assert_allclose(data["std"], std, atol=1e-6)
     rgb = np.array([0.0, 128.0, 255.0])
     ours = (rgb[:, None] / 255 - np.array(mean)) / np.array(std)
     dlib = (rgb[:, None] - np.array([122.781998, 117.000999, 104.297997])) / 256
@@ -149,3 +159,22 @@ def test_train_cli_says_in_one_line_when_pretrained_weights_cannot_be_loaded(tmp
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot load the pretrained weights" in err
     assert "no pretrained weights for backbone 'resnet18'" in err
+
+
+def test_train_cli_refuses_an_input_size_the_dlib_networks_cannot_take(tmp_path, capsys):
+    from pathlib import Path
+
+    import yaml
+
+    from jobs import train as train_cli
+
+    cfg = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "config" / "train.yaml").read_text()
+    )
+    cfg["variants"]["dlib"]["data"]["input_size"] = 80
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    argv = ["--config", str(path), "--variant", "dlib", "--data", str(tmp_path / "absent")]
+    assert train_cli.main([*argv, "--run-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "input_size 80" in err and "64 px" in err
