@@ -325,17 +325,40 @@ def test_export_cli_ensemble_with_half_weights(tmp_path, capsys):
     assert code == 2 and "split" in capsys.readouterr().err
 
 
-def test_train_cli_rejects_a_bad_model_section_before_loading_data(tmp_path, capsys):
+def _train_cli_refusal(tmp_path, capsys, edit, *extra: str) -> str:
+    """jobs.train on config/train.yaml changed by ``edit(cfg)``: it must stop with exit 2 and a
+    one-line error before looking at the (absent) data; returns the line."""
     from jobs import train as train_cli
 
     cfg = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
-    cfg["model"]["input_norm"] = "minmax"
-    path = tmp_path / "bad.yaml"
+    edit(cfg)
+    path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     argv = ["--config", str(path), "--data", str(tmp_path / "absent"), "--run-dir", str(tmp_path)]
-    assert train_cli.main(argv) == 2
+    assert train_cli.main([*argv, *extra]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "input_norm" in err
+    assert err.count("\n") == 1, err
+    return err
+
+
+def test_train_cli_rejects_a_bad_model_section_before_loading_data(tmp_path, capsys):
+    err = _train_cli_refusal(tmp_path, capsys, lambda c: c["model"].update(input_norm="minmax"))
+    assert "input_norm" in err
+
+
+def test_train_cli_says_in_one_line_when_pretrained_weights_cannot_be_loaded(tmp_path, capsys):
+    # the resnet18 recipe has no pretrained weights
+    err = _train_cli_refusal(tmp_path, capsys, lambda c: c["model"].update(pretrained=True))
+    assert "cannot load the pretrained weights" in err
+    assert "no pretrained weights for backbone 'resnet18'" in err
+
+
+def test_train_cli_refuses_an_input_size_the_dlib_networks_cannot_take(tmp_path, capsys):
+    def edit(cfg):
+        cfg["variants"]["dlib"]["data"]["input_size"] = 80
+
+    err = _train_cli_refusal(tmp_path, capsys, edit, "--variant", "dlib")
+    assert "input_size 80" in err and "64 px" in err
 
 
 def test_train_cli_refuses_a_missing_init_checkpoint_in_one_line(tmp_path, capsys):
