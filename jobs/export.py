@@ -18,6 +18,7 @@ import json
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -190,10 +191,7 @@ def architecture(ckpts: list[dict]) -> str:
     ]
     if len(ckpts) == 1:
         return names[0]
-    kinds = {}
-    for name, c in zip(names, ckpts, strict=True):
-        key = f"{name} at {c['input_size']} px"
-        kinds[key] = kinds.get(key, 0) + 1
+    kinds = Counter(f"{n} at {c['input_size']} px" for n, c in zip(names, ckpts, strict=True))
     parts = ", ".join(f"{n} x {k}" for k, n in kinds.items())
     return f"ensemble of {len(ckpts)} (mean probabilities): {parts}"
 
