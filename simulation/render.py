@@ -4,7 +4,7 @@ A static, procedurally drawn indoor background; visitors (at most ``visitors_max
 in from a side, approach the camera (the face grows), linger with small natural motion (sway, a
 slight change of scale), and walk out to a side - possibly crossing someone who is lingering. Each
 visitor is a head (a sprite) on a neck and a shaded torso; the face is a labelled face image (a
-UTKFace chip, say) blended in with a feathered elliptical mask, at a size typical of a kiosk
+UTKFace chip, say) drawn whole with rounded, feathered corners, at a size typical of a kiosk
 camera: 11-23 % of the frame height while lingering (about 120-250 px at 1080p), about 55-65 %
 of that on arrival.
 
@@ -225,8 +225,15 @@ class Person:
     neck: tuple[int, int, int]
 
 
-def make_person(face: np.ndarray, unit: float, rng: np.random.Generator, age: int) -> Person:
-    """A head sprite with ``face`` blended into a ``unit``-sized box, plus body colours."""
+def make_person(face: np.ndarray, unit: float, rng: np.random.Generator) -> Person:
+    """A head sprite with the face image in a ``unit``-sized box, plus body colours.
+
+    The image is drawn whole, its corners rounded and its edge feathered, so each visitor keeps
+    their own hair, beard and ears, as a camera sees them. (Until 2026-11-26 an oval cut from the
+    image sat under a drawn hair cap, which gave every man a bob; on video the model then read
+    men as women that it read right on the photos: MODEL_CARD.md, "Choosing on video".) The hair
+    drawn behind the image, seen above it, takes the colour of the image's top rows, not of the
+    label."""
     u = float(unit)
     sw, sh = int(math.ceil(HEAD_W * u)), int(math.ceil(HEAD_H * u))
     cx, cy = sw / 2.0, HEAD_TOP * u
@@ -234,14 +241,11 @@ def make_person(face: np.ndarray, unit: float, rng: np.random.Generator, age: in
     alpha = np.zeros((sh, sw), np.float32)
     sub = 4  # fixed-point subpixel bits for cv2 drawing
 
-    def ell(img, c, axes, value):
-        centre = (int(c[0] * (1 << sub)), int(c[1] * (1 << sub)))
-        ax = (max(1, int(axes[0] * (1 << sub))), max(1, int(axes[1] * (1 << sub))))
-        cv2.ellipse(img, centre, ax, 0.0, 0, 360, value, -1, cv2.LINE_AA, sub)
-
     def shape(c, axes, bgr):
         m = np.zeros((sh, sw), np.float32)
-        ell(m, c, axes, 1.0)
+        centre = (int(c[0] * (1 << sub)), int(c[1] * (1 << sub)))
+        ax = (max(1, int(axes[0] * (1 << sub))), max(1, int(axes[1] * (1 << sub))))
+        cv2.ellipse(m, centre, ax, 0.0, 0, 360, 1.0, -1, cv2.LINE_AA, sub)
         color[:] = color * (1 - m[..., None]) + bgr[None, None, :] * m[..., None]
         np.maximum(alpha, m, out=alpha)
 
@@ -249,18 +253,15 @@ def make_person(face: np.ndarray, unit: float, rng: np.random.Generator, age: in
     k = chip.shape[0]
     centre = chip[int(k * 0.4) : int(k * 0.7), int(k * 0.3) : int(k * 0.7)].reshape(-1, 3)
     skin = np.median(centre, axis=0).astype(np.float32)
-    if age >= 60 and rng.random() < 0.6:
-        hair = np.array([rng.uniform(150, 210)] * 3, np.float32)
-    else:
-        palette = np.array([[20, 20, 25], [25, 40, 60], [40, 70, 110], [90, 140, 180]], np.float32)
-        hair = palette[rng.choice(4, p=[0.35, 0.35, 0.2, 0.1])]
+    top = chip[: max(1, int(k * 0.08))].reshape(-1, 3)
+    hair = np.median(top, axis=0).astype(np.float32)
     shape((cx, cy - 0.14 * u), (0.52 * u, 0.6 * u), hair)  # hair behind the head
-    shape((cx, cy + 0.02 * u), (0.44 * u, 0.56 * u), skin)  # head
+    shape((cx, cy + 0.02 * u), (0.44 * u, 0.56 * u), skin)  # head, seen below the chin
 
-    # the face image, through a feathered ellipse
-    mask = np.zeros((k, k), np.float32)
-    ell(mask, (k / 2, k / 2), (0.41 * k, 0.49 * k), 1.0)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(0.8, 0.035 * k))
+    # the face image through a rounded square (a superellipse) feathered over 4 % of its side
+    r = np.abs((np.arange(k, dtype=np.float32) + 0.5) / k * 2 - 1)
+    d = (r[None, :] ** 6 + r[:, None] ** 6) ** (1 / 6)
+    mask = np.clip((0.97 - d) / 0.08, 0.0, 1.0)
     x0, y0 = int(round(cx - k / 2)), int(round(cy - k / 2))
     region = color[y0 : y0 + k, x0 : x0 + k]
     region[:] = region * (1 - mask[..., None]) + chip.astype(np.float32) * mask[..., None]
@@ -489,7 +490,7 @@ def render_clip(
     sprite_rng = np.random.default_rng([opt.seed, 3])
     tracks, visitors = [], []
     for v, person in zip(plans, people, strict=True):
-        look = make_person(person.image, v.face_px * MAX_SWAY_SCALE, sprite_rng, person.age)
+        look = make_person(person.image, v.face_px * MAX_SWAY_SCALE, sprite_rng)
         x, y, side = trajectory(v, times, w)
         tracks.append((look, x, y, side))
         visitors.append(_truth_for(v, person, times, x, y, side, opt))

@@ -19,7 +19,14 @@ from pipelines.tables import publish
 from schemas import TABLES
 from simulation import SimulationError
 from simulation.faces import open_faces, sample_faces
-from simulation.render import RenderOptions, render_clip, truth_path_for
+from simulation.render import (
+    HEAD_TOP,
+    HEAD_W,
+    RenderOptions,
+    make_person,
+    render_clip,
+    truth_path_for,
+)
 from simulation.score import interval_iou, score
 
 
@@ -104,6 +111,27 @@ def test_render_is_deterministic_and_draws_faces(tmp_path, faces_csv):
     face = imgs[round(t * 10)][int(y1) : int(y2), int(x1) : int(x2)].astype(int)
     empty = imgs[0][int(y1) : int(y2), int(x1) : int(x2)].astype(int)
     assert np.abs(face - empty).mean() > 20
+
+
+def test_visitor_keeps_the_whole_face_image_with_its_own_hair():
+    """The face image is drawn whole, hair and ears included; only its corners are rounded. (An
+    oval cut-out under a drawn hair cap gave men a bob, and the model read them as women.)"""
+    k = 100
+    chip = np.full((k, k, 3), (30, 60, 200), np.uint8)  # red-haired (BGR) top and sides
+    chip[25:, 20:80] = (120, 150, 190)  # the face
+    person = make_person(chip, k, np.random.default_rng(0))
+    x0, y0 = round(HEAD_W * k / 2 - k / 2), round(HEAD_TOP * k - k / 2)
+    alpha = person.alpha[y0 : y0 + k, x0 : x0 + k]
+    drawn = person.premul[y0 : y0 + k, x0 : x0 + k]
+    # the image's hair at its sides and top, which the oval cut away, is there untouched
+    for y, x in ((8, 50), (50, 5), (50, 94), (12, 12)):
+        assert alpha[y, x] == 255, (y, x)
+        assert np.abs(drawn[y, x].astype(int) - chip[y, x]).max() <= 1, (y, x)
+    assert np.abs(drawn[60, 50].astype(int) - chip[60, 50]).max() <= 1
+    assert alpha[0, 0] < 128  # the corner is rounded off
+    # hair seen above the image takes the colour of its top rows
+    above = person.premul[y0 - 5, x0 + k // 2]
+    assert np.abs(above.astype(int) - chip[0, 0]).max() <= 2
 
 
 def test_mpeg4_and_no_visitors(tmp_path, faces_csv):
