@@ -31,9 +31,12 @@ STAGES = ("decode", "detect", "align", "infer", "track", "write")
 def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
     from simulation import SimulationError
     from simulation.faces import held_out, open_faces
-    from simulation.render import RenderOptions, render_clip
+    from simulation.render import RENDERER, RenderOptions, render_clip
 
-    clip = REPO / "cache" / "bench" / f"bench_1080p30_{int(seconds)}s_seed{seed}.mp4"
+    name = (
+        f"bench_1080p30_{int(seconds)}s_seed{seed}_r{RENDERER}.mp4"  # redrawn when drawing changes
+    )
+    clip = REPO / "cache" / "bench" / name
     if clip.exists():
         return clip
     if not faces.exists():

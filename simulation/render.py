@@ -16,7 +16,8 @@ converted by OpenCV (BT.601, limited range, as FFmpeg's default).
 Ground truth (``<clip>.truth.json``), all times in seconds from the start of the clip::
 
     {"version": 1,
-     "clip": {"file", "width", "height", "fps", "frames", "duration_s", "codec", "seed", ...},
+     "clip": {"file", "renderer", "width", "height", "fps", "frames", "duration_s", "codec",
+              "seed", ...},
      "visitors": [{"id", "age", "gender", "face", "enter_s", "leave_s", "appear_s",
                    "disappear_s", "entry_side", "exit_side", "face_px",
                    "boxes": [[t_s, x1, y1, x2, y2], ...]}, ...]}
@@ -57,6 +58,11 @@ CODEC_ALIASES = {
 }
 DEFAULT_CRF = {"libx264": 23, "libx265": 28}
 DEFAULT_PRESET = {"libx264": "veryfast", "libx265": "ultrafast"}
+
+# How faces are drawn, recorded in the truth and in cached clips' names: bump it whenever the
+# drawing changes, so that a clip is never scored as if drawn by other code (2: the whole face
+# image instead of an oval under a hair cap).
+RENDERER = 2
 
 # Head sprite layout in units of the face box side: face centre at (HEAD_W / 2, HEAD_TOP).
 HEAD_W, HEAD_H, HEAD_TOP = 1.3, 1.5, 0.8
@@ -529,6 +535,7 @@ def render_clip(
         "version": 1,
         "clip": {
             "file": out.name,
+            "renderer": RENDERER,
             "width": w,
             "height": h,
             "fps": fps,

@@ -22,6 +22,7 @@ from simulation.faces import open_faces, sample_faces
 from simulation.render import (
     HEAD_TOP,
     HEAD_W,
+    RENDERER,
     RenderOptions,
     make_person,
     render_clip,
@@ -82,6 +83,7 @@ def test_tiny_clip_matches_its_options_and_truth(tmp_path, faces_csv):
     clip = truth["clip"]
     assert (clip["file"], clip["width"], clip["height"]) == ("tiny.mp4", 320, 240)
     assert (clip["fps"], clip["frames"], clip["duration_s"]) == (10.0, 30, 3.0)
+    assert clip["renderer"] == RENDERER
     vs = truth["visitors"]
     assert len(vs) >= 2
     assert len({v["face"] for v in vs}) == len(vs)  # distinct people
