@@ -90,7 +90,7 @@ def matched_people(truth: dict, found: dict) -> list[tuple[str, dict, dict | Non
 def test_real_clips_demographics(analysed):
     """Measured with the shipped model: 6 of the 7 annotated people are matched. The miss is the
     woman on the right of face-demographics-walking-and-pause.gif (short pulled-back hair,
-    glasses, washed out against a white wall): read as 57 and male (gender probability 0.37).
+    glasses, washed out against a white wall): read as 56 and male (gender probability 0.30).
     Every network trained so far misses her (gender probability 0.16-0.65, age 37-66; the
     pretrained dlib network reads her female but 58), so she sits on the boundary. This floor
     guards against regressions; 7 of 7 is open work (MODEL_CARD.md)."""

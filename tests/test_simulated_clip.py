@@ -3,7 +3,8 @@
 Two clips, two jobs: a 60 s clip checks finding and following visitors exactly; a 10 min clip
 of 86 visitors checks the demographics, because a handful of faces cannot. On the 60 s clip
 eight models scored 5-7 of 8 genders, and the one with 7 of 8 was the worst of the eight on the
-two 10 min clips (148 of 175; MODEL_CARD.md, "Choosing on video").
+two 10 min clips (148 of 175; MODEL_CARD.md, "Choosing on video"; those figures come from the
+first renderer, which drew a hair cap over every face).
 """
 
 import pytest
@@ -34,10 +35,9 @@ def test_generated_clip_visitors_and_demographics(tmp_path):
     options = RenderOptions(width=960, height=540, fps=25, duration_s=60, seed=11, visitors_max=3)
     truth, result = analyse_generated(tmp_path, "20261122_100000.mp4", options)
     assert len(truth["visitors"]) >= 6
-    # Measured on this clip: 8 true visitors, 8 found, all matched (mean temporal IoU 0.91),
-    # gender 5/8, age MAE 4.29 years (model resnet18x2-dlib1-80px-20261126). (With 3-frame tracks
-    # kept, a 3-frame fragment made a 9th.) The gender floor is a gross check only; the 10 min
-    # clip below is the accuracy gate.
+    # Measured on this clip: 8 true visitors, 8 found, all matched, gender 8/8, age MAE 3.43
+    # years (model resnet18x3-80px-20261126). (With 3-frame tracks kept, a 3-frame fragment made
+    # a 9th.) The gender floor is a gross check only; the 10 min clip below is the accuracy gate.
     assert result.count_error == 0, result.table()
     assert result.matched == result.true_visitors, result.table()
     assert result.mean_iou > 0.8
@@ -47,15 +47,14 @@ def test_generated_clip_visitors_and_demographics(tmp_path):
 
 def test_ten_minute_clip_demographics(tmp_path):
     """= jobs.simulate --held-out --minutes 10 --size 960x540 --fps 25 --seed 21. Measured with
-    resnet18x2-dlib1-80px-20261126: 86 true visitors, 89 found, all 86 matched, gender 77/86
-    (0.895), age MAE 5.17 years (the three ResNet-18s shipped before: 0.895, 5.58). The single
-    network shipped before them (resnet18-80px-video-20261125) scored gender 0.860 here and
-    fails the floor; fifteen models scored 0.849-0.930."""
+    resnet18x3-80px-20261126: 86 true visitors, all 86 matched, gender 82/86 (0.953), age MAE
+    5.38 years; the four other files measured on this rendering scored gender 0.907-0.930 and age
+    5.16-5.36 (MODEL_CARD.md, "Redrawn clips")."""
     options = RenderOptions(width=960, height=540, fps=25, duration_s=600, seed=21, visitors_max=3)
     truth, result = analyse_generated(tmp_path, "20261125_100000.mp4", options)
     assert len(truth["visitors"]) == 86
     assert result.matched == result.true_visitors, result.table()
     assert abs(result.count_error) <= 5, result.table()
     assert result.mean_iou > 0.85, result.table()
-    assert result.gender_accuracy >= 0.88, result.table()
+    assert result.gender_accuracy >= 0.90, result.table()
     assert result.age_mae < 6.0, result.table()
