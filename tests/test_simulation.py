@@ -119,7 +119,8 @@ def test_visitor_keeps_the_whole_face_image_with_its_own_hair():
     """The face image is drawn whole, hair and ears included; only its corners are rounded. (An
     oval cut-out under a drawn hair cap gave men a bob, and the model read them as women.)"""
     k = 100
-    chip = np.full((k, k, 3), (30, 60, 200), np.uint8)  # red-haired (BGR) top and sides
+    chip = np.full((k, k, 3), (30, 60, 200), np.uint8)  # red hair (BGR) on top
+    chip[20:] = (40, 160, 60)  # green at the sides, unlike anything drawn around the image
     chip[25:, 20:80] = (120, 150, 190)  # the face
     person = make_person(chip, k, np.random.default_rng(0))
     x0, y0 = round(HEAD_W * k / 2 - k / 2), round(HEAD_TOP * k - k / 2)
