@@ -1,13 +1,16 @@
 """Evaluate an exported ONNX age/gender model with ONNX Runtime (no torch needed).
 
 ``python -m jobs.evaluate --model model.onnx --data DIR_OR_TAR [--manifest CSV] [--realign]
-[--split val|all] [--split-seed N] [--eyeglasses SEED] [--json out.json] [--plots DIR]``
+[--split val|all] [--split-seed N] [--eyeglasses SEED] [--against OTHER.onnx] [--json out.json]
+[--plots DIR]``
 
 Faces are prepared exactly as in training (``model.preprocess``: centred crop of the chip by the
 model's ``chip_crop`` metadata, area resize to the input size, mean/std normalisation). ``--split
 val`` re-derives the validation split the model was trained without from the file names and the
 split seed/fraction stored in the model's metadata (override with ``--split-seed`` /
-``--val-fraction``).
+``--val-fraction``). ``--against`` runs a second model on the same faces, each prepared for its
+own model, and tests the difference face by face (``model.metrics.paired_comparison``): the
+figure to quote when choosing between two files, not the two MAEs side by side.
 """
 
 from __future__ import annotations
@@ -60,11 +63,12 @@ def run_model(sess, spec, images: np.ndarray, batch: int = 256) -> dict[str, np.
     return {n: np.concatenate(v) if v else np.zeros(0, np.float32) for n, v in out.items()}
 
 
-def evaluate(args) -> dict:
+def predict(model: str, args) -> dict:
+    """One model's predictions on the faces ``args`` select, prepared for that model: its spec,
+    the records it read, their labels and its ``age`` / ``gender_prob`` outputs."""
     from model import datasets
-    from model.metrics import evaluate_predictions
 
-    sess, spec = open_model(args.model, args.threads)
+    sess, spec = open_model(model, args.threads)
     split_info = json.loads(spec.extra.get("val_split", "{}") or "{}")
     seed = args.split_seed if args.split_seed is not None else int(split_info.get("seed", 0))
     frac = args.val_fraction
@@ -93,20 +97,60 @@ def evaluate(args) -> dict:
 
         eyes = eyes_in_template(spec.crop_template, spec.input_size)
         images = draw_on_images(images, args.eyeglasses, eyes)
-    pred = run_model(sess, spec, images)
-    labels = datasets.labels_array(records)
+    return {
+        "spec": spec,
+        "records": records,
+        "labels": datasets.labels_array(records),
+        "pred": run_model(sess, spec, images),
+        "split": {"split": args.split, "seed": seed, "val_fraction": frac},
+        "realign": realign_stats,
+    }
+
+
+def evaluate(args) -> dict:
+    from model.metrics import evaluate_predictions
+
+    run = predict(args.model, args)
+    labels, pred = run["labels"], run["pred"]
     metrics = evaluate_predictions(
         labels["age"], pred["age"], labels["gender"], pred["gender_prob"], labels["race"]
     )
-    metrics["split"] = {"split": args.split, "seed": seed, "val_fraction": frac}
+    metrics["split"] = run["split"]
     metrics["model"] = str(args.model)
-    metrics["model_version"] = spec.model_version
+    metrics["model_version"] = run["spec"].model_version
     metrics["eyeglasses_seed"] = args.eyeglasses
-    if realign_stats is not None:
-        metrics["realign"] = dict(realign_stats)
+    if run["realign"] is not None:
+        metrics["realign"] = dict(run["realign"])
+    if args.against:
+        metrics["against"] = compare(run, predict(args.against, args))
+        metrics["against"]["model"] = str(args.against)
     if args.plots:
         write_plots(Path(args.plots), labels["age"], pred["age"], metrics)
     return metrics
+
+
+def compare(a: dict, b: dict) -> dict:
+    """Paired comparison of two models' ``predict`` runs over the faces both read (the same
+    faces unless the models' metadata name different validation splits)."""
+    from model.metrics import paired_comparison
+
+    def by_face(run):
+        labels, pred = run["labels"], run["pred"]
+        known = labels["gender"] >= 0
+        right = (pred["gender_prob"] > 0.5) == (labels["gender"] == 1)
+        err = np.abs(pred["age"] - labels["age"])
+        return {r.path: (err[i], right[i]) for i, r in enumerate(run["records"]) if known[i]}
+
+    fa, fb = by_face(a), by_face(b)
+    common = sorted(fa.keys() & fb.keys())
+    if not common:
+        raise UserError("the two models share no faces: their validation splits differ")
+    return paired_comparison(
+        [fa[k][0] for k in common],
+        [fb[k][0] for k in common],
+        [fa[k][1] for k in common],
+        [fb[k][1] for k in common],
+    )
 
 
 def _pipeline_prepare(spec, crop: float):
@@ -199,11 +243,17 @@ def main(argv: list[str] | None = None) -> int:
         help="robustness test: draw synthetic glasses (model/eyeglasses.py, seeded) on every "
         "face; needs torch (the train extra)",
     )
+    ap.add_argument(
+        "--against",
+        metavar="MODEL",
+        help="also run this model on the same faces and test the difference pair by pair: age "
+        "errors by a sign-flip test, gender by an exact McNemar test",
+    )
     args = ap.parse_args(argv)
     one_line_warnings()
 
     from model.datasets import DataError
-    from model.metrics import format_report
+    from model.metrics import format_comparison, format_report
 
     try:
         with warnings.catch_warnings():
@@ -213,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_report(metrics))
+    if "against" in metrics:
+        print(format_comparison(metrics["against"], args.model, args.against))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=1))

@@ -10,6 +10,10 @@ by earlier start), keeping pairs with IoU >= ``min_iou``. Reported:
 - matched pairs, true visitors left unmatched (missed), predicted left unmatched (spurious, or a
   person split into several tracks);
 - over the matched pairs: gender accuracy, age MAE and mean signed age error (bias), mean IoU.
+
+Several clips pool into one set of totals (:func:`pool`), and two analyses of the same clips (two
+models, say) compare visitor by visitor (:func:`compare`), which is how models are chosen on video
+(MODEL_CARD.md, "Choosing on video").
 """
 
 from __future__ import annotations
@@ -192,3 +196,68 @@ def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) ->
         mean_iou=mean([p.iou for p in out_pairs]),
         pairs=out_pairs,
     )
+
+
+def pool(results: list[ScoreResult]) -> dict:
+    """Totals over several clips' scores: counts summed, accuracy and errors over all matched
+    pairs (so a clip weighs by its visitors), the keys of :class:`ScoreResult` plus
+    ``gender_right`` and ``n_clips``."""
+    pairs = [p for r in results for p in r.pairs]
+    n = len(pairs)
+
+    def mean(xs):
+        return sum(xs) / n if n else None
+
+    true = sum(r.true_visitors for r in results)
+    predicted = sum(r.predicted_visitors for r in results)
+    return {
+        "n_clips": len(results),
+        "true_visitors": true,
+        "predicted_visitors": predicted,
+        "count_error": predicted - true,
+        "abs_count_error": sum(r.abs_count_error for r in results),
+        "matched": n,
+        "unmatched_true": true - n,
+        "unmatched_predicted": predicted - n,
+        "gender_right": sum(p.true_gender == p.pred_gender for p in pairs),
+        "gender_accuracy": mean([p.true_gender == p.pred_gender for p in pairs]),
+        "age_mae": mean([abs(p.pred_age - p.true_age) for p in pairs]),
+        "age_bias": mean([p.pred_age - p.true_age for p in pairs]),
+        "mean_iou": mean([p.iou for p in pairs]),
+    }
+
+
+def pooled_line(p: dict, label: str) -> str:
+    """One line of :func:`pool` output."""
+    if not p["matched"]:
+        return f"{label}: {p['true_visitors']} true visitors, none matched"
+    return (
+        f"{label}: visitors {p['true_visitors']} true / {p['predicted_visitors']} predicted, "
+        f"matched {p['matched']}, gender {p['gender_right']}/{p['matched']} "
+        f"({p['gender_accuracy']:.3f}), age MAE {p['age_mae']:.2f} (bias {p['age_bias']:+.2f})"
+    )
+
+
+def compare(a: list[ScoreResult], b: list[ScoreResult]) -> dict:
+    """Two analyses of the same clips, visitor by visitor: the true visitors both matched, with
+    :func:`model.metrics.paired_comparison` of their age errors and gender calls."""
+    from model.metrics import paired_comparison
+
+    def by_visitor(results):
+        return {
+            (r.clip, p.truth_id): (abs(p.pred_age - p.true_age), p.pred_gender == p.true_gender)
+            for r in results
+            for p in r.pairs
+        }
+
+    va, vb = by_visitor(a), by_visitor(b)
+    common = sorted(va.keys() & vb.keys())
+    out = paired_comparison(
+        [va[k][0] for k in common],
+        [vb[k][0] for k in common],
+        [va[k][1] for k in common],
+        [vb[k][1] for k in common],
+    )
+    out["matched_only_a"] = len(va.keys() - vb.keys())
+    out["matched_only_b"] = len(vb.keys() - va.keys())
+    return out

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from model.losses import MultiTaskLoss, age_loss, expected_age, gaussian_targets
-from model.metrics import evaluate_predictions, format_report
+from model.metrics import (
+    evaluate_predictions,
+    format_comparison,
+    format_report,
+    mcnemar_exact_p,
+    paired_comparison,
+    sign_flip_p,
+)
 from model.network import Ensemble, MultiTaskNet, build_model, count_flops, count_params
 
 
@@ -118,6 +125,26 @@ def test_metrics_by_hand():
     text = format_report(m)
     assert "age MAE          3.880" in text and "gender acc       75.00%" in text
     assert np.isfinite(m["within_15"])
+
+
+def test_paired_tests_by_hand():
+    # exact McNemar: 1 against 5 discordant pairs, P(X <= 1 | n=6, 1/2) = 7/64, two-sided 14/64
+    assert mcnemar_exact_p(1, 5) == pytest.approx(14 / 64)
+    assert mcnemar_exact_p(5, 1) == mcnemar_exact_p(1, 5)
+    assert mcnemar_exact_p(0, 0) == 1.0 and mcnemar_exact_p(3, 3) == 1.0
+    assert mcnemar_exact_p(0, 10) == pytest.approx(2 / 1024)
+    # sign flips of (1, 1, 1): |sum| = 3 only for the two all-same patterns of 8
+    assert sign_flip_p([1.0, 1.0, 1.0]) == pytest.approx(2 / 8, abs=0.005)
+    assert sign_flip_p([0.0, 0.0]) == 1.0
+    assert sign_flip_p(np.full(20, 0.5)) < 1e-4  # 2 of 2^20 patterns, floored at 1 / draws
+    assert sign_flip_p([1.0, 1.0, 1.0], seed=3) != sign_flip_p([1.0, 1.0, 1.0], seed=4)
+    c = paired_comparison([2, 0, 6], [1, 1, 6], [True, True, False], [True, False, True])
+    assert c["n"] == 3 and c["mae_diff"] == pytest.approx(0.0)
+    assert (c["gender_right_a"], c["gender_right_b"]) == (2, 2)
+    assert (c["gender_only_a"], c["gender_only_b"], c["gender_p"]) == (1, 1, 1.0)
+    assert "right only with old 1, only with new 1" in format_comparison(c, "old", "new")
+    with pytest.raises(ValueError):
+        paired_comparison([1, 2], [1], [True], [True])
 
 
 def _high_freq(x: torch.Tensor) -> float:

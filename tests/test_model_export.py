@@ -113,16 +113,21 @@ def test_tiny_train_export_parity(tmp_path):
 
 
 class _KnownNet(torch.nn.Module):
-    """Predicts age = the red value of the (constant) face, female iff green > 128."""
+    """Predicts age = the red value of the (constant) face + ``age_offset``, female iff green >
+    ``green_cut``."""
 
     head_classes = {"age": 101, "gender": 2}
 
+    def __init__(self, age_offset: float = 0.0, green_cut: float = 128.0):
+        super().__init__()
+        self.age_offset, self.green_cut = age_offset, green_cut
+
     def forward(self, x):
-        red = (x[:, 0].mean((1, 2)) * 0.25 + 0.5) * 255
+        red = (x[:, 0].mean((1, 2)) * 0.25 + 0.5) * 255 + self.age_offset
         green = (x[:, 1].mean((1, 2)) * 0.25 + 0.5) * 255
         ages = torch.arange(101, dtype=x.dtype)
         age = -20.0 * (ages[None] - red[:, None]) ** 2
-        gender = torch.stack([torch.zeros_like(green), green - 128], 1)
+        gender = torch.stack([torch.zeros_like(green), green - self.green_cut], 1)
         return {"age": age, "gender": gender}
 
 
@@ -156,6 +161,21 @@ def test_evaluate_cli_hand_computed(tmp_path):
     assert "age MAE          4.750" in res.stdout
     assert (tmp_path / "p" / "gender_confusion.png").is_file()
     assert (tmp_path / "p" / "age_error_by_age.png").is_file()
+
+    # --against: a model reading every age 2 years higher and green > 20 as female, so its
+    # errors are 4, 2, 8, 9 (differences -2, -2, -2, +2) and it gets face 2 right, face 0 wrong
+    other = tmp_path / "other.onnx"
+    export_onnx(_KnownNet(2.0, 20.0), _spec(16, heads, {"chip_crop": "1.0"}), other)
+    res = subprocess.run(cmd + args + ["--against", str(other)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    c = json.loads(out_json.read_text())["against"]
+    assert c["n"] == 4 and c["mae_b"] == pytest.approx(5.75, abs=1e-3)
+    assert c["mae_diff"] == pytest.approx(-1.0, abs=1e-3)
+    assert c["mae_p"] == pytest.approx(10 / 16, abs=0.01)  # 10 of the 16 sign patterns tie or beat
+    assert (c["gender_right_a"], c["gender_right_b"]) == (3, 3)
+    assert (c["gender_only_a"], c["gender_only_b"], c["gender_p"]) == (1, 1, 1.0)
+    assert "right only with" in res.stdout
     bad = subprocess.run(
         cmd + ["--model", str(tmp_path / "nope.onnx"), "--data", str(tmp_path)],
         cwd=ROOT,

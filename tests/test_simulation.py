@@ -376,6 +376,51 @@ def test_score_cli(analysis, tmp_path, capsys):
     assert "unknown.mp4 is not among the videos" in err and "Traceback" not in err
 
 
+def test_score_pools_clips_and_compares_two_analyses(analysis, tmp_path, capsys):
+    out, truth_file = analysis
+    # a second clip in the same output: its one visitor (male 50) read as a male of 44
+    video = "/data/videos/cam1/sim2.mp4"
+    _write(out, "visitors", "cam1", "v3", [_visitor_row(video, "v3", "c1", 1, 2, 8, 44.0, "male")])
+    _write(out, "videos", "cam1", "v3", [_video_row(video, "v3", "c1", 1)])
+    truth2 = {
+        "version": 1,
+        "clip": {"file": "sim2.mp4", "width": 640, "height": 360, "fps": 30, "duration_s": 60},
+        "visitors": [{"id": 1, "age": 50, "gender": "male", "enter_s": 2.0, "leave_s": 8.0}],
+    }
+    truth2_file = tmp_path / "sim2.truth.json"
+    truth2_file.write_text(json.dumps(truth2))
+    # the other analysis: sim.mp4's two matched visitors read 30 / female and 40 / male (both
+    # exact), sim2.mp4's as a 50-year-old woman
+    other = tmp_path / "other"
+    sim = "/data/videos/cam1/sim.mp4"
+    rows = [(1, 1.5, 9.5, 30.0, "female"), (2, 6.0, 19.0, 40.0, "male")]
+    _write(other, "visitors", "cam1", "v1", [_visitor_row(sim, "v1", "o1", *r) for r in rows])
+    _write(other, "videos", "cam1", "v1", [_video_row(sim, "v1", "o1", 2)])
+    _write(
+        other, "visitors", "cam1", "v3", [_visitor_row(video, "v3", "o2", 1, 2, 8, 50.0, "female")]
+    )
+    _write(other, "videos", "cam1", "v3", [_video_row(video, "v3", "o2", 1)])
+
+    js = tmp_path / "both.json"
+    argv = ["--truth", str(truth_file), str(truth2_file), "--output", str(out), "--json", str(js)]
+    assert score_cli.main(argv + ["--against", str(other)]) == 0
+    text = capsys.readouterr().out
+    data = json.loads(js.read_text())
+    # this analysis: 4 true, 5 predicted, 3 matched; gender right 1 + 1; errors 4, 2, 6
+    assert (data["n_clips"], data["true_visitors"], data["predicted_visitors"]) == (2, 4, 5)
+    assert (data["matched"], data["gender_right"]) == (3, 2)
+    assert data["age_mae"] == pytest.approx(4.0) and data["age_bias"] == pytest.approx(-4 / 3)
+    assert [c["clip"] for c in data["clips"]] == ["sim.mp4", "sim2.mp4"]
+    assert "all 2 clips: visitors 4 true / 5 predicted, matched 3, gender 2/3" in text
+    totals, paired = data["against"]["totals"], data["against"]["paired"]
+    assert (totals["matched"], totals["gender_right"], totals["age_mae"]) == (3, 2, 0.0)
+    # visitor by visitor: errors (4, 2, 6) against (0, 0, 0); gender (T, F, T) against (T, T, F)
+    assert paired["n"] == 3 and paired["mae_diff"] == pytest.approx(4.0)
+    assert (paired["gender_only_a"], paired["gender_only_b"]) == (1, 1)
+    assert paired["mae_p"] == pytest.approx(2 / 8, abs=0.01)
+    assert "sign-flip p = 0.2" in text and "exact McNemar p = 1.000" in text
+
+
 def test_simulate_cli(tmp_path, faces_csv, capsys):
     out = tmp_path / "cli.mp4"
     args = ["--faces", str(faces_csv), "--out", str(out), "--seconds", "2", "--size", "160x120"]
@@ -400,3 +445,61 @@ def test_render_refuses_bad_output_paths(tmp_path, faces_csv):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SimulationError, match="cannot create output folder"):
         render_clip(tmp_path / "file" / "sub" / "clip.mp4", faces, opt)
+
+
+def test_score_sets_photo_readings_beside_video(analysis, tmp_path, capsys):
+    import onnxruntime as ort
+    from onnx_models import write_tiny_model
+
+    out, truth_file = analysis
+    faces = tmp_path / "photos"
+    faces.mkdir()
+    colours = [(40, 90, 200), (200, 180, 20), (120, 120, 120)]  # BGR, one flat photo each
+    lines = ["path,age,gender"]
+    for i, c in enumerate(colours):
+        cv2.imwrite(str(faces / f"f{i}.png"), np.full((48, 48, 3), c, np.uint8))
+        lines.append(f"f{i}.png,30,0")
+    (faces / "labels.csv").write_text("\n".join(lines) + "\n")
+    truth = json.loads(truth_file.read_text())
+    for i, v in enumerate(truth["visitors"]):
+        v["face"] = f"f{i}.png"
+    truth_file.write_text(json.dumps(truth))
+    model = tmp_path / "tiny.onnx"
+    write_tiny_model(model, size=16)
+
+    # the tiny model pools the image, so a flat photo reads as its colour alone
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    expect = {}
+    for i, c in enumerate(colours):
+        x = np.empty((1, 3, 16, 16), np.float32)
+        x[0] = ((np.array(c[::-1], np.float32) / 255 - 0.5) / 0.25)[:, None, None]
+        age, prob = sess.run(["age", "gender_prob"], {"image": x})
+        expect[i + 1] = (float(age[0]), float(prob[0]))
+
+    js = tmp_path / "photos.json"
+    argv = ["--truth", str(truth_file), "--output", str(out), "--json", str(js)]
+    assert score_cli.main(argv + ["--photos", str(model), "--faces", str(faces)]) == 0
+    text = capsys.readouterr().out
+    photos = json.loads(js.read_text())["photos"]
+    rows = {v["truth_id"]: v for v in photos["visitors"]}
+    assert sorted(rows) == [1, 2]  # the matched visitors; truth 3 was missed on video
+    for tid, (age, prob) in expect.items():
+        if tid in rows:
+            assert rows[tid]["photo_age"] == pytest.approx(age, abs=0.01)
+            assert rows[tid]["photo_female"] == pytest.approx(prob, abs=0.001)
+    truth_gender = {1: "female", 2: "male"}
+    photo_right = [expect[t][1] > 0.5 if g == "female" else expect[t][1] <= 0.5
+                   for t, g in truth_gender.items()]  # fmt: skip
+    assert photos["paired"]["gender_right_b"] == sum(photo_right)
+    assert photos["paired"]["gender_right_a"] == 1  # video: visitor 1 right, visitor 2 wrong
+    # with these colours both photos read right, so visitor 2 (a man read as a woman on video)
+    # is the one lost between photo and video
+    assert photo_right == [True, True]
+    assert "right on the photo, wrong on video:\n  sim.mp4 visitor 2: male 40" in text
+
+    assert score_cli.main(argv + ["--photos", str(model)]) == 2
+    assert "--photos needs --faces" in capsys.readouterr().err
+    (faces / "f1.png").unlink()
+    (faces / "labels.csv").write_text("path,age,gender\nf0.png,30,0\n")
+    assert score_cli.main(argv + ["--photos", str(model), "--faces", str(faces)]) == 2
+    assert "lacks the face f1.png" in capsys.readouterr().err
