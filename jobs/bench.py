@@ -135,6 +135,13 @@ def report(decode: dict, runs: dict[int, dict]) -> None:
         for stage in STAGES:
             ms = s["stages_ms"].get(stage, 0)
             print(f"  {stage:<7} {ms / 1000:7.1f} s  {ms / total:5.1%}")
+        if workers == 1:
+            # Decoding overlaps the rest in a prefetch thread; every other stage runs in the one
+            # worker's loop, so what the wall time holds beyond them is start-up, Beam's own
+            # per-element work and waiting for frames.
+            busy = sum(s["stages_ms"].get(k, 0) for k in STAGES if k != "decode") / 1000
+            rest = s["wall_total_s"] - busy
+            print(f"  rest of the wall time (start-up, Beam, waiting): {rest:.1f} s")
         sc = s["score"]
         print(
             f"  visitors true/predicted {sc['true_visitors']}/{sc['predicted_visitors']} "
