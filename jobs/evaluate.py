@@ -63,12 +63,11 @@ def run_model(sess, spec, images: np.ndarray, batch: int = 256) -> dict[str, np.
     return {n: np.concatenate(v) if v else np.zeros(0, np.float32) for n, v in out.items()}
 
 
-def predict(model: str, args) -> dict:
+def predict(sess, spec, args) -> dict:
     """One model's predictions on the faces ``args`` select, prepared for that model: its spec,
     the records it read, their labels and its ``age`` / ``gender_prob`` outputs."""
     from model import datasets
 
-    sess, spec = open_model(model, args.threads)
     split_info = json.loads(spec.extra.get("val_split", "{}") or "{}")
     seed = args.split_seed if args.split_seed is not None else int(split_info.get("seed", 0))
     frac = args.val_fraction
@@ -110,7 +109,9 @@ def predict(model: str, args) -> dict:
 def evaluate(args) -> dict:
     from model.metrics import evaluate_predictions
 
-    run = predict(args.model, args)
+    sess, spec = open_model(args.model, args.threads)
+    other = open_model(args.against, args.threads) if args.against else None  # fail early
+    run = predict(sess, spec, args)
     labels, pred = run["labels"], run["pred"]
     metrics = evaluate_predictions(
         labels["age"], pred["age"], labels["gender"], pred["gender_prob"], labels["race"]
@@ -121,9 +122,12 @@ def evaluate(args) -> dict:
     metrics["eyeglasses_seed"] = args.eyeglasses
     if run["realign"] is not None:
         metrics["realign"] = dict(run["realign"])
-    if args.against:
-        metrics["against"] = compare(run, predict(args.against, args))
-        metrics["against"]["model"] = str(args.against)
+    if other is not None:
+        metrics["against"] = {
+            "model": str(args.against),
+            "model_version": other[1].model_version,
+            "paired": compare(run, predict(*other, args)),
+        }
     if args.plots:
         write_plots(Path(args.plots), labels["age"], pred["age"], metrics)
     return metrics
@@ -131,15 +135,16 @@ def evaluate(args) -> dict:
 
 def compare(a: dict, b: dict) -> dict:
     """Paired comparison of two models' ``predict`` runs over the faces both read (the same
-    faces unless the models' metadata name different validation splits)."""
+    faces unless the models' metadata name different validation splits); gender over the faces
+    whose gender is labelled."""
     from model.metrics import paired_comparison
 
     def by_face(run):
         labels, pred = run["labels"], run["pred"]
-        known = labels["gender"] >= 0
-        right = (pred["gender_prob"] > 0.5) == (labels["gender"] == 1)
+        right = (pred["gender_prob"] >= 0.5) == (labels["gender"] == 1)  # as gender_metrics
         err = np.abs(pred["age"] - labels["age"])
-        return {r.path: (err[i], right[i]) for i, r in enumerate(run["records"]) if known[i]}
+        known = labels["gender"] >= 0
+        return {r.path: (err[i], right[i], known[i]) for i, r in enumerate(run["records"])}
 
     fa, fb = by_face(a), by_face(b)
     common = sorted(fa.keys() & fb.keys())
@@ -150,6 +155,7 @@ def compare(a: dict, b: dict) -> dict:
         [fb[k][0] for k in common],
         [fa[k][1] for k in common],
         [fb[k][1] for k in common],
+        [fa[k][2] for k in common],
     )
 
 
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_report(metrics))
     if "against" in metrics:
-        print(format_comparison(metrics["against"], args.model, args.against))
+        print(format_comparison(metrics["against"]["paired"], args.model, args.against))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=1))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from jobs.cli import ArgumentParser, UserError, one_line_warnings
 from simulation import SimulationError
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def photo_readings(truths: list[dict], model: str, faces: str, threads: int) -> dict:
+def photo_readings(truths: list[dict], results, model: str, faces: str, threads: int) -> dict:
     """``{(clip, truth id): (age, P(female))}``: the model's reading of each visitor's photo,
     prepared as in training and evaluation (``model.preprocess.prepare_chip``)."""
     import cv2
@@ -73,6 +74,13 @@ def photo_readings(truths: list[dict], model: str, faces: str, threads: int) -> 
 
     sess, spec = open_model(model, threads)
     crop = float(spec.extra.get("chip_crop", "1.0"))
+    used = {r.model_version for r in results} - {spec.model_version}
+    if used:
+        warnings.warn(
+            f"{model} is {spec.model_version}, but the analysis used {', '.join(sorted(used))}: "
+            "photo and video readings come from different models",
+            stacklevel=2,
+        )
     keys = [(t["clip"]["file"], int(v["id"]), v.get("face")) for t in truths for v in t["visitors"]]
     if any(face is None for _, _, face in keys):
         raise SimulationError("--photos needs truth files that name each visitor's face")
@@ -103,11 +111,11 @@ def photo_report(results, readings: dict) -> tuple[dict, list[str]]:
     for r in results:
         for p in r.pairs:
             age, prob = readings[(r.clip, p.truth_id)]
-            photo_gender = "female" if prob > 0.5 else "male"
+            photo_gender = "female" if prob >= 0.5 else "male"  # as pipelines.visitors
             rows.append(dict(clip=r.clip, truth_id=p.truth_id, true_age=p.true_age,
-                             true_gender=p.true_gender, photo_age=round(age, 2),
-                             photo_female=round(prob, 3), photo_gender=photo_gender,
-                             video_age=p.pred_age, video_gender=p.pred_gender))  # fmt: skip
+                             true_gender=p.true_gender, photo_age=age, photo_female=prob,
+                             photo_gender=photo_gender, video_age=p.pred_age,
+                             video_gender=p.pred_gender))  # fmt: skip
     paired = paired_comparison(
         [abs(v["video_age"] - v["true_age"]) for v in rows],
         [abs(v["photo_age"] - v["true_age"]) for v in rows],
@@ -150,8 +158,13 @@ def run(args) -> tuple[str, dict]:
         text.append("")
         text.append(pooled_line(data["against"]["totals"], f"against {args.against}"))
         text.append(format_comparison(paired, args.output, args.against, "visitors"))
+        if paired["matched_only_a"] or paired["matched_only_b"]:
+            text.append(
+                f"  matched in one analysis only (left out above): {paired['matched_only_a']} in "
+                f"{args.output}, {paired['matched_only_b']} in {args.against}"
+            )
     if args.photos:
-        readings = photo_readings(truths, args.photos, args.faces, args.threads)
+        readings = photo_readings(truths, results, args.photos, args.faces, args.threads)
         data["photos"], lines = photo_report(results, readings)
         data["photos"]["model"] = args.photos
         text += lines

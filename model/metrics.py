@@ -130,7 +130,7 @@ def mcnemar_exact_p(only_a: int, only_b: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, j) for j in range(k + 1)) / 2**n)
 
 
-def sign_flip_p(diff, draws: int = 100_000, seed: int = 0, chunk: int = 5_000) -> float:
+def sign_flip_p(diff, draws: int = 100_000, seed: int = 0) -> float:
     """Two-sided paired permutation test of mean(diff) = 0: each paired difference's sign is
     flipped at random ``draws`` times (seeded, so the figure reruns exactly); p = (hits + 1) /
     (draws + 1), never 0. Makes no normality assumption, which matters for age errors."""
@@ -139,23 +139,29 @@ def sign_flip_p(diff, draws: int = 100_000, seed: int = 0, chunk: int = 5_000) -
         return 1.0
     observed = abs(d.sum()) * (1 - 1e-9)  # a draw that ties the observed sum counts as a hit
     rng = np.random.default_rng(seed)
+    chunk = max(1, 4_000_000 // d.size)  # about 4 MB of signs at a time
     hits = 0
     for start in range(0, draws, chunk):
-        signs = rng.choice(np.array([-1.0, 1.0]), size=(min(chunk, draws - start), d.size))
+        rows = min(chunk, draws - start)
+        signs = rng.integers(0, 2, size=(rows, d.size), dtype=np.int8) * 2 - 1
         hits += int((np.abs(signs @ d) >= observed).sum())
     return (hits + 1) / (draws + 1)
 
 
-def paired_comparison(err_a, err_b, right_a, right_b) -> dict:
+def paired_comparison(err_a, err_b, right_a, right_b, gender_known=None) -> dict:
     """Compare two models on the same items: absolute age errors ``err_*`` and gender-right flags
-    ``right_*``, item by item. Age: mean difference (a - b) with its standard error and the
-    sign-flip p; gender: items right with one model only and the exact McNemar p."""
+    ``right_*``, item by item; ``gender_known`` (default all) masks the items whose gender is
+    labelled. Age: mean difference (a - b) over all ``n`` items with its standard error and the
+    sign-flip p; gender, over the ``gender_n`` labelled items: right with one model only and the
+    exact McNemar p."""
     ea, eb = np.asarray(err_a, np.float64), np.asarray(err_b, np.float64)
     ra, rb = np.asarray(right_a, bool), np.asarray(right_b, bool)
-    if not (ea.shape == eb.shape == ra.shape == rb.shape) or ea.ndim != 1:
-        raise ValueError("paired_comparison needs four 1-D arrays over the same items")
+    known = np.ones(ea.shape, bool) if gender_known is None else np.asarray(gender_known, bool)
+    if not (ea.shape == eb.shape == ra.shape == rb.shape == known.shape) or ea.ndim != 1:
+        raise ValueError("paired_comparison needs 1-D arrays over the same items")
     n = int(ea.size)
     d = ea - eb
+    ra, rb = ra[known], rb[known]
     only_a, only_b = int((ra & ~rb).sum()), int((rb & ~ra).sum())
     return {
         "n": n,
@@ -164,6 +170,7 @@ def paired_comparison(err_a, err_b, right_a, right_b) -> dict:
         "mae_diff": float(d.mean()) if n else None,
         "mae_diff_se": float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
         "mae_p": sign_flip_p(d),
+        "gender_n": int(known.sum()),
         "gender_right_a": int(ra.sum()),
         "gender_right_b": int(rb.sum()),
         "gender_only_a": only_a,
@@ -182,7 +189,8 @@ def format_comparison(c: dict, name_a: str = "a", name_b: str = "b", unit: str =
             f"paired comparison over {c['n']} {unit} ({name_a} against {name_b})",
             f"  age MAE        {c['mae_a']:.3f} against {c['mae_b']:.3f}: difference "
             f"{c['mae_diff']:+.3f}{se} years, sign-flip p = {c['mae_p']:.4f}",
-            f"  gender right   {c['gender_right_a']} against {c['gender_right_b']}: "
+            f"  gender right   {c['gender_right_a']} against {c['gender_right_b']} of "
+            f"{c['gender_n']}: "
             f"right only with {name_a} {c['gender_only_a']}, only with {name_b} "
             f"{c['gender_only_b']}, exact McNemar p = {c['gender_p']:.3f}",
         ]

@@ -246,35 +246,37 @@ class AnalyseVideo(beam.DoFn):
         frames = Prefetcher(reader.frames())
         # Summed over the video, not per frame: one face's alignment takes well under 1 ms.
         detect_s = align_s = 0.0
-        for frame in frames:
-            t1 = time.perf_counter()
-            faces = [f for f in self._detector.detect(frame.image) if f.score >= min_score]
-            detect_s += time.perf_counter() - t1
-            for face in faces:
-                t3 = time.perf_counter()
-                crop = align_face(frame.image, face.landmarks, self._template, self._size)
-                key = FaceKey(
-                    video_id=video.video_id,
-                    frame_index=frame.index,
-                    t_s=frame.t_s,
-                    box=tuple(float(v) for v in face.box),
-                    score=float(face.score),
-                    landmarks=np.asarray(face.landmarks, np.float32),
-                    frontalness=float(frontalness(face.landmarks)),
-                )
-                align_s += time.perf_counter() - t3
-                # A runner that fuses the next steps runs them (batching, inference) inside this
-                # yield, so the align timer stops before it: infer has its own.
-                yield key, crop
-            record.frames_analysed += 1
-            record.faces_detected += len(faces)
-            self._faces.inc(len(faces))
-            bar.update(1)
-        bar.close()
-        # Decoding ran in the prefetch thread, overlapping detection; this is its own time.
-        self._timers["decode"].update(int(frames.busy_s * 1000))
-        self._timers["detect"].update(int(detect_s * 1000))
-        self._timers["align"].update(int(align_s * 1000))
+        try:
+            for frame in frames:
+                t1 = time.perf_counter()
+                faces = [f for f in self._detector.detect(frame.image) if f.score >= min_score]
+                detect_s += time.perf_counter() - t1
+                for face in faces:
+                    t2 = time.perf_counter()
+                    crop = align_face(frame.image, face.landmarks, self._template, self._size)
+                    key = FaceKey(
+                        video_id=video.video_id,
+                        frame_index=frame.index,
+                        t_s=frame.t_s,
+                        box=tuple(float(v) for v in face.box),
+                        score=float(face.score),
+                        landmarks=np.asarray(face.landmarks, np.float32),
+                        frontalness=float(frontalness(face.landmarks)),
+                    )
+                    align_s += time.perf_counter() - t2
+                    # A runner that fuses the next steps runs them (batching, inference) inside
+                    # this yield, so the align timer stops before it: infer has its own.
+                    yield key, crop
+                record.frames_analysed += 1
+                record.faces_detected += len(faces)
+                self._faces.inc(len(faces))
+                bar.update(1)
+        finally:  # a video that fails part-way still reports the time it took
+            bar.close()
+            # Decoding ran in the prefetch thread, overlapping detection; this is its own time.
+            self._timers["decode"].update(int(frames.busy_s * 1000))
+            self._timers["detect"].update(int(detect_s * 1000))
+            self._timers["align"].update(int(align_s * 1000))
         record.frames_decoded = reader.info.frames_decoded
 
 

@@ -52,6 +52,8 @@ class ScoreResult:
     age_bias: float | None  # mean(predicted - true)
     mean_iou: float | None
     pairs: list[Pair] = field(default_factory=list)
+    fingerprint: str | None = None  # the analysed file's content fingerprint (videos table)
+    model_version: str | None = None  # the model the analysis used
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +98,12 @@ def load_truth(path: str | Path) -> dict:
         raise SimulationError(f"{p} is not JSON: {exc}") from None
     if not isinstance(truth, dict) or "clip" not in truth or "visitors" not in truth:
         raise SimulationError(f"{p} is not a truth file (needs 'clip' and 'visitors')")
+    if not isinstance(truth["clip"], dict) or not isinstance(truth["clip"].get("file"), str):
+        raise SimulationError(f"{p} is not a truth file (needs clip.file, the clip's file name)")
+    needed = ("id", "age", "gender")
+    for v in truth["visitors"] if isinstance(truth["visitors"], list) else [None]:
+        if not isinstance(v, dict) or any(k not in v for k in needed):
+            raise SimulationError(f"{p}: every visitor needs {', '.join(needed)}")
     return truth
 
 
@@ -129,21 +137,24 @@ def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
 
 
-def predicted_visitors(output: str | Path, clip_file: str) -> tuple[str | None, list[dict]]:
-    """The analysis' input path for ``clip_file`` and its visitor rows (via the DuckDB views)."""
+def predicted_visitors(output: str | Path, clip_file: str) -> tuple[dict, list[dict]]:
+    """The analysis of ``clip_file`` (its videos row: ``video``, ``fingerprint``,
+    ``model_version``) and its visitor rows, via the DuckDB views."""
     from reports.views import connect
 
     if not Path(output).is_dir():
         raise SimulationError(f"analysis output folder not found: {output}")
     con = connect(str(output))
-    videos = con.execute("SELECT video, status, error FROM videos").fetchall()
-    hits = [(v, s, e) for v, s, e in videos if _basename(v) == clip_file]
+    videos = con.execute(
+        "SELECT video, status, error, fingerprint, model_version FROM videos"
+    ).fetchall()
+    hits = [row for row in videos if _basename(row[0]) == clip_file]
     if not hits:
         raise SimulationError(f"{clip_file} is not among the videos analysed in {output}")
-    if len({v for v, _, _ in hits}) > 1:
-        names = ", ".join(sorted({v for v, _, _ in hits}))
+    if len({row[0] for row in hits}) > 1:
+        names = ", ".join(sorted({row[0] for row in hits}))
         raise SimulationError(f"{clip_file} matches several analysed videos: {names}")
-    video, status, error = hits[0]
+    video, status, error, fingerprint, model_version = hits[0]
     if status != "ok":
         raise SimulationError(f"the analysis of {video} failed: {error or status}")
     rows = con.execute(
@@ -152,7 +163,8 @@ def predicted_visitors(output: str | Path, clip_file: str) -> tuple[str | None, 
         [video],
     ).fetchall()
     cols = ("track_id", "start_s", "end_s", "age", "gender")
-    return video, [dict(zip(cols, r, strict=True)) for r in rows]
+    analysed = {"video": video, "fingerprint": fingerprint, "model_version": model_version}
+    return analysed, [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) -> ScoreResult:
@@ -161,7 +173,7 @@ def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) ->
         truth = load_truth(truth)
     clip = truth["clip"]["file"]
     true = [v for v in truth["visitors"] if v.get("enter_s") is not None]
-    video, pred = predicted_visitors(output, clip)
+    analysed, pred = predicted_visitors(output, clip)
     pairs = match(true, pred, min_iou)
     out_pairs = [
         Pair(
@@ -182,7 +194,7 @@ def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) ->
 
     return ScoreResult(
         clip=clip,
-        video=video,
+        video=analysed["video"],
         true_visitors=len(true),
         predicted_visitors=len(pred),
         count_error=len(pred) - len(true),
@@ -195,13 +207,19 @@ def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) ->
         age_bias=mean([p.pred_age - p.true_age for p in out_pairs]),
         mean_iou=mean([p.iou for p in out_pairs]),
         pairs=out_pairs,
+        fingerprint=analysed["fingerprint"],
+        model_version=analysed["model_version"],
     )
 
 
 def pool(results: list[ScoreResult]) -> dict:
-    """Totals over several clips' scores: counts summed, accuracy and errors over all matched
-    pairs (so a clip weighs by its visitors), the keys of :class:`ScoreResult` plus
-    ``gender_right`` and ``n_clips``."""
+    """Totals over several clips' scores: counts summed (``abs_count_error`` is the sum of each
+    clip's absolute count error), accuracy and errors over all matched pairs (so a clip weighs
+    by its visitors), ``gender_right`` and ``n_clips``. Each clip must appear once."""
+    clips = [r.clip for r in results]
+    if len(set(clips)) < len(clips):
+        dup = next(c for c in clips if clips.count(c) > 1)
+        raise SimulationError(f"{dup} is given more than once: pass each clip's truth once")
     pairs = [p for r in results for p in r.pairs]
     n = len(pairs)
 
@@ -242,6 +260,13 @@ def compare(a: list[ScoreResult], b: list[ScoreResult]) -> dict:
     """Two analyses of the same clips, visitor by visitor: the true visitors both matched, with
     :func:`model.metrics.paired_comparison` of their age errors and gender calls."""
     from model.metrics import paired_comparison
+
+    for ra, rb in zip(a, b, strict=True):
+        if ra.fingerprint != rb.fingerprint:
+            raise SimulationError(
+                f"the two analyses read different files named {ra.clip} ({ra.video} and "
+                f"{rb.video}): compare analyses of the same clips"
+            )
 
     def by_visitor(results):
         return {

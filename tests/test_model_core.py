@@ -145,6 +145,31 @@ def test_paired_tests_by_hand():
     assert "right only with old 1, only with new 1" in format_comparison(c, "old", "new")
     with pytest.raises(ValueError):
         paired_comparison([1, 2], [1], [True], [True])
+    # an unlabelled gender leaves the age pair in and the gender pair out
+    c = paired_comparison([2, 0, 6], [1, 1, 3], [True, True, True], [True, False, False],
+                          gender_known=[True, True, False])  # fmt: skip
+    assert c["n"] == 3 and c["mae_diff"] == pytest.approx(1.0)
+    assert c["gender_n"] == 2 and (c["gender_right_a"], c["gender_right_b"]) == (2, 1)
+    assert (c["gender_only_a"], c["gender_only_b"]) == (1, 0)
+
+
+def test_evaluate_compare_pairs_faces_by_path_and_ages_without_gender():
+    from jobs.evaluate import compare
+    from model.datasets import FaceRecord
+
+    def run(paths, genders, ages, probs):
+        records = [FaceRecord(p, 30, g) for p, g in zip(paths, genders, strict=True)]
+        labels = {"age": np.full(len(paths), 30), "gender": np.array(genders)}
+        pred = {"age": np.array(ages, float), "gender_prob": np.array(probs, float)}
+        return {"records": records, "labels": labels, "pred": pred}
+
+    # b read the faces in another order and lacks face "d"; face "c" has no gender label
+    a = run(["a", "b", "c", "d"], [0, 1, -1, 1], [32, 30, 40, 99], [0.2, 0.5, 0.9, 0.9])
+    b = run(["c", "b", "a"], [-1, 1, 0], [30, 27, 30], [0.1, 0.4, 0.7])
+    c = compare(a, b)
+    assert c["n"] == 3 and c["mae_a"] == pytest.approx(4.0) and c["mae_b"] == pytest.approx(1.0)
+    assert c["gender_n"] == 2  # a and b; P(female) 0.5 counts as female, as in gender_metrics
+    assert (c["gender_right_a"], c["gender_right_b"]) == (2, 0)
 
 
 def _high_freq(x: torch.Tensor) -> float:

@@ -169,13 +169,18 @@ def test_evaluate_cli_hand_computed(tmp_path):
     res = subprocess.run(cmd + args + ["--against", str(other)], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert res.returncode == 0, res.stderr
-    c = json.loads(out_json.read_text())["against"]
-    assert c["n"] == 4 and c["mae_b"] == pytest.approx(5.75, abs=1e-3)
+    against = json.loads(out_json.read_text())["against"]
+    assert against["model"] == str(other) and against["model_version"] == "test"
+    c = against["paired"]
+    assert c["n"] == 4 and c["gender_n"] == 4 and c["mae_b"] == pytest.approx(5.75, abs=1e-3)
     assert c["mae_diff"] == pytest.approx(-1.0, abs=1e-3)
     assert c["mae_p"] == pytest.approx(10 / 16, abs=0.01)  # 10 of the 16 sign patterns tie or beat
     assert (c["gender_right_a"], c["gender_right_b"]) == (3, 3)
     assert (c["gender_only_a"], c["gender_only_b"], c["gender_p"]) == (1, 1, 1.0)
     assert "right only with" in res.stdout
+    bad = subprocess.run(cmd + args + ["--against", str(tmp_path / "nope.onnx")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nope.onnx" in bad.stderr
     bad = subprocess.run(
         cmd + ["--model", str(tmp_path / "nope.onnx"), "--data", str(tmp_path)],
         cwd=ROOT,

@@ -420,6 +420,33 @@ def test_score_pools_clips_and_compares_two_analyses(analysis, tmp_path, capsys)
     assert paired["mae_p"] == pytest.approx(2 / 8, abs=0.01)
     assert "sign-flip p = 0.2" in text and "exact McNemar p = 1.000" in text
 
+    # the same clip twice, or another file of the same name, is refused
+    assert score_cli.main(["--truth", str(truth_file), str(truth_file), "--output", str(out)]) == 2
+    assert "sim.mp4 is given more than once" in capsys.readouterr().err
+    moved = tmp_path / "moved"
+    _write(moved, "visitors", "cam1", "v1", [_visitor_row(sim, "v9", "m1", *r) for r in rows])
+    _write(moved, "videos", "cam1", "v1", [dict(_video_row(sim, "v9", "m1", 2), fingerprint="f2")])
+    argv = ["--truth", str(truth_file), "--output", str(out), "--against", str(moved)]
+    assert score_cli.main(argv) == 2
+    assert "the two analyses read different files named sim.mp4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "truth",
+    [
+        {"clip": {}, "visitors": []},
+        {"clip": {"file": "sim.mp4"}, "visitors": [{"id": 1, "age": 30}]},
+        {"clip": {"file": "sim.mp4"}, "visitors": "none"},
+    ],
+)
+def test_score_refuses_a_malformed_truth_in_one_line(analysis, tmp_path, capsys, truth):
+    out, _ = analysis
+    bad = tmp_path / "bad.truth.json"
+    bad.write_text(json.dumps(truth))
+    assert score_cli.main(["--truth", str(bad), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.truth.json" in err
+
 
 def test_simulate_cli(tmp_path, faces_csv, capsys):
     out = tmp_path / "cli.mp4"
