@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         metavar="FILE",
         help="also write the scores as JSON here: the totals at the top level, each clip under "
-        "'clips', the other analysis' totals and the paired test under 'against'",
+        "'clips', the other analysis' totals and the paired test under 'against', each "
+        "visitor's photo and video readings under 'photos'",
     )
     p.add_argument(
         "--min-iou", type=float, default=0.1, help="least time IoU for a match (default 0.1)"
