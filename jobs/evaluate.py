@@ -137,7 +137,7 @@ def compare(a: dict, b: dict) -> dict:
     """Paired comparison of two models' ``predict`` runs over the faces both read (the same
     faces unless the models' metadata name different validation splits); gender over the faces
     whose gender is labelled."""
-    from model.metrics import paired_comparison
+    from model.metrics import paired_by_key
 
     def by_face(run):
         labels, pred = run["labels"], run["pred"]
@@ -147,16 +147,9 @@ def compare(a: dict, b: dict) -> dict:
         return {r.path: (err[i], right[i], known[i]) for i, r in enumerate(run["records"])}
 
     fa, fb = by_face(a), by_face(b)
-    common = sorted(fa.keys() & fb.keys())
-    if not common:
+    if not fa.keys() & fb.keys():
         raise UserError("the two models share no faces: their validation splits differ")
-    return paired_comparison(
-        [fa[k][0] for k in common],
-        [fb[k][0] for k in common],
-        [fa[k][1] for k in common],
-        [fb[k][1] for k in common],
-        [fa[k][2] for k in common],
-    )
+    return paired_by_key(fa, fb)
 
 
 def _pipeline_prepare(spec, crop: float):

@@ -179,6 +179,20 @@ def paired_comparison(err_a, err_b, right_a, right_b, gender_known=None) -> dict
     }
 
 
+def paired_by_key(a: dict, b: dict) -> dict:
+    """:func:`paired_comparison` over the keys two models share, from ``{key: (age error,
+    gender right[, gender known])}`` per model (the known flag, default True, is taken from
+    ``a``)."""
+    common = sorted(a.keys() & b.keys())
+    return paired_comparison(
+        [a[k][0] for k in common],
+        [b[k][0] for k in common],
+        [a[k][1] for k in common],
+        [b[k][1] for k in common],
+        [a[k][2] if len(a[k]) > 2 else True for k in common],
+    )
+
+
 def format_comparison(c: dict, name_a: str = "a", name_b: str = "b", unit: str = "faces") -> str:
     """Human-readable lines of ``paired_comparison`` output; ``unit`` names the items."""
     if not c["n"]:

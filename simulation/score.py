@@ -167,6 +167,21 @@ def predicted_visitors(output: str | Path, clip_file: str) -> tuple[dict, list[d
     return analysed, [dict(zip(cols, r, strict=True)) for r in rows]
 
 
+def pair_means(pairs: list[Pair]) -> dict:
+    """Gender accuracy, age MAE, age bias and mean IoU over matched pairs (None when none)."""
+    n = len(pairs)
+
+    def mean(xs):
+        return sum(xs) / n if n else None
+
+    return {
+        "gender_accuracy": mean([p.true_gender == p.pred_gender for p in pairs]),
+        "age_mae": mean([abs(p.pred_age - p.true_age) for p in pairs]),
+        "age_bias": mean([p.pred_age - p.true_age for p in pairs]),
+        "mean_iou": mean([p.iou for p in pairs]),
+    }
+
+
 def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) -> ScoreResult:
     """Compare the analysis in ``output`` with ``truth`` (a dict or a truth JSON path)."""
     if not isinstance(truth, dict):
@@ -188,10 +203,6 @@ def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) ->
         for i, j, iou in pairs
     ]
     n = len(out_pairs)
-
-    def mean(xs):
-        return sum(xs) / n if n else None
-
     return ScoreResult(
         clip=clip,
         video=analysed["video"],
@@ -202,10 +213,7 @@ def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) ->
         matched=n,
         unmatched_true=len(true) - n,
         unmatched_predicted=len(pred) - n,
-        gender_accuracy=mean([p.true_gender == p.pred_gender for p in out_pairs]),
-        age_mae=mean([abs(p.pred_age - p.true_age) for p in out_pairs]),
-        age_bias=mean([p.pred_age - p.true_age for p in out_pairs]),
-        mean_iou=mean([p.iou for p in out_pairs]),
+        **pair_means(out_pairs),
         pairs=out_pairs,
         fingerprint=analysed["fingerprint"],
         model_version=analysed["model_version"],
@@ -222,10 +230,6 @@ def pool(results: list[ScoreResult]) -> dict:
         raise SimulationError(f"{dup} is given more than once: pass each clip's truth once")
     pairs = [p for r in results for p in r.pairs]
     n = len(pairs)
-
-    def mean(xs):
-        return sum(xs) / n if n else None
-
     true = sum(r.true_visitors for r in results)
     predicted = sum(r.predicted_visitors for r in results)
     return {
@@ -238,10 +242,7 @@ def pool(results: list[ScoreResult]) -> dict:
         "unmatched_true": true - n,
         "unmatched_predicted": predicted - n,
         "gender_right": sum(p.true_gender == p.pred_gender for p in pairs),
-        "gender_accuracy": mean([p.true_gender == p.pred_gender for p in pairs]),
-        "age_mae": mean([abs(p.pred_age - p.true_age) for p in pairs]),
-        "age_bias": mean([p.pred_age - p.true_age for p in pairs]),
-        "mean_iou": mean([p.iou for p in pairs]),
+        **pair_means(pairs),
     }
 
 
@@ -259,7 +260,7 @@ def pooled_line(p: dict, label: str) -> str:
 def compare(a: list[ScoreResult], b: list[ScoreResult]) -> dict:
     """Two analyses of the same clips, visitor by visitor: the true visitors both matched, with
     :func:`model.metrics.paired_comparison` of their age errors and gender calls."""
-    from model.metrics import paired_comparison
+    from model.metrics import paired_by_key
 
     for ra, rb in zip(a, b, strict=True):
         if ra.fingerprint != rb.fingerprint:
@@ -276,13 +277,7 @@ def compare(a: list[ScoreResult], b: list[ScoreResult]) -> dict:
         }
 
     va, vb = by_visitor(a), by_visitor(b)
-    common = sorted(va.keys() & vb.keys())
-    out = paired_comparison(
-        [va[k][0] for k in common],
-        [vb[k][0] for k in common],
-        [va[k][1] for k in common],
-        [vb[k][1] for k in common],
-    )
+    out = paired_by_key(va, vb)
     out["matched_only_a"] = len(va.keys() - vb.keys())
     out["matched_only_b"] = len(vb.keys() - va.keys())
     return out
