@@ -53,7 +53,7 @@ setup(
     extras_require={"train": TRAIN, "dev": DEV},
     entry_points={
         "console_scripts": [
-            "kiosk-analyze=jobs.analyze:main",
+            "kiosk-analyze=jobs.analyze:cli",
             "kiosk-report=jobs.report:main",
         ]
     },

@@ -152,12 +152,21 @@ def _resolve_model(path: str) -> str:
     return str(candidate.resolve())
 
 
-def check_input(path: str) -> str:
+def check_input(path: str, extensions: tuple[str, ...]) -> str:
+    from pipelines.inputs import has_video_extension
+
     if "://" in path:
         return path
     if not any(c in path for c in "*?[") and not Path(path).exists():
         raise UserError(f"input not found: {path}")
-    return str(Path(path).resolve()) if not any(c in path for c in "*?[") else path
+    if Path(path).is_file() and not has_video_extension(path, extensions):
+        raise UserError(
+            f"{path} does not have a video extension ({', '.join(extensions)}); "
+            "add its extension to input.extensions in a --config file"
+        )
+    # Globs too: the path is the video's identity in the tables, so one file reached by a
+    # relative glob and by its folder must be the same row.
+    return str(Path(path).resolve())
 
 
 def prepare_output(path: str) -> str:
@@ -189,18 +198,20 @@ def clear_temporaries(output: str) -> int:
 def read_manifest(output: str) -> dict:
     """What the output already holds, per input path: the incremental run's memory."""
     from pipelines.analyze import ManifestEntry
-    from reports.views import connect
+    from reports.views import TablesError, connect, fetch
 
     if "://" in output:
         return {}
-    rows = (
-        connect(output)
-        .execute(
-            "SELECT video, size_bytes, epoch_us(mtime) / 1e6, fingerprint, model_version, status, "
-            "date, camera FROM videos"
-        )
-        .fetchall()
+    sql = (
+        "SELECT video, size_bytes, epoch_us(mtime) / 1e6, fingerprint, model_version, status, "
+        "date, camera FROM videos"
     )
+    try:
+        rows = fetch(connect(output), sql)
+    except TablesError as e:
+        raise UserError(
+            f"cannot read the tables already in {output} (move that file away): {e}"
+        ) from None
     return {r[0]: ManifestEntry(*r[1:]) for r in rows}
 
 
@@ -230,11 +241,15 @@ def pipeline_options(settings, extra: list[str]):
     try:
         with contextlib.redirect_stderr(usage):
             options = PipelineOptions(flags)
-            options.get_all_options()  # Beam parses lazily: a bad value would stop it mid-run
-        return options
+            known = options.get_all_options()  # Beam parses lazily: a bad value would stop it
+            unknown = set(options.get_all_options(retain_unknown_options=True)) - set(known)
     except SystemExit:
         reason = (usage.getvalue().strip().splitlines() or [""])[-1].split("error: ")[-1]
         raise UserError(f"invalid Beam options {' '.join(extra)}: {reason}") from None
+    if unknown:  # a typo of our own flags (--forse) must not run silently as something else
+        names = ", ".join(f"--{n}" for n in sorted(unknown))
+        raise UserError(f"unknown option {names}; see --help (Beam options are passed through)")
+    return options
 
 
 def make_runner(settings, options):
@@ -260,42 +275,42 @@ def make_runner(settings, options):
     )
 
 
-def summarise(output: str, run_id: str, wall_s: float, result) -> dict:
-    from reports.views import connect
+def summarise(
+    input_path: str, output: str, run_id: str, wall_s: float, result, tables: list[str]
+) -> dict:
+    """The run's figures from Beam's counters (any runner, any output filesystem); the failed
+    videos' errors from the videos table where the output is local."""
+    from reports.views import connect, fetch
 
-    con = connect(output)
-    row = con.execute(
-        "SELECT count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed'), "
-        "coalesce(sum(visitors), 0), coalesce(sum(duration_s) FILTER (status = 'ok'), 0) "
-        "FROM videos WHERE run_id = ?",
-        [run_id],
-    ).fetchone()
-    failed = con.execute(
-        "SELECT video, error FROM videos WHERE run_id = ? AND status = 'failed' ORDER BY video",
-        [run_id],
-    ).fetchall()
     counters, stages_ms = {}, {}
-    if result is not None:
-        metrics = result.metrics().query()
-        for c in metrics["counters"]:
-            counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + c.committed
-        for d in metrics["distributions"]:
-            name = d.key.metric.name
-            if name.endswith("_ms"):
-                stages_ms[name[:-3]] = stages_ms.get(name[:-3], 0) + d.committed.sum
-            elif name == "inference_batch_latency_micro_secs":
-                stages_ms["infer"] = stages_ms.get("infer", 0) + d.committed.sum // 1000
+    metrics = result.metrics().query()
+    for c in metrics["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + (value or 0)
+    for d in metrics["distributions"]:
+        name = d.key.metric.name
+        if name.endswith("_ms"):
+            stages_ms[name[:-3]] = stages_ms.get(name[:-3], 0) + d.committed.sum
+        elif name == "inference_batch_latency_micro_secs":
+            stages_ms["infer"] = stages_ms.get("infer", 0) + d.committed.sum // 1000
+    failed = []
+    if "://" not in output:
+        sql = "SELECT video, error FROM videos WHERE run_id = ? AND status = 'failed' ORDER BY 1"
+        failed = fetch(connect(output), sql, [run_id])
+    video_s = counters.get("video_ms", 0) / 1000
     return {
         "run_id": run_id,
-        "videos_ok": row[0],
-        "videos_failed": row[1],
+        "videos_ok": counters.get("videos_ok", 0),
+        "videos_failed": counters.get("videos_failed", 0),
         "videos_unchanged": counters.get("videos_unchanged", 0),
         "videos_outside_dates": counters.get("videos_outside_dates", 0),
-        "visitors": int(row[2]),
-        "video_seconds": round(float(row[3]), 1),
+        "visitors": counters.get("visitors", 0),
+        "video_seconds": round(video_s, 1),
         "wall_seconds": round(wall_s, 1),
-        "video_seconds_per_second": round(float(row[3]) / wall_s, 2) if wall_s else None,
+        "video_seconds_per_second": round(video_s / wall_s, 2) if wall_s else None,
+        "input": input_path,
         "output": output,
+        "tables": tables,
         "stages_ms": stages_ms,
         "failed": [{"video": v, "error": e} for v, e in failed],
     }
@@ -310,12 +325,15 @@ def print_summary(summary: dict) -> None:
     )
     for f in s["failed"]:
         print(f"  failed: {f['video']}: {f['error']}")
+    seen = ("videos_ok", "videos_failed", "videos_unchanged", "videos_outside_dates")
+    if not any(s[k] for k in seen):  # a dead mount or a wrong glob must not look like a quiet night
+        print(f"warning: no videos found under {s['input']}", file=sys.stderr)
     print(
         f"visitors: {s['visitors']}; video {s['video_seconds']:.0f} s in {s['wall_seconds']:.0f} s "
         f"wall ({s['video_seconds_per_second']} video-seconds per second)"
     )
-    print(f"tables in {s['output']}/ (videos, visitors, detections)")
-    scalars = {k: v for k, v in s.items() if k not in ("failed", "stages_ms")}
+    print(f"tables in {s['output']}/ ({', '.join(s['tables'])})")
+    scalars = {k: v for k, v in s.items() if k not in ("failed", "stages_ms", "tables")}
     print(json.dumps(scalars, sort_keys=True))
 
 
@@ -329,7 +347,7 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
     from pipelines.predictions import ModelFileError, load_model_spec
 
     settings = load_settings(args)
-    input_path = check_input(args.input)
+    input_path = check_input(args.input, settings.input.extensions)
     try:
         spec = load_model_spec(settings.model.path)
     except ModelFileError as e:
@@ -367,7 +385,8 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
         analyze.build(pipeline, input_path, settings, spec, run, manifest)
         result = pipeline.run()
         result.wait_until_finish()
-        return summarise(output, run_id, time.perf_counter() - started, result)
+        tables = ["videos", "visitors"] + (["detections"] if settings.output.detections else [])
+        return summarise(input_path, output, run_id, time.perf_counter() - started, result, tables)
     finally:
         if lock:
             lock.release()
@@ -381,5 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_SOME_FAILED if summary["videos_failed"] else EXIT_OK
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script ``kiosk-analyze``: user errors as one line and exit code 2."""
     sys.exit(run(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -73,6 +75,18 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger("apache_beam").setLevel(logging.ERROR)
         for noisy in ("absl", "grpc", "matplotlib", "PIL"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def check_writable(path: str, folder: bool = False) -> None:
+    """Fail now, not after the work, when an output file (``folder``: an output folder) cannot
+    be written; creates the folder it goes in."""
+    target = Path(path) if folder else Path(path).parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}") from None
+    if not os.access(target, os.W_OK):
+        raise UserError(f"cannot write {path}: permission denied")
 
 
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import sys
 from datetime import date, timedelta
 
 from jobs import analyze, report
-from jobs.cli import EXIT_USAGE, ArgumentParser, run
+from jobs.cli import EXIT_OK, EXIT_SOME_FAILED, ArgumentParser, check_writable, run
 
 
 def parse_args(argv):
@@ -42,11 +42,13 @@ def parse_args(argv):
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
     day = args.date or date.today() - timedelta(days=1)
+    if args.report_out:  # checked before the night's analysis, not after it
+        check_writable(args.report_out, folder=True)
     code = run(
         analyze.main,
         ["--input", args.input, "--output", args.output, "--date", day.isoformat(), *extra],
     )
-    if code == EXIT_USAGE:
+    if code not in (EXIT_OK, EXIT_SOME_FAILED):  # nothing done, or interrupted: no reports
         return code
     report_args = [
         "--data",

@@ -20,7 +20,7 @@ import duckdb
 from jobs.cli import EXIT_OK, EXIT_USAGE, ArgumentParser
 from jobs.cli import EXIT_SOME_FAILED as EXIT_FAILED
 from reports import render, runner
-from reports.views import connect
+from reports.views import TablesError, connect, first_line
 
 DESCRIPTION = """\
 Run the DuckDB SQL reports over the Parquet tables of an analysis output folder (read in place
@@ -192,9 +192,8 @@ def run(args: argparse.Namespace) -> int:
             results[report.name] = (report, runner.run_report(con, report, params))
         except runner.ReportError as exc:
             return _fail(EXIT_USAGE, str(exc))
-        except duckdb.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return _fail(EXIT_FAILED, f"report {report.name} failed: {first}")
+        except (duckdb.Error, TablesError) as exc:
+            return _fail(EXIT_FAILED, f"report {report.name} failed: {first_line(exc)}")
 
     context = {
         "data": str(data),

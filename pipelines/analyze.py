@@ -220,6 +220,11 @@ class AnalyseVideo(beam.DoFn):
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
             record.status, record.error = STATUS_FAILED, f"{type(e).__name__}: {reason}"[:300]
         record.seconds = time.perf_counter() - started
+        if record.status == STATUS_FAILED and not _date_wanted(record.start_time.date(), self._run):
+            # Dated by name or mtime only: outside the run's dates it is not this run's failure
+            # (a nightly --since run must not retry and report an old broken file every night).
+            self._not_dated.inc()
+            return
         if record.status == STATUS_FAILED:
             log.warning("%s: failed: %s", video.path, record.error)
         yield beam.pvalue.TaggedOutput(self.RECORDS, (video.video_id, record))
@@ -315,14 +320,16 @@ class PublishVideo(beam.DoFn):
         self._run = run
         self._manifest = manifest
         self._timers = {n: Metrics.distribution(NAMESPACE, f"{n}_ms") for n in ("track", "write")}
-        self._visitors = Metrics.counter(NAMESPACE, "visitors")
+        # The run's summary comes from these counters, so it holds for output on any filesystem.
+        self._counts = {
+            n: Metrics.counter(NAMESPACE, n)
+            for n in ("visitors", "videos_ok", "videos_failed", "video_ms")
+        }
 
     def process(self, element):
         video_id, grouped = element
-        records = list(grouped["records"])
-        if not records:  # filtered out by date after its faces were emitted: nothing to publish
-            return
-        record: VideoRecord = records[0]
+        # Faces are only emitted once the video's date is wanted, so every group has its record.
+        record: VideoRecord = next(iter(grouped["records"]))
         started = time.perf_counter()
         observations = list(grouped["faces"]) if record.status == STATUS_OK else []
         tracks = track_faces(observations, self._settings.tracker)
@@ -354,7 +361,12 @@ class PublishVideo(beam.DoFn):
         if previous and (previous.date, previous.camera) != (day, camera):
             remove_video(out, previous.date, previous.camera, video_id)  # moved partitions
         self._timers["write"].update(int((time.perf_counter() - t_tracked) * 1000))
-        self._visitors.inc(len(kept))
+        self._counts["visitors"].inc(len(kept))
+        if record.status == STATUS_OK:
+            self._counts["videos_ok"].inc()
+            self._counts["video_ms"].inc(round((row["duration_s"] or 0) * 1000))
+        else:
+            self._counts["videos_failed"].inc()
         # One plain line per video, printed by whichever worker process published it.
         outcome = (
             f"{len(kept)} visitors" if record.status == STATUS_OK else f"failed: {record.error}"

@@ -14,6 +14,29 @@ import pyarrow as pa
 from schemas import TABLES
 
 
+class TablesError(Exception):
+    """The output's Parquet files cannot be read: a damaged, half-copied or foreign file."""
+
+
+# What DuckDB raises for a file it cannot read as Parquet (other errors are ours: bugs).
+_UNREADABLE = (duckdb.IOException, duckdb.InvalidInputException)
+
+
+def first_line(error: Exception) -> str:
+    """DuckDB's messages run to several lines (SQL excerpts); the first says what and where."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
+    """A query's rows over the views; an unreadable file under the output raises TablesError
+    with DuckDB's first line (which names the file)."""
+    try:
+        return con.execute(sql, params or []).fetchall()
+    except _UNREADABLE as e:
+        raise TablesError(first_line(e)) from None
+
+
 def table_glob(output: str, table: str) -> str:
     return f"{str(output).rstrip('/')}/{table}/**/*.parquet"
 
@@ -34,8 +57,15 @@ def _raw_relation(con: duckdb.DuckDBPyConnection, output: str, table: str) -> st
 
 
 def connect(output: str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection with views ``videos``, ``visitors`` and ``detections`` over ``output``."""
-    con = con or duckdb.connect()
+    """A connection with views ``videos``, ``visitors`` and ``detections`` over ``output``;
+    TablesError when a file under it cannot be read."""
+    try:
+        return _create_views(output, con or duckdb.connect())
+    except _UNREADABLE as e:
+        raise TablesError(first_line(e)) from None
+
+
+def _create_views(output: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     columns = {t: ", ".join(f'"{f.name}"' for f in schema) for t, schema in TABLES.items()}
     con.execute(
         f"""

@@ -140,14 +140,15 @@ def _basename(path: str) -> str:
 def predicted_visitors(output: str | Path, clip_file: str) -> tuple[dict, list[dict]]:
     """The analysis of ``clip_file`` (its videos row: ``video``, ``fingerprint``,
     ``model_version``) and its visitor rows, via the DuckDB views."""
-    from reports.views import connect
+    from reports.views import TablesError, connect, fetch
 
     if not Path(output).is_dir():
         raise SimulationError(f"analysis output folder not found: {output}")
-    con = connect(str(output))
-    videos = con.execute(
-        "SELECT video, status, error, fingerprint, model_version FROM videos"
-    ).fetchall()
+    try:
+        con = connect(str(output))
+        videos = fetch(con, "SELECT video, status, error, fingerprint, model_version FROM videos")
+    except TablesError as e:
+        raise SimulationError(f"cannot read the tables in {output}: {e}") from None
     hits = [row for row in videos if _basename(row[0]) == clip_file]
     if not hits:
         raise SimulationError(f"{clip_file} is not among the videos analysed in {output}")
@@ -157,11 +158,14 @@ def predicted_visitors(output: str | Path, clip_file: str) -> tuple[dict, list[d
     video, status, error, fingerprint, model_version = hits[0]
     if status != "ok":
         raise SimulationError(f"the analysis of {video} failed: {error or status}")
-    rows = con.execute(
+    sql = (
         "SELECT track_id, start_s, end_s, age, gender FROM visitors WHERE video = ? "
-        "ORDER BY start_s, track_id",
-        [video],
-    ).fetchall()
+        "ORDER BY start_s, track_id"
+    )
+    try:
+        rows = fetch(con, sql, [video])
+    except TablesError as e:
+        raise SimulationError(f"cannot read the tables in {output}: {e}") from None
     cols = ("track_id", "start_s", "end_s", "age", "gender")
     analysed = {"video": video, "fingerprint": fingerprint, "model_version": model_version}
     return analysed, [dict(zip(cols, r, strict=True)) for r in rows]

@@ -118,11 +118,15 @@ def test_date_selection(tiny_model, tmp_path):
     root = tmp_path / "v"
     write_clip(root / "cam" / "20261121_235959.mp4", seconds=1, fps=10)
     write_clip(root / "cam" / "20261122_000001.mp4", seconds=1, fps=10)
+    (root / "cam" / "20261001_120000.mp4").write_text("an old broken recording")
     out = tmp_path / "out"
+    # The old broken file is outside the dates: not this run's failure, so the run is clean.
     assert run_job(tiny_model, root, out, "--date", "2026-11-22") == 0
     assert [r[0] for r in videos(out)] == ["20261122_000001.mp4"]
     assert run_job(tiny_model, root, out, "--since", "2026-11-01") == 0
     assert len(videos(out)) == 2
+    assert run_job(tiny_model, root, out, "--since", "2026-10-01") == 1
+    assert [r[2] for r in videos(out)] == ["failed", "ok", "ok"]
 
 
 @pytest.mark.parametrize(
@@ -135,6 +139,7 @@ def test_date_selection(tiny_model, tmp_path):
         (["--fps", "nan"], "--fps must be a positive number"),
         (["--config", "/nonexistent.yaml"], "cannot read config"),
         (["--direct_num_workers=abc"], "invalid Beam options --direct_num_workers=abc: argument"),
+        (["--forse"], "unknown option --forse"),
     ],
 )
 def test_configuration_errors_exit_2_with_one_line(tiny_model, tmp_path, capsys, extra, message):
@@ -153,6 +158,51 @@ def test_configuration_errors_exit_2_with_one_line(tiny_model, tmp_path, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0]
     assert not (tmp_path / "o" / "videos").exists()
+
+
+def test_a_relative_glob_and_its_folder_are_one_video(tiny_model, tmp_path, monkeypatch, capsys):
+    write_clip(tmp_path / "v" / "cam" / "a.mp4", seconds=1, fps=10)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert run_job(tiny_model, "v/cam/*.mp4", out) == 0
+    assert run_job(tiny_model, tmp_path / "v", out) == 0
+    assert "0 videos: 0 ok, 0 failed; 1 unchanged since the last run" in capsys.readouterr().out
+    assert len(list((out / "videos").rglob("*.parquet"))) == 1
+
+
+def test_non_video_input_no_videos_and_a_damaged_table_file(tiny_model, tmp_path, capsys):
+    write_clip(tmp_path / "v" / "a.mp4", seconds=1, fps=10)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
+    out = tmp_path / "out"
+
+    def refused(inp) -> str:
+        argv = ["--input", str(inp), "--output", str(out), "--model", str(tiny_model)]
+        assert run_cli(analyze.main, [*argv, "--workers", "1", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        return err[0]
+
+    assert "does not have a video extension" in refused(notes)
+    (tmp_path / "empty").mkdir()
+    assert run_job(tiny_model, tmp_path / "empty", out) == 0
+    assert "warning: no videos found under" in capsys.readouterr().err
+    damaged = out / "videos" / "date=2024-01-01" / "camera=x" / "damaged.parquet"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text("junk")
+    err = refused(tmp_path / "v")
+    assert "cannot read the tables already in" in err and "damaged.parquet" in err
+
+
+def test_the_console_script_gives_one_line_errors(monkeypatch, capsys):
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="kiosk-analyze")
+    monkeypatch.setattr("sys.argv", ["kiosk-analyze", "--input", "/nonexistent/videos"])
+    with pytest.raises(SystemExit) as exit_:
+        script.load()()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "error: input not found: /nonexistent/videos\n"
 
 
 def test_wrong_model_file_and_unwritable_output(tmp_path, capsys):
@@ -258,6 +308,11 @@ def test_nightly_analyses_one_day_and_reports_it(tiny_model, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "daily_summary" in printed.lower() or "daily summary" in printed.lower()
     assert "2026-11-22" in printed
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["--input", str(root), "--output", str(out), "--report-out", str(blocker / "r")]
+    assert run_cli(nightly.main, argv) == 2  # refused before the night is analysed
+    assert "cannot write" in capsys.readouterr().err
 
 
 def test_worker_processes_give_the_same_rows_quietly(tmp_path, capfd):
