@@ -40,11 +40,17 @@ def _zone_exists(name: str) -> bool:
     return True
 
 
+TIME_GROUPS = ("Y", "m", "d", "H", "M", "S")  # the named groups a start-time pattern must have
+
+
 def _regex_error(pattern: str) -> str | None:
     try:
-        re.compile(pattern)
+        groups = re.compile(pattern).groupindex
     except re.error as e:
         return str(e)
+    missing = [g for g in TIME_GROUPS if g not in groups]
+    if missing:  # it would never give a time, silently leaving every video to metadata or mtime
+        return f"it lacks the named groups {', '.join(f'(?P<{g}>...)' for g in missing)}"
     return None
 
 
@@ -57,7 +63,7 @@ class InputSettings:
     def __post_init__(self):
         _require(len(self.extensions) > 0, "input.extensions: list at least one file extension")
         error = _regex_error(self.start_time_pattern)
-        _require(error is None, f"input.start_time_pattern is not a valid regex: {error}")
+        _require(error is None, f"input.start_time_pattern is not a usable regex: {error}")
         _require(
             _zone_exists(self.timezone),
             f"input.timezone: unknown time zone {self.timezone!r} (an IANA name such as "
@@ -196,8 +202,11 @@ def _read_yaml(path: Path) -> dict:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as e:
         raise SettingsError(f"cannot read config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise SettingsError(f"config {path} is not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # one line: the parser's problem and where, not its excerpt
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise SettingsError(f"config {path} is not valid YAML: {problem}{where}") from None
     if not isinstance(data, dict):
         raise SettingsError(f"config {path} must be a mapping of sections")
     return data
