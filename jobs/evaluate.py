@@ -22,45 +22,35 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.cli import ArgumentParser, UserError, one_line_warnings
+from jobs.cli import ArgumentParser, UserError, check_writable, one_line_warnings, setup_logging
 
 
 def open_model(path: str, threads: int):
-    import onnxruntime as ort
+    """An ONNX Runtime session and the spec of a face model file, checked as the pipeline
+    checks it."""
+    from pipelines.predictions import ModelFileError, open_session, read_spec
 
-    from schemas.model_file import INPUT_NAME, REQUIRED_OUTPUTS, ModelSpec
-
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).is_file():
         raise UserError(f"model not found: {path}")
     try:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types
-        raise UserError(f"cannot load ONNX model {path}: {str(e).splitlines()[0]}") from e
-    try:
-        spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
-    except (ValueError, KeyError) as e:
-        raise UserError(f"{path} is not a kiosk age/gender model: {e}") from e
-    outputs = {o.name for o in sess.get_outputs()}
-    missing = [n for n in REQUIRED_OUTPUTS if n not in outputs]
-    if missing or sess.get_inputs()[0].name != INPUT_NAME:
-        raise UserError(f"{path} lacks the outputs {missing} or the input '{INPUT_NAME}'")
-    return sess, spec
+        sess = open_session(path, threads)
+        return sess, read_spec(sess, path)
+    except ModelFileError as e:
+        raise UserError(str(e)) from None
 
 
 def run_model(sess, spec, images: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
-    from model.preprocess import normalize
-    from schemas.model_file import INPUT_NAME
+    """``age`` and ``gender_prob`` of every image (N x S x S x 3 RGB uint8), as the pipeline
+    predicts them."""
+    from pipelines.predictions import predict
 
-    names = ["age", "gender_prob"]
-    out: dict[str, list] = {n: [] for n in names}
-    for i in range(0, len(images), batch):
-        x = normalize(images[i : i + batch], spec.mean, spec.std)
-        for n, v in zip(names, sess.run(names, {INPUT_NAME: x}), strict=True):
-            out[n].append(v)
-    return {n: np.concatenate(v) if v else np.zeros(0, np.float32) for n, v in out.items()}
+    preds = [
+        p for i in range(0, len(images), batch) for p in predict(sess, spec, images[i : i + batch])
+    ]
+    return {
+        "age": np.array([p.age for p in preds], np.float32),
+        "gender_prob": np.array([p.gender_prob for p in preds], np.float32),
+    }
 
 
 def predict(sess, spec, args) -> dict:
@@ -156,25 +146,21 @@ def _pipeline_prepare(spec, crop: float):
     """Feed chips as the video pipeline does: MTCNN landmarks on the (border-padded) chip, then a
     similarity warp onto the model's crop template. Chips without a detection fall back to the
     training preprocessing and are counted."""
-    import cv2
-
     from model.preprocess import prepare_chip
     from pipelines.crops import align_face
-    from pipelines.faces import MtcnnDetector
+    from pipelines.faces import MtcnnDetector, face_on_chip
 
     detector = MtcnnDetector(min_face_px=40, threads=2)
     template = np.asarray(spec.crop_template, np.float64)
     stats = {"aligned": 0, "fallback": 0}
 
     def prepare(rgb: np.ndarray) -> np.ndarray:
-        pad = int(round(0.25 * max(rgb.shape[:2])))
-        padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        faces = detector.detect(padded)
-        if not faces:
+        padded, face, _ = face_on_chip(detector, rgb)
+        if face is None:
             stats["fallback"] += 1
             return prepare_chip(rgb, spec.input_size, crop)
         stats["aligned"] += 1
-        return align_face(padded, faces[0].landmarks, template, spec.input_size)
+        return align_face(padded, face.landmarks, template, spec.input_size)
 
     return prepare, stats
 
@@ -250,11 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     one_line_warnings()
+    setup_logging()  # Beam's import-time notes (pipelines modules) filtered as in every job
 
     from model.datasets import DataError
     from model.metrics import format_comparison, format_report
 
     try:
+        if args.json:  # checked before the evaluation, not after it
+            check_writable(args.json)
+        if args.plots:
+            check_writable(args.plots, folder=True)
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             metrics = evaluate(args)
@@ -265,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     if "against" in metrics:
         print(format_comparison(metrics["against"]["paired"], args.model, args.against))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=1))
     return 0
 

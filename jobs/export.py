@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 import sys
 import time
 import warnings
@@ -23,35 +24,20 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.cli import ArgumentParser, UserError, one_line_warnings
+from jobs.cli import ArgumentParser, UserError, one_line_warnings, setup_logging
 
 
-def detect_chip_landmarks(chips: list[np.ndarray], pad: float = 0.25) -> np.ndarray:
-    """Landmarks (M, 5, 2) in chip pixels of the best face found on each chip (chips where no
-    face is found are left out). Chips are padded with a replicated border first because MTCNN
-    misses faces that fill the whole image."""
-    import cv2
-
-    from pipelines.faces import MtcnnDetector
+def detect_chip_landmarks(chips: list[np.ndarray]) -> np.ndarray:
+    """Landmarks (M, 5, 2) in chip pixels of the face found on each chip (chips where no face is
+    found are left out)."""
+    from pipelines.faces import MtcnnDetector, face_on_chip
 
     detector = MtcnnDetector(min_face_px=40, threads=1)
     out = []
     for chip in chips:
-        h, w = chip.shape[:2]
-        p = int(round(pad * max(h, w)))
-        img = cv2.copyMakeBorder(chip, p, p, p, p, cv2.BORDER_REPLICATE)
-        faces = detector.detect(img)
-        if not faces:
-            continue
-        # the face nearest the chip centre among the confident ones
-        cx, cy = img.shape[1] / 2, img.shape[0] / 2
-        best = min(
-            faces[:3],
-            key=lambda f: (
-                ((f.box[0] + f.box[2]) / 2 - cx) ** 2 + ((f.box[1] + f.box[3]) / 2 - cy) ** 2
-            ),
-        )
-        out.append(np.asarray(best.landmarks, np.float64) - p)
+        _, face, offset = face_on_chip(detector, chip)
+        if face is not None:
+            out.append(np.asarray(face.landmarks, np.float64) - offset)
     return np.asarray(out, np.float64).reshape(-1, 5, 2)
 
 
@@ -112,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     one_line_warnings()
+    setup_logging()  # Beam's import-time notes (pipelines modules) filtered as in every job
 
     ckpt_paths = [Path(run) / "final.pt" for run in args.run]
     for ckpt_path in ckpt_paths:
@@ -150,7 +137,15 @@ def load_members(ckpt_paths: list[Path]):
     from model.export import load_checkpoint
     from model.network import Ensemble, OtherInput
 
-    loaded = [load_checkpoint(p) for p in ckpt_paths]
+    loaded = []
+    for path in ckpt_paths:
+        try:
+            loaded.append(load_checkpoint(path))
+        except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(
+                f"{path} is not a training checkpoint of this project: {reason}"
+            ) from None
     first = loaded[0][1]
     heads = first["config"]["model"]["heads"]
     members = [loaded[0][0]]

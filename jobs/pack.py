@@ -14,9 +14,8 @@ from __future__ import annotations
 import io
 import sys
 import tarfile
-from pathlib import Path
 
-from jobs.cli import ArgumentParser, one_line_warnings
+from jobs.cli import ArgumentParser, UserError, check_writable, one_line_warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     if not datasets.is_tar(args.out):
         print("error: --out must end in .tar, .tar.gz or .tgz", file=sys.stderr)
         return 2
+    if not 16 <= args.size <= 1024 or not 1 <= args.quality <= 100:
+        print("error: --size must be 16-1024 px and --quality 1-100", file=sys.stderr)
+        return 2
+    try:  # before the chips are loaded, not after
+        check_writable(args.out)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         records = datasets.scan_utkface(args.data)
         # prepare_chip at crop 1.0: the centred square, as training reads a chip
@@ -44,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     params = [cv2.IMWRITE_WEBP_QUALITY, args.quality]
     mode = "w" if args.out.endswith(".tar") else "w:gz"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(args.out, mode) as tar:
         for record, image, good in zip(records, images, ok, strict=True):
             if not good:

@@ -15,7 +15,7 @@ import json
 import sys
 import warnings
 
-from jobs.cli import ArgumentParser, UserError, one_line_warnings
+from jobs.cli import ArgumentParser, UserError, one_line_warnings, setup_logging
 from simulation import SimulationError
 
 
@@ -175,6 +175,7 @@ def run(args) -> tuple[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     one_line_warnings()
+    setup_logging()  # Beam's import-time notes (pipelines modules) filtered as in every job
     try:
         text, data = run(args)
         if args.json:

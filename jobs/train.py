@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import sys
 import time
+from pathlib import Path
 
 from jobs.cli import ArgumentParser, one_line_warnings
 
@@ -80,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg["seed"] = args.seed
     if args.time_budget_min is not None:
         cfg["train"]["time_budget_min"] = args.time_budget_min
+
+    try:  # before the data are loaded: a run folder that cannot be written fails now
+        Path(args.run_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: cannot create --run-dir {args.run_dir}: {e.strerror}", file=sys.stderr)
+        return 2
 
     def log(msg: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)

@@ -31,7 +31,13 @@ from model.network import build_model, count_flops, count_params, load_pretraine
 
 def load_config(path: str | Path) -> dict:
     with open(path) as f:
-        cfg = yaml.safe_load(f)
+        try:
+            cfg = yaml.safe_load(f)
+        except yaml.YAMLError as e:  # one line: the parser's problem and where
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            problem = getattr(e, "problem", None) or type(e).__name__
+            raise ValueError(f"{path} is not valid YAML: {problem}{where}") from None
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: not a YAML mapping")
     return cfg

@@ -93,6 +93,28 @@ class FaceDetector(Protocol):
         ...
 
 
+def face_on_chip(
+    detector: FaceDetector, chip: np.ndarray, pad: float = 0.25
+) -> tuple[np.ndarray, Face | None, int]:
+    """The face a face chip (a photo cropped around one face) shows: ``(padded, face, offset)``.
+
+    The chip is padded by ``pad`` of its side with a replicated border, because MTCNN misses
+    faces that fill the whole image; ``face`` is in the padded image's pixels (``offset`` to
+    subtract for chip pixels): the one nearest the centre among the three most confident, so a
+    neighbour cut by the chip's edge is not taken; None when no face is found."""
+    offset = int(round(pad * max(chip.shape[:2])))
+    padded = cv2.copyMakeBorder(chip, offset, offset, offset, offset, cv2.BORDER_REPLICATE)
+    faces = detector.detect(padded)
+    if not faces:
+        return padded, None, offset
+    cx, cy = padded.shape[1] / 2, padded.shape[0] / 2
+    face = min(
+        faces[:3],
+        key=lambda f: ((f.box[0] + f.box[2]) / 2 - cx) ** 2 + ((f.box[1] + f.box[3]) / 2 - cy) ** 2,
+    )
+    return padded, face, offset
+
+
 # --------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, Callable[..., FaceDetector]] = {}

@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from apache_beam.ml.inference.base import ModelHandler
 
+from model.preprocess import normalize
 from pipelines.inputs import read_bytes
 from schemas.model_file import INPUT_NAME, REQUIRED_OUTPUTS, ModelSpec
 
@@ -72,13 +73,6 @@ def load_model_spec(path: str) -> ModelSpec:
     return read_spec(open_session(path), path)
 
 
-def preprocess(crops: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
-    """RGB uint8 crops (N of S x S x 3) → normalised float32 NCHW, as the model was trained."""
-    batch = np.stack(crops).astype(np.float32) * (1.0 / 255.0)
-    batch = (batch - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-
-
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
@@ -89,7 +83,11 @@ def predict(session: ort.InferenceSession, spec: ModelSpec, crops: Sequence[np.n
     """Run one batch of crops; returns one FacePrediction per crop."""
     names = [o.name for o in session.get_outputs()]
     values = dict(
-        zip(names, session.run(names, {INPUT_NAME: preprocess(crops, spec)}), strict=True)
+        zip(
+            names,
+            session.run(names, {INPUT_NAME: normalize(crops, spec.mean, spec.std)}),
+            strict=True,
+        )
     )
     age_probs = _softmax(values["age_logits"]).astype(np.float32)
     extra_heads = [n[: -len("_logits")] for n in names if n.endswith("_logits")]

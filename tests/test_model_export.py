@@ -394,3 +394,35 @@ def test_train_cli_refuses_a_missing_init_checkpoint_in_one_line(tmp_path, capsy
     assert train_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot fine-tune from" in err and "none.pt" in err
+
+
+def test_train_and_export_user_errors_are_one_line(tmp_path, capsys):
+    from jobs import export
+    from jobs import train as train_cli
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [\n")
+    data = ["--data", str(tmp_path / "absent")]
+    assert train_cli.main(["--config", str(broken), *data, "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not valid YAML" in err and "(line 2)" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    config = ["--config", str(ROOT / "config" / "train.yaml")]
+    assert train_cli.main([*config, *data, "--run-dir", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot create --run-dir" in err
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "final.pt").write_bytes(b"not a checkpoint")
+    argv = [
+        "--run",
+        str(junk),
+        "--data",
+        str(tmp_path / "absent"),
+        "--out",
+        str(tmp_path / "m.onnx"),
+    ]
+    assert export.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a training checkpoint of this project" in err
