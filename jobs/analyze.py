@@ -247,9 +247,22 @@ def pipeline_options(settings, extra: list[str]):
         reason = (usage.getvalue().strip().splitlines() or [""])[-1].split("error: ")[-1]
         raise UserError(f"invalid Beam options {' '.join(extra)}: {reason}") from None
     if unknown:  # a typo of our own flags (--forse) must not run silently as something else
-        names = ", ".join(f"--{n}" for n in sorted(unknown))
+        typed = [w.split("=")[0] for w in extra if w.lstrip("-").split("=")[0] in unknown]
+        names = ", ".join(typed or sorted(unknown))
         raise UserError(f"unknown option {names}; see --help (Beam options are passed through)")
     return options
+
+
+def check_stray_words(extra: list[str]) -> None:
+    """Beam silently drops words that are no option's value: the usual one is an unquoted glob
+    the shell expanded into many paths, of which --input took the first."""
+    for before, word in zip(["-"] + extra, extra, strict=False):
+        takes_value = before.startswith("--") and "=" not in before
+        if not word.startswith("-") and not takes_value:
+            raise UserError(
+                f"unexpected argument {word}: --input takes one path; quote a glob "
+                "(--input 'videos/*.mp4') so that the shell does not expand it"
+            )
 
 
 def make_runner(settings, options):
@@ -278,33 +291,28 @@ def make_runner(settings, options):
 def summarise(
     input_path: str, output: str, run_id: str, wall_s: float, result, tables: list[str]
 ) -> dict:
-    """The run's figures from Beam's counters (any runner, any output filesystem); the failed
-    videos' errors from the videos table where the output is local."""
-    from reports.views import connect, fetch
-
-    counters, stages_ms = {}, {}
-    metrics = result.metrics().query()
-    for c in metrics["counters"]:
-        value = c.committed if c.committed is not None else c.attempted
-        counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + (value or 0)
-    for d in metrics["distributions"]:
-        name = d.key.metric.name
-        if name.endswith("_ms"):
-            stages_ms[name[:-3]] = stages_ms.get(name[:-3], 0) + d.committed.sum
-        elif name == "inference_batch_latency_micro_secs":
-            stages_ms["infer"] = stages_ms.get("infer", 0) + d.committed.sum // 1000
-    failed = []
+    """The run's figures. Where the output is local they come from the videos rows this run
+    committed (exact, with the failed videos' reasons); elsewhere from Beam's counters, which
+    any runner reports but some only as attempted (a retried task counts twice)."""
+    counters, stages_ms = _metrics(result)
     if "://" not in output:
-        sql = "SELECT video, error FROM videos WHERE run_id = ? AND status = 'failed' ORDER BY 1"
-        failed = fetch(connect(output), sql, [run_id])
-    video_s = counters.get("video_ms", 0) / 1000
+        counts = _table_counts(output, run_id)
+    else:
+        counts = {
+            "videos_ok": counters.get("videos_ok", 0),
+            "videos_failed": counters.get("videos_failed", 0),
+            "visitors": counters.get("visitors", 0),
+            "video_seconds": counters.get("video_ms", 0) / 1000,
+            "failed": [],
+        }
+    video_s = counts["video_seconds"]
     return {
         "run_id": run_id,
-        "videos_ok": counters.get("videos_ok", 0),
-        "videos_failed": counters.get("videos_failed", 0),
+        "videos_ok": counts["videos_ok"],
+        "videos_failed": counts["videos_failed"],
         "videos_unchanged": counters.get("videos_unchanged", 0),
         "videos_outside_dates": counters.get("videos_outside_dates", 0),
-        "visitors": counters.get("visitors", 0),
+        "visitors": counts["visitors"],
         "video_seconds": round(video_s, 1),
         "wall_seconds": round(wall_s, 1),
         "video_seconds_per_second": round(video_s / wall_s, 2) if wall_s else None,
@@ -312,7 +320,52 @@ def summarise(
         "output": output,
         "tables": tables,
         "stages_ms": stages_ms,
-        "failed": [{"video": v, "error": e} for v, e in failed],
+        "failed": counts["failed"],
+    }
+
+
+def _metrics(result) -> tuple[dict, dict]:
+    """Counters by name and stage milliseconds from Beam's metrics, committed where the runner
+    reports them, else attempted."""
+    counters, stages_ms = {}, {}
+    try:
+        metrics = result.metrics().query()
+    except Exception as e:  # a runner without metrics support must not fail a finished night
+        log.warning("the runner reports no metrics (%s): stage times and skip counts are 0", e)
+        return counters, stages_ms
+
+    def value(m):
+        return m.committed if m.committed is not None else m.attempted
+
+    for c in metrics["counters"]:
+        counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + (value(c) or 0)
+    for d in metrics["distributions"]:
+        name, total = d.key.metric.name, getattr(value(d), "sum", 0) or 0
+        if name.endswith("_ms"):
+            stages_ms[name[:-3]] = stages_ms.get(name[:-3], 0) + total
+        elif name == "inference_batch_latency_micro_secs":
+            stages_ms["infer"] = stages_ms.get("infer", 0) + total // 1000
+    return counters, stages_ms
+
+
+def _table_counts(output: str, run_id: str) -> dict:
+    from reports.views import connect, fetch
+
+    con = connect(output)
+    ok, failed, visitors, video_s = fetch(
+        con,
+        "SELECT count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed'), "
+        "coalesce(sum(visitors), 0), coalesce(sum(duration_s) FILTER (status = 'ok'), 0) "
+        "FROM videos WHERE run_id = ?",
+        [run_id],
+    )[0]
+    sql = "SELECT video, error FROM videos WHERE run_id = ? AND status = 'failed' ORDER BY 1"
+    return {
+        "videos_ok": ok,
+        "videos_failed": failed,
+        "visitors": int(visitors),
+        "video_seconds": float(video_s),
+        "failed": [{"video": v, "error": e} for v, e in fetch(con, sql, [run_id])],
     }
 
 
@@ -357,6 +410,7 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
         detector_version = create_detector(detector.name, **detector.detector_options()).version
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
+    check_stray_words(extra)
     options = pipeline_options(settings, extra)
     output = prepare_output(args.output)
     run_id = uuid.uuid4().hex[:12]

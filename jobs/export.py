@@ -141,7 +141,8 @@ def load_members(ckpt_paths: list[Path]):
     for path in ckpt_paths:
         try:
             loaded.append(load_checkpoint(path))
-        except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError) as e:
+        except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError,
+                AttributeError, ImportError, IndexError) as e:  # fmt: skip
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(
                 f"{path} is not a training checkpoint of this project: {reason}"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pickle
 import sys
 import time
-from pathlib import Path
 
-from jobs.cli import ArgumentParser, one_line_warnings
+from jobs.cli import ArgumentParser, UserError, check_writable, one_line_warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg["train"]["time_budget_min"] = args.time_budget_min
 
     try:  # before the data are loaded: a run folder that cannot be written fails now
-        Path(args.run_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        print(f"error: cannot create --run-dir {args.run_dir}: {e.strerror}", file=sys.stderr)
+        check_writable(args.run_dir, folder=True)
+    except UserError as e:
+        print(f"error: --run-dir: {e}", file=sys.stderr)
         return 2
 
     def log(msg: str) -> None:

@@ -328,8 +328,10 @@ class PublishVideo(beam.DoFn):
 
     def process(self, element):
         video_id, grouped = element
-        # Faces are only emitted once the video's date is wanted, so every group has its record.
-        record: VideoRecord = next(iter(grouped["records"]))
+        record: VideoRecord | None = next(iter(grouped["records"]), None)
+        if record is None:  # AnalyseVideo emits faces only for wanted dates, with their record
+            log.error("%s: faces without a video record: not published", video_id)
+            return
         started = time.perf_counter()
         observations = list(grouped["faces"]) if record.status == STATUS_OK else []
         tracks = track_faces(observations, self._settings.tracker)

@@ -18,8 +18,15 @@ class TablesError(Exception):
     """The output's Parquet files cannot be read: a damaged, half-copied or foreign file."""
 
 
-# What DuckDB raises for a file it cannot read as Parquet (other errors are ours: bugs).
-_UNREADABLE = (duckdb.IOException, duckdb.InvalidInputException)
+# What DuckDB raises for a file it cannot read as our Parquet: damaged (IO, invalid input) or
+# foreign (other columns or types: binder, conversion, type mismatch). Other errors are bugs.
+_UNREADABLE = (
+    duckdb.IOException,
+    duckdb.InvalidInputException,
+    duckdb.BinderException,
+    duckdb.ConversionException,
+    duckdb.TypeMismatchException,
+)
 
 
 def first_line(error: Exception) -> str:

@@ -5,6 +5,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import YUNET_FILE, needs_yunet
 from onnx_models import write_tiny_model
@@ -140,6 +142,7 @@ def test_date_selection(tiny_model, tmp_path):
         (["--config", "/nonexistent.yaml"], "cannot read config"),
         (["--direct_num_workers=abc"], "invalid Beam options --direct_num_workers=abc: argument"),
         (["--forse"], "unknown option --forse"),
+        (["b.mp4", "c.mp4"], "unexpected argument b.mp4: --input takes one path; quote a glob"),
     ],
 )
 def test_configuration_errors_exit_2_with_one_line(tiny_model, tmp_path, capsys, extra, message):
@@ -192,6 +195,9 @@ def test_non_video_input_no_videos_and_a_damaged_table_file(tiny_model, tmp_path
     damaged.write_text("junk")
     err = refused(tmp_path / "v")
     assert "cannot read the tables already in" in err and "damaged.parquet" in err
+    damaged.unlink()
+    pq.write_table(pa.table({"a": [1]}), damaged.with_name("foreign.parquet"))  # not ours
+    assert "cannot read the tables already in" in refused(tmp_path / "v")
 
 
 def test_the_console_script_gives_one_line_errors(monkeypatch, capsys):

@@ -411,10 +411,10 @@ def test_train_and_export_user_errors_are_one_line(tmp_path, capsys):
     config = ["--config", str(ROOT / "config" / "train.yaml")]
     assert train_cli.main([*config, *data, "--run-dir", str(blocker / "run")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot create --run-dir" in err
+    assert err.count("\n") == 1 and "error: --run-dir: cannot write" in err
     junk = tmp_path / "junk"
     junk.mkdir()
-    (junk / "final.pt").write_bytes(b"not a checkpoint")
+    torch.save([1, 2], junk / "final.pt")  # a pickle, but not a checkpoint
     argv = [
         "--run",
         str(junk),
