@@ -220,12 +220,12 @@ class AnalyseVideo(beam.DoFn):
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
             record.status, record.error = STATUS_FAILED, f"{type(e).__name__}: {reason}"[:300]
         record.seconds = time.perf_counter() - started
-        if record.status == STATUS_FAILED and not _date_wanted(record.start_time.date(), self._run):
-            # Dated by name or mtime only: outside the run's dates it is not this run's failure
-            # (a nightly --since run must not retry and report an old broken file every night).
-            self._not_dated.inc()
-            return
         if record.status == STATUS_FAILED:
+            if not _date_wanted(record.start_time.date(), self._run):
+                # Dated by name or mtime only: outside the run's dates it is not this run's
+                # failure (a nightly --since run must not report an old broken file every night).
+                self._not_dated.inc()
+                return
             log.warning("%s: failed: %s", video.path, record.error)
         yield beam.pvalue.TaggedOutput(self.RECORDS, (video.video_id, record))
 
