@@ -41,7 +41,16 @@ setup(
     description="Nightly analytics over recorded kiosk video: visitors, dwell, age and gender.",
     python_requires=">=3.11,<3.12",
     packages=find_packages(
-        include=["pipelines*", "model*", "jobs*", "schemas*", "reports*", "simulation*"]
+        include=[
+            "common*",
+            "config",
+            "pipelines*",
+            "model*",
+            "jobs*",
+            "schemas*",
+            "reports*",
+            "simulation*",
+        ]
     ),
     package_data={
         "model": ["weights/*.onnx"],

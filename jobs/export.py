@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.messages import first_line
 from jobs.cli import ArgumentParser, UserError, one_line_warnings, setup_logging
 
 
@@ -143,9 +144,8 @@ def load_members(ckpt_paths: list[Path]):
             loaded.append(load_checkpoint(path))
         except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError,
                 AttributeError, ImportError, IndexError) as e:  # fmt: skip
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(
-                f"{path} is not a training checkpoint of this project: {reason}"
+                f"{path} is not a training checkpoint of this project: {first_line(e)}"
             ) from None
     first = loaded[0][1]
     heads = first["config"]["model"]["heads"]

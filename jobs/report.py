@@ -17,10 +17,11 @@ from pathlib import Path
 
 import duckdb
 
+from common.messages import first_line
 from jobs.cli import EXIT_OK, EXIT_USAGE, ArgumentParser
 from jobs.cli import EXIT_SOME_FAILED as EXIT_FAILED
 from reports import render, runner
-from reports.views import TablesError, connect, first_line
+from reports.views import TablesError, connect
 
 DESCRIPTION = """\
 Run the DuckDB SQL reports over the Parquet tables of an analysis output folder (read in place

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.messages import first_line
 from model.preprocess import DecodeError, decode_rgb, prepare_chip
 
 MAX_AGE = 100
@@ -53,10 +54,6 @@ def parse_utkface_name(name: str) -> FaceRecord | None:
         return None
     age = min(int(m.group(1)), MAX_AGE)
     return FaceRecord(name, age, int(m.group(2)), int(m.group(3)))
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(":")
 
 
 def _is_image(name: str) -> bool:
@@ -98,7 +95,7 @@ def scan_utkface(source: str | Path) -> list[FaceRecord]:
             with tarfile.open(source) as tar:
                 names = [m.name for m in tar.getmembers() if m.isfile() and _is_image(m.name)]
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataError(f"cannot read archive {source}: {_first_line(e)}") from e
+            raise DataError(f"cannot read archive {source}: {first_line(e)}") from e
     if not names:
         raise DataError(f"no images found in {source}")
     return _records_from_names(names, str(source))
@@ -207,7 +204,7 @@ def load_images(
                     if i is not None and member.isfile():
                         put(i, tar.extractfile(member).read(), member.name)
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataError(f"cannot read archive {root}: {_first_line(e)}") from e
+            raise DataError(f"cannot read archive {root}: {first_line(e)}") from e
     else:
         for r, i in index.items():
             p = root / r

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from common.messages import yaml_problem
 from model import datasets, eyeglasses
 from model.losses import MultiTaskLoss, expected_age
 from model.metrics import age_metrics, gender_metrics
@@ -33,11 +34,8 @@ def load_config(path: str | Path) -> dict:
     with open(path) as f:
         try:
             cfg = yaml.safe_load(f)
-        except yaml.YAMLError as e:  # one line: the parser's problem and where
-            mark = getattr(e, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark else ""
-            problem = getattr(e, "problem", None) or type(e).__name__
-            raise ValueError(f"{path} is not valid YAML: {problem}{where}") from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path} is not valid YAML: {yaml_problem(e)}") from None
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: not a YAML mapping")
     return cfg

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from common.messages import yaml_problem
+
 DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "config" / "analyze.yaml"
 
 
@@ -202,11 +204,8 @@ def _read_yaml(path: Path) -> dict:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as e:
         raise SettingsError(f"cannot read config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:  # one line: the parser's problem and where, not its excerpt
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or type(e).__name__
-        raise SettingsError(f"config {path} is not valid YAML: {problem}{where}") from None
+    except yaml.YAMLError as e:
+        raise SettingsError(f"config {path} is not valid YAML: {yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise SettingsError(f"config {path} must be a mapping of sections")
     return data

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from common.messages import first_line
 from schemas import TABLES
 
 
@@ -27,12 +28,6 @@ _UNREADABLE = (
     duckdb.ConversionException,
     duckdb.TypeMismatchException,
 )
-
-
-def first_line(error: Exception) -> str:
-    """DuckDB's messages run to several lines (SQL excerpts); the first says what and where."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:

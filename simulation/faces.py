@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import yaml
 
+from common.messages import first_line
 from model.datasets import DataError, FaceRecord, is_val, read_manifest, scan_utkface
 from model.preprocess import DecodeError, decode_rgb
 from simulation import SimulationError
@@ -120,7 +121,7 @@ def _wrap(read, path: Path, hint: str = "") -> list[FaceRecord]:
     try:
         return read(path)
     except DataError as exc:
-        raise SimulationError(str(exc).splitlines()[0] + hint) from None
+        raise SimulationError(first_line(exc) + hint) from None
     except OSError as exc:
         raise SimulationError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -172,8 +173,9 @@ def held_out(source: FaceSource, config: str | Path = TRAIN_CONFIG) -> FaceSourc
         split = yaml.safe_load(Path(config).read_text())["data"]
         seed, fraction = int(split["split_seed"]), float(split["val_fraction"])
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SimulationError(f"cannot read the validation split from {config}: {reason}") from None
+        raise SimulationError(
+            f"cannot read the validation split from {config}: {first_line(exc)}"
+        ) from None
     kept = copy.copy(source)
     kept.records = [r for r in source.records if is_val(r.key, seed, fraction)]
     if not kept.records:
