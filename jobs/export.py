@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         "outputs change by the rounding, reported as half_weights_max_abs)",
     )
     ap.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="read every face and its mirror image and average the two (twice the compute per "
+        "face; on the shipped networks no better: MODEL_CARD.md, 'Flip averaging')",
+    )
+    ap.add_argument(
         "--int8-out",
         help="also write a static INT8 (QDQ) copy here, calibrated on 256 training chips",
     )
@@ -205,6 +211,10 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
 
     torch.set_num_threads(2)
     model, ckpts = load_members(ckpt_paths)
+    if args.flip_average:
+        from model.network import FlipAverage
+
+        model = FlipAverage(model).eval()
     ckpt = ckpts[0]
     cfg = ckpt["config"]
     size, crop = int(ckpt["input_size"]), float(ckpt["crop"])
@@ -248,7 +258,8 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
         training_data=training_data,
         license=LICENSE,
         extra={
-            "architecture": architecture(ckpts),
+            "architecture": architecture(ckpts)
+            + (", each face averaged with its mirror image" if args.flip_average else ""),
             "age_output": "expected age in years: sum_k k * softmax(age_logits)_k, k = 0..100",
             "chip_crop": str(crop),
             "chip_preprocess": "centred square crop of chip_crop * shorter side, area resize",

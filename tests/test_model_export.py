@@ -350,6 +350,33 @@ def test_export_cli_ensemble_with_half_weights(tmp_path, capsys):
     assert code == 2 and "split" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(not (SHARED / "UTKFace-dev.tar.gz").is_file(), reason="shared data absent")
+def test_export_cli_flip_average_reads_the_face_and_its_mirror(tmp_path, capsys):
+    from jobs import export
+
+    folder = _real_chips_folder(tmp_path / "UTKFace", 40)
+    run = _tiny_run(folder, tmp_path / "seed0", seed=0)
+    out = tmp_path / "flip.onnx"
+    args = ["--data", str(folder), "--out", str(out), "--no-bench", "--template-samples", "30"]
+    assert export.main([*args, "--run", str(run), "--flip-average"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["parity_ok"]
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
+    assert spec.extra["architecture"].endswith("each face averaged with its mirror image")
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    age, prob = sess.run(["age", "gender_prob"], {INPUT_NAME: x})
+    net = load_checkpoint(run / "final.pt")[0]
+    with torch.no_grad():
+        views = [net(torch.from_numpy(v)) for v in (x, np.ascontiguousarray(x[..., ::-1]))]
+    want_prob = sum(torch.softmax(v["gender"], 1)[:, 1] for v in views) / 2
+    want_age = ((sum(torch.softmax(v["age"], 1) for v in views) / 2) * torch.arange(101)).sum(1)
+    assert prob == pytest.approx(want_prob.numpy(), abs=1e-4)
+    assert age == pytest.approx(want_age.numpy(), abs=1e-3)
+    single = net(torch.from_numpy(x))
+    assert not np.allclose(prob, torch.softmax(single["gender"], 1)[:, 1].detach().numpy())
+
+
 def _train_cli_refusal(tmp_path, capsys, edit, *extra: str) -> str:
     """jobs.train on config/train.yaml changed by ``edit(cfg)``: it must stop with exit 2 and a
     one-line error before looking at the (absent) data; returns the line."""
