@@ -227,8 +227,11 @@ def relation(
     con: duckdb.DuckDBPyConnection, report: Report, params: Mapping[str, Any] | None = None
 ) -> duckdb.DuckDBPyRelation:
     """The report as a DuckDB relation, to filter, join or ``.show()`` further."""
-    for shared in sorted(report.path.parent.glob("_*.sql")):
-        con.execute(shared.read_text(encoding="utf-8"))
+    # The shipped macros first, so a report copied into a --sql-dir folder still finds them;
+    # that folder's own _*.sql then add to them or replace them.
+    for folder in dict.fromkeys([SQL_DIR, report.path.parent]):
+        for shared in sorted(folder.glob("_*.sql")):
+            con.execute(shared.read_text(encoding="utf-8"))
     return con.sql(report.sql, params=report_params(report, params))
 
 

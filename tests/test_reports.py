@@ -420,6 +420,16 @@ def test_bad_report_sql_exits_1_with_one_line(output, tmp_path, capsys):
     assert "report broken failed" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_shipped_report_copied_to_sql_dir_still_finds_the_shipped_macros(output, tmp_path):
+    sql_dir = tmp_path / "mine"
+    sql_dir.mkdir()
+    shutil.copy(runner.SQL_DIR / "age_gender.sql", sql_dir / "age_gender.sql")
+    assert "age_gender_by_bands" in (sql_dir / "age_gender.sql").read_text()
+    mine = runner.run_reports(output, ["age_gender"], sql_dir=sql_dir)["age_gender"][1]
+    shipped = runner.run_reports(output, ["age_gender"])["age_gender"][1]
+    assert mine.num_rows > 0 and mine.equals(shipped)
+
+
 def test_module_entry_point_help_and_no_traceback(tmp_path):
     cmd = [sys.executable, "-m", "jobs.report"]
     done = subprocess.run([*cmd, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
