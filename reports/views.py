@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from common.messages import first_line
-from schemas import TABLES
+from schemas import KEY_COLUMNS, TABLES
 
 
 class TablesError(Exception):
@@ -52,10 +52,34 @@ def _raw_relation(con: duckdb.DuckDBPyConnection, output: str, table: str) -> st
     """A SQL expression for a table's raw rows; an empty typed table when nothing is written yet."""
     if _has_files(output, table):
         glob = table_glob(output, table).replace("'", "''")
+        _refuse_foreign_files(con, glob, table)
         return f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
     name = f"empty_{table}"
     con.register(name, pa.Table.from_batches([], schema=TABLES[table]))
     return name
+
+
+def _refuse_foreign_files(con: duckdb.DuckDBPyConnection, glob: str, table: str) -> None:
+    """TablesError naming the first file under the table's folder that lacks a key column.
+    Files are read by column name (union_by_name, so older files without a newer column still
+    read), which would turn a foreign file beside ours into rows of NULLs in every count."""
+    keys = ", ".join(f"'{c}'" for c in KEY_COLUMNS)
+    row = con.execute(
+        f"""
+        SELECT file_name, list_sort(list(DISTINCT name) FILTER (WHERE name IN ({keys})))
+        FROM parquet_schema('{glob}')
+        GROUP BY file_name
+        HAVING count(DISTINCT name) FILTER (WHERE name IN ({keys})) < {len(KEY_COLUMNS)}
+        ORDER BY file_name
+        LIMIT 1
+        """
+    ).fetchone()
+    if row:
+        missing = ", ".join(c for c in KEY_COLUMNS if c not in (row[1] or []))
+        raise TablesError(
+            f"{row[0]} is not a {table} file of this analysis (it lacks {missing}): "
+            "move it out of the output folder"
+        )
 
 
 def connect(output: str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:

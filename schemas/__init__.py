@@ -2,6 +2,7 @@
 
 from schemas.tables import (
     DETECTIONS,
+    KEY_COLUMNS,
     STATUS_FAILED,
     STATUS_OK,
     TABLES,
@@ -11,6 +12,7 @@ from schemas.tables import (
 
 __all__ = [
     "DETECTIONS",
+    "KEY_COLUMNS",
     "STATUS_FAILED",
     "STATUS_OK",
     "TABLES",

@@ -24,6 +24,8 @@ _VIDEO_KEY = [
     pa.field("camera", pa.string(), nullable=False),
     pa.field("date", pa.date32(), nullable=False),
 ]
+# A Parquet file under a table's folder that lacks one of these is not one of ours.
+KEY_COLUMNS = tuple(f.name for f in _VIDEO_KEY)
 
 VIDEOS = pa.schema(
     _VIDEO_KEY

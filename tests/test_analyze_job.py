@@ -196,8 +196,16 @@ def test_non_video_input_no_videos_and_a_damaged_table_file(tiny_model, tmp_path
     err = refused(tmp_path / "v")
     assert "cannot read the tables already in" in err and "damaged.parquet" in err
     damaged.unlink()
-    pq.write_table(pa.table({"a": [1]}), damaged.with_name("foreign.parquet"))  # not ours
+    foreign = damaged.with_name("foreign.parquet")
+    pq.write_table(pa.table({"a": [1]}), foreign)  # not ours
     assert "cannot read the tables already in" in refused(tmp_path / "v")
+    # Beside files of ours it would read as a row of NULLs (the views match columns by name).
+    foreign.unlink()
+    assert run_job(tiny_model, tmp_path / "v", out) == 0
+    capsys.readouterr()
+    pq.write_table(pa.table({"a": [1]}), foreign)
+    err = refused(tmp_path / "v")
+    assert "foreign.parquet is not a videos file of this analysis (it lacks video_id" in err
 
 
 def test_the_console_script_gives_one_line_errors(monkeypatch, capsys):
