@@ -8,8 +8,9 @@ because it must be installed without its dependencies (their onnxruntime pin cla
 
 from setuptools import find_packages, setup
 
+BEAM = "2.77.0"
 CORE = [
-    "apache-beam==2.77.0",
+    f"apache-beam=={BEAM}",
     "av==18.1.0",
     "duckdb==2.0.0",
     "numpy==2.4.6",
@@ -30,6 +31,9 @@ TRAIN = [
     "torchvision==0.29.1",
     "onnx==1.23.2",
 ]
+# Beam's remote filesystems, for input, output or model files on gs://, s3:// or hdfs://
+# (pip install -e '.[gcp]'); not installed by default: gcp alone adds some 80 packages.
+REMOTE = {extra: [f"apache-beam[{extra}]=={BEAM}"] for extra in ("gcp", "aws", "hadoop")}
 DEV = [
     "pytest==9.2.0",
     "ruff==0.17.6",
@@ -59,7 +63,7 @@ setup(
     },
     include_package_data=True,
     install_requires=CORE,
-    extras_require={"train": TRAIN, "dev": DEV},
+    extras_require={"train": TRAIN, "dev": DEV, **REMOTE},
     entry_points={
         "console_scripts": [
             "kiosk-analyze=jobs.analyze:cli",

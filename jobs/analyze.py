@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -103,6 +104,41 @@ def _day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+# Remote filesystems: the Beam extra (installed through ours, setup.py) and the module it brings.
+# Beam registers some of them without it and fails only on first use (s3 needs boto3 then).
+_FILESYSTEM_EXTRAS = {"gs": ("gcp", "google.cloud.storage"), "s3": ("aws", "boto3"),
+                      "hdfs": ("hadoop", "hdfs")}  # fmt: skip
+
+
+def check_filesystem(path: str, what: str) -> None:
+    """A remote path needs its Beam filesystem installed. Checked before any work: without it
+    Beam fails only where it first touches the path, for the output after every video."""
+    if "://" not in path:
+        return
+    scheme = path.split("://", 1)[0]
+    if scheme in _FILESYSTEM_EXTRAS:
+        extra, module = _FILESYSTEM_EXTRAS[scheme]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # a missing parent package (google.cloud)
+            found = False
+        if not found:
+            raise UserError(
+                f"{what} {path}: {scheme}:// needs Beam's {extra} extra; install it with "
+                f"pip install -e '.[{extra}]'"
+            )
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        FileSystems.get_filesystem(path)
+    except Exception:  # Beam raises ValueError or BeamIOError for an unknown scheme
+        known = ", ".join(f"{s}://" for s in _FILESYSTEM_EXTRAS)
+        raise UserError(
+            f"{what} {path}: Beam has no filesystem for {scheme}:// ({known} do)"
+        ) from None
 
 
 def load_settings(args: argparse.Namespace):
@@ -400,6 +436,13 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
     from pipelines.predictions import ModelFileError, load_model_spec
 
     settings = load_settings(args)
+    for what, path in (
+        ("input", args.input),
+        ("output", args.output),
+        ("model", settings.model.path),
+        ("detector model", settings.detector.model or ""),
+    ):
+        check_filesystem(path, what)
     input_path = check_input(args.input, settings.input.extensions)
     try:
         spec = load_model_spec(settings.model.path)

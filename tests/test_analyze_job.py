@@ -1,5 +1,6 @@
 """The analysis job end to end on generated clips: tables, bad inputs, reruns, errors, runners."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -143,6 +144,7 @@ def test_date_selection(tiny_model, tmp_path):
         (["--direct_num_workers=abc"], "invalid Beam options --direct_num_workers=abc: argument"),
         (["--forse"], "unknown option --forse"),
         (["b.mp4", "c.mp4"], "unexpected argument b.mp4: --input takes one path; quote a glob"),
+        (["--output", "foo://bucket/out"], "Beam has no filesystem for foo://"),
     ],
 )
 def test_configuration_errors_exit_2_with_one_line(tiny_model, tmp_path, capsys, extra, message):
@@ -206,6 +208,32 @@ def test_non_video_input_no_videos_and_a_damaged_table_file(tiny_model, tmp_path
     pq.write_table(pa.table({"a": [1]}), foreign)
     err = refused(tmp_path / "v")
     assert "foreign.parquet is not a videos file of this analysis (it lacks video_id" in err
+
+
+@pytest.mark.parametrize(
+    "scheme, extra, module",
+    [("gs", "gcp", "google.cloud.storage"), ("s3", "aws", "boto3"), ("hdfs", "hadoop", "hdfs")],
+)
+def test_a_remote_path_without_its_filesystem_is_refused_before_any_work(
+    tiny_model, tmp_path, capsys, scheme, extra, module
+):
+    try:
+        installed = importlib.util.find_spec(module) is not None
+    except ImportError:
+        installed = False
+    if installed:
+        pytest.skip(f"{module} is installed: Beam's {extra} extra is there")
+    write_clip(tmp_path / "v" / "a.mp4", seconds=1)
+    for flag in ("--output", "--input"):
+        argv = ["--input", str(tmp_path / "v"), "--output", str(tmp_path / "o")]
+        argv += [flag, f"{scheme}://bucket/videos", "--model", str(tiny_model)]
+        assert run_cli(analyze.main, argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"error: {flag[2:]} {scheme}://bucket/videos: {scheme}:// needs Beam's {extra} "
+            f"extra; install it with pip install -e '.[{extra}]'"
+        ]
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_console_script_gives_one_line_errors(monkeypatch, capsys):
