@@ -59,8 +59,8 @@ report:  ## run every report over $(OUTPUT)/ and print them
 	$(PY) -m jobs.report --data $(OUTPUT)
 
 nightly:  ## analyse yesterday's videos under $(INPUT) into $(OUTPUT)/ and print the daily report
-	@test -n "$(INPUT)" || { echo "usage: make nightly INPUT=recordings/ [OUTPUT=output/]"; exit 2; }
-	$(PY) -m jobs.nightly --input $(INPUT) --output $(OUTPUT)
+	@test -n "$(INPUT)" || { echo "usage: make nightly INPUT=recordings/ [OUTPUT=output/] [CONFIG=site.yaml]"; exit 2; }
+	$(PY) -m jobs.nightly --input $(INPUT) --output $(OUTPUT) $(if $(CONFIG),--config $(CONFIG))
 
 clean:  ## remove caches, build artefacts and demo output (keeps .venv/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache output demo-output

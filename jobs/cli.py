@@ -19,6 +19,7 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
 
 
 class UserError(Exception):
@@ -98,4 +99,4 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

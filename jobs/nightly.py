@@ -7,6 +7,7 @@ rule), incrementally, then prints that day's reports. Exit status is the analysi
 
 from __future__ import annotations
 
+import argparse
 import sys
 from datetime import date, timedelta
 
@@ -35,8 +36,29 @@ def parse_args(argv):
         help="report format (default: table)",
     )
     p.add_argument("--report-out", metavar="DIR", help="write the reports into DIR instead")
+    p.add_argument(
+        "--config",
+        metavar="SITE.yaml",
+        help="site YAML merged over config/analyze.yaml: for the analysis, and its "
+        "visitors.age_bands for the age report",
+    )
     args, rest = p.parse_known_args(argv)
-    return args, [a for a in rest if a != "--"]
+    rest = [a for a in rest if a != "--"]
+    if args.config is None:  # also when given after "--" with the analysis options
+        site = argparse.ArgumentParser(add_help=False)
+        site.add_argument("--config")
+        found, rest = site.parse_known_args(rest)
+        args.config = found.config
+    return args, rest
+
+
+def site_age_bands(config: str) -> str:
+    """The site's visitors.age_bands as the reports' --age-bands value, so the age report bands
+    visitors as the site's visitors table does."""
+    from pipelines.settings import load_settings
+    from reports.runner import bands_of_edges
+
+    return ",".join(bands_of_edges(load_settings(config).visitors.age_bands))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     day = args.date or date.today() - timedelta(days=1)
     if args.report_out:  # checked before the night's analysis, not after it
         check_writable(args.report_out, folder=True)
+    site = ["--config", args.config] if args.config else []
     code = run(
         analyze.main,
-        ["--input", args.input, "--output", args.output, "--date", day.isoformat(), *extra],
+        ["--input", args.input, "--output", args.output, "--date", day.isoformat(), *site, *extra],
     )
     if code not in (EXIT_OK, EXIT_SOME_FAILED):  # nothing done, or interrupted: no reports
         return code
@@ -62,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.report_out:
         report_args += ["--out", args.report_out]
+    if args.config:  # valid: the analysis has read it
+        report_args += ["--age-bands", site_age_bands(args.config)]
     report_code = report.main(report_args)
     return max(code, report_code)
 

@@ -357,6 +357,29 @@ def test_nightly_analyses_one_day_and_reports_it(tiny_model, tmp_path, capsys):
     assert "cannot write" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("after_separator", [False, True])
+def test_nightly_reports_in_the_site_config_age_bands(
+    tiny_model, tmp_path, capsys, after_separator
+):
+    from jobs import nightly
+
+    write_clip(tmp_path / "v" / "lobby" / "20261122_080000.mp4", seconds=1, fps=10)
+    site = tmp_path / "site.yaml"
+    site.write_text("visitors: {age_bands: [18, 65]}\n")
+    argv = ["--input", str(tmp_path / "v"), "--output", str(tmp_path / "out")]
+    argv += ["--date", "2026-11-22", "--format", "csv"]
+    config = ["--config", str(site)]
+    analysis = ["--model", str(tiny_model), "--workers", "1", "--no-progress"]
+    if after_separator:
+        argv += ["--", *config, *analysis]
+    else:
+        argv += [*config, "--", *analysis]
+    assert nightly.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "0-17," in printed and "18-64," in printed and "65+," in printed
+    assert "20-29," not in printed
+
+
 def test_worker_processes_give_the_same_rows_quietly(tmp_path, capfd):
     """--workers 2 runs videos in separate worker processes (jobs/beam_worker.py): the tables
     hold the same visitors as one worker, and the workers print none of Beam's start-up notes."""
