@@ -11,7 +11,7 @@ three networks (P-Net, R-Net, O-Net) that ship as ONNX files in the PyPI package
 files are loaded from the installed package directory; the package's own Python module is never
 imported (it is broken). Nothing is downloaded at run time.
 
-Other ONNX detectors plug in through ``register_detector`` / ``create_detector(name, **options)``
+Other ONNX detectors plug in through ``DETECTORS`` / ``create_detector(name, **options)``
 so the pipeline can choose one by configuration: "yunet" (``pipelines.faces_yunet``, a
 user-supplied YuNet 2023mar file, ``create_detector("yunet", model=PATH)``) is one.
 
@@ -44,7 +44,7 @@ __all__ = [
     "FaceDetector",
     "MtcnnDetector",
     "create_detector",
-    "register_detector",
+    "DETECTORS",
     "known_detectors",
     "mtcnn_model_dir",
     "benchmark",
@@ -113,28 +113,6 @@ def face_on_chip(
         key=lambda f: ((f.box[0] + f.box[2]) / 2 - cx) ** 2 + ((f.box[1] + f.box[3]) / 2 - cy) ** 2,
     )
     return padded, face, offset
-
-
-# --------------------------------------------------------------------------- registry
-
-_REGISTRY: dict[str, Callable[..., FaceDetector]] = {}
-
-
-def register_detector(name: str, factory: Callable[..., FaceDetector]) -> None:
-    """Make ``create_detector(name, **options)`` build a detector with ``factory(**options)``."""
-    _REGISTRY[name.lower()] = factory
-
-
-def known_detectors() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def create_detector(name: str, **options) -> FaceDetector:
-    """Build a registered detector by name (case-insensitive); unknown names raise ValueError."""
-    factory = _REGISTRY.get(name.lower())
-    if factory is None:
-        raise ValueError(f"unknown face detector {name!r}; known detectors: {known_detectors()}")
-    return factory(**options)
 
 
 # --------------------------------------------------------------------------- MTCNN
@@ -763,9 +741,6 @@ class MtcnnDetector(PicklesByOptions):
         return faces
 
 
-register_detector("mtcnn", MtcnnDetector)
-
-
 def _yunet(**options) -> FaceDetector:
     """Imported on first use: pipelines.faces_yunet builds on this module's helpers."""
     from pipelines.faces_yunet import YunetDetector
@@ -773,7 +748,24 @@ def _yunet(**options) -> FaceDetector:
     return YunetDetector(**options)
 
 
-register_detector("yunet", _yunet)
+# --------------------------------------------------------------------------- detectors by name
+
+# What `detector.name` in the config chooses. A new detector is a module beside this one and a
+# line here, not a registration at run time: Beam workers rebuild the detector from its name in
+# their own processes, where a registration made in the launching process would be missing.
+DETECTORS: dict[str, Callable[..., FaceDetector]] = {"mtcnn": MtcnnDetector, "yunet": _yunet}
+
+
+def known_detectors() -> list[str]:
+    return sorted(DETECTORS)
+
+
+def create_detector(name: str, **options) -> FaceDetector:
+    """Build a detector by name (case-insensitive); unknown names raise ValueError."""
+    factory = DETECTORS.get(name.lower())
+    if factory is None:
+        raise ValueError(f"unknown face detector {name!r}; known detectors: {known_detectors()}")
+    return factory(**options)
 
 
 def benchmark(
