@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from jobs.cli import ArgumentParser
+from jobs.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser
 from simulation import SimulationError
 
 EPILOG = """\
@@ -146,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         truth = render_clip(args.out, faces, opt, progress=bar.update if bar else None)
     except SimulationError as exc:
         print(f"jobs.simulate: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("jobs.simulate: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         if bar is not None:
             bar.close()

@@ -133,7 +133,7 @@ def degrade(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
 
     p_down = float(cfg.get("downscale_prob", 0))
     if p_down:
-        lo, hi = cfg.get("downscale_px", [16, 64])
+        lo, hi = cfg["downscale_px"]
         chosen = u(0, 1) < p_down
         # Bucket the sizes to multiples of 4 px: one interpolate call per bucket, not per image.
         sizes = ((u(lo, hi) / 4).round().long() * 4).clamp(min=2)
@@ -163,7 +163,8 @@ def random_erase(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tens
     if not p:
         return x
     n, _, h, w = x.shape
-    area = torch.rand(n, generator=gen) * (cfg.get("erase_area", [0.02, 0.2])[1] - 0.02) + 0.02
+    lo, hi = (float(v) for v in cfg["erase_area"])
+    area = torch.rand(n, generator=gen) * (hi - lo) + lo
     logr = torch.rand(n, generator=gen) * (2 * math.log(3.3)) - math.log(3.3)
     ratio = torch.exp(logr)
     eh = (torch.sqrt(area * ratio) * h).clamp(1, h).long()

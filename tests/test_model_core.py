@@ -186,7 +186,8 @@ def test_degrade_blurs_shifts_colour_and_is_seeded():
     assert _high_freq(soft) < 0.5 * _high_freq(x)  # 40 px noise through ~10 px is smooth
     assert torch.allclose(soft.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=0.02)  # area-preserving
 
-    cfg = {"white_balance": 0.2, "gamma": 0.3, "noise": 0.05, "downscale_prob": 0.5}
+    cfg = {"white_balance": 0.2, "gamma": 0.3, "noise": 0.05}
+    cfg |= {"downscale_prob": 0.5, "downscale_px": [20, 64]}
     a = degrade(x, cfg, torch.Generator().manual_seed(3))
     b = degrade(x, cfg, torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and not torch.equal(a, x)
@@ -335,3 +336,16 @@ def test_a_member_with_another_input_sees_its_own_preprocessing():
     assert seen[0].shape == (1, 3, 64, 64)
     np.testing.assert_allclose(seen[0][0].numpy().transpose(1, 2, 0), want, atol=1e-4)
     assert area_matrix(80, 64).sum(axis=1) == pytest.approx(np.ones(64))
+
+
+def test_random_erase_boxes_cover_the_configured_share_of_the_image():
+    from model.train import random_erase
+
+    x = torch.zeros(32, 3, 64, 64)
+    for lo, hi in ((0.1, 0.1), (0.3, 0.4)):
+        cfg = {"erase_prob": 1.0, "erase_area": [lo, hi]}
+        erased = random_erase(x, cfg, torch.Generator().manual_seed(0))
+        share = (erased[:, 0] != 0).float().mean(dim=(1, 2))
+        # integer box sides round the area down by up to a side's worth of pixels
+        assert share.min() >= lo * 0.8 and share.max() <= hi * 1.05, share
+    assert torch.equal(random_erase(x, {"erase_prob": 0}, torch.Generator()), x)
