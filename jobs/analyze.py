@@ -23,6 +23,7 @@ import uuid
 from datetime import date
 from pathlib import Path
 
+from common.paths import is_remote
 from jobs.cli import EXIT_OK, EXIT_SOME_FAILED, ArgumentParser, UserError, run, setup_logging
 
 log = logging.getLogger("jobs.analyze")
@@ -115,7 +116,7 @@ _FILESYSTEM_EXTRAS = {"gs": ("gcp", "google.cloud.storage"), "s3": ("aws", "boto
 def check_filesystem(path: str, what: str) -> None:
     """A remote path needs its Beam filesystem installed. Checked before any work: without it
     Beam fails only where it first touches the path, for the output after every video."""
-    if "://" not in path:
+    if not is_remote(path):
         return
     scheme = path.split("://", 1)[0]
     if scheme in _FILESYSTEM_EXTRAS:
@@ -152,7 +153,7 @@ def load_settings(args: argparse.Namespace):
     if settings.detector.model is not None:
         # Absolute, so worker processes started elsewhere read the same file.
         model = settings.detector.model
-        if "://" not in model:
+        if not is_remote(model):
             model = str(Path(model).resolve())
         settings = settings.replace("detector", model=model)
     return settings
@@ -178,7 +179,7 @@ def _command_line_overrides(settings, args: argparse.Namespace):
 
 
 def _resolve_model(path: str) -> str:
-    if "://" in path:
+    if is_remote(path):
         return path
     candidate = Path(path)
     if not candidate.is_absolute() and not candidate.exists() and (REPO / path).exists():
@@ -191,7 +192,7 @@ def _resolve_model(path: str) -> str:
 def check_input(path: str, extensions: tuple[str, ...]) -> str:
     from pipelines.inputs import has_video_extension
 
-    if "://" in path:
+    if is_remote(path):
         return path
     if not any(c in path for c in "*?[") and not Path(path).exists():
         raise UserError(f"input not found: {path}")
@@ -206,7 +207,7 @@ def check_input(path: str, extensions: tuple[str, ...]) -> str:
 
 
 def prepare_output(path: str) -> str:
-    if "://" in path:
+    if is_remote(path):
         return path
     out = Path(path).resolve()
     try:
@@ -223,7 +224,7 @@ def clear_temporaries(output: str) -> int:
     """Remove half-written files a killed run left behind (readers never saw them)."""
     from pipelines.tables import TEMP_SUFFIX
 
-    if "://" in output:
+    if is_remote(output):
         return 0
     leftovers = list(Path(output).glob(f"*/**/.*{TEMP_SUFFIX}"))
     for leftover in leftovers:
@@ -236,7 +237,7 @@ def read_manifest(output: str) -> dict:
     from pipelines.analyze import ManifestEntry
     from reports.views import TablesError, connect, fetch
 
-    if "://" in output:
+    if is_remote(output):
         return {}
     sql = (
         "SELECT video, size_bytes, epoch_us(mtime) / 1e6, fingerprint, model_version, status, "
@@ -331,7 +332,7 @@ def summarise(
     committed (exact, with the failed videos' reasons); elsewhere from Beam's counters, which
     any runner reports but some only as attempted (a retried task counts twice)."""
     counters, stages_ms = _metrics(result)
-    if "://" not in output:
+    if not is_remote(output):
         counts = _table_counts(output, run_id)
     else:
         counts = {
@@ -468,7 +469,7 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
         since=args.since,
         progress=sys.stderr.isatty() and not args.no_progress,
     )
-    lock = OutputLock(output) if "://" not in output else None
+    lock = None if is_remote(output) else OutputLock(output)
     if lock:
         lock.acquire()
     try:

@@ -28,6 +28,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from tqdm import tqdm
 
+from common.paths import is_remote
 from pipelines import inputs
 from pipelines.crops import align_face, frontalness
 from pipelines.faces import create_detector
@@ -232,7 +233,7 @@ class AnalyseVideo(beam.DoFn):
     def _open(self, video: inputs.VideoFile) -> VideoReader:
         threads = self._settings.decode.threads
         fps = self._settings.decode.fps
-        if video.path.startswith("/") or "://" not in video.path:
+        if not is_remote(video.path):
             return VideoReader(video.path, fps, threads)
         stream = FileSystems.open(video.path, compression_type=CompressionTypes.UNCOMPRESSED)
         return VideoReader(stream, fps, threads)

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from common.paths import is_remote
 from schemas import TABLES
 
 TEMP_SUFFIX = ".tmp"
@@ -41,7 +42,7 @@ def publish(output: str, table: str, rows: list[dict], day: date, camera: str, n
     with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(buffer.getvalue())
     # Local renames replace atomically; object stores copy, so clear the way first there.
-    if not final.startswith("/") and FileSystems.exists(final):
+    if is_remote(final) and FileSystems.exists(final):
         FileSystems.delete([final])
     FileSystems.rename([temp], [final])
     return final
