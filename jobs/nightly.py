@@ -13,6 +13,7 @@ from datetime import date, timedelta
 
 from jobs import analyze, report
 from jobs.cli import EXIT_OK, EXIT_SOME_FAILED, ArgumentParser, check_writable, run
+from reports.render import FORMATS
 
 
 def parse_args(argv):
@@ -32,7 +33,7 @@ def parse_args(argv):
     p.add_argument(
         "--format",
         default="table",
-        choices=["table", "markdown", "csv", "html"],
+        choices=FORMATS,
         help="report format (default: table)",
     )
     p.add_argument("--report-out", metavar="DIR", help="write the reports into DIR instead")
