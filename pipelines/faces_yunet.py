@@ -39,16 +39,9 @@ import os
 
 import numpy as np
 
-from pipelines.faces import (
-    Face,
-    PicklesByOptions,
-    _encode,
-    _fields,
-    _nms,
-    _session,
-    working_image,
-)
+from pipelines.faces import Face, PicklesByOptions, detector_session, nms, working_image
 from pipelines.inputs import read_bytes
+from pipelines.onnx_wire import encode_fields, parse_fields
 
 __all__ = ["YunetDetector", "YUNET_2023MAR_SHA256"]
 
@@ -63,35 +56,35 @@ def _without_shape(value_info: bytes) -> bytes:
     """ValueInfoProto{name=1, type=2: TypeProto{tensor_type=1: {elem_type=1, shape=2}}} with the
     shape removed (the rank and sizes become unknown, the element type stays)."""
     out = []
-    for number, wire, value in _fields(value_info):
+    for number, wire, value in parse_fields(value_info):
         if number == 2:
             type_fields = []
-            for t_number, t_wire, t_value in _fields(value):
+            for t_number, t_wire, t_value in parse_fields(value):
                 if t_number == 1:
-                    t_value = _encode([f for f in _fields(t_value) if f[0] != 2])
+                    t_value = encode_fields([f for f in parse_fields(t_value) if f[0] != 2])
                 type_fields.append((t_number, t_wire, t_value))
-            value = _encode(type_fields)
+            value = encode_fields(type_fields)
         out.append((number, wire, value))
-    return _encode(out)
+    return encode_fields(out)
 
 
 def _any_input_size(model: bytes) -> bytes:
     """Drop the declared 640x640 shapes: graph inputs (11) and outputs (12) lose their shape and
     the intermediate value_info (13), inferred for 640x640 at export, goes. ONNX Runtime would
     otherwise refuse other sizes, or warn on every run that the outputs' sizes differ."""
-    top = _fields(model)
+    top = parse_fields(model)
     graph_at = [k for k, f in enumerate(top) if f[0] == 7]
     if len(graph_at) != 1:
         raise ValueError("no graph")
     graph = []
-    for number, wire, value in _fields(top[graph_at[0]][2]):
+    for number, wire, value in parse_fields(top[graph_at[0]][2]):
         if number == 13:
             continue
         if number in (11, 12):
             value = _without_shape(value)
         graph.append((number, wire, value))
-    top[graph_at[0]] = (7, 2, _encode(graph))
-    return _encode(top)
+    top[graph_at[0]] = (7, 2, encode_fields(graph))
+    return encode_fields(top)
 
 
 def _file_version(path: str) -> str:
@@ -182,7 +175,7 @@ class YunetDetector(PicklesByOptions):
         self.min_score = float(min_score)
         self.max_side = max_side
         self.nms_threshold = float(nms_threshold)
-        self._net = _session(self.model, threads, fast_prelu=False, rewrite=_any_input_size)
+        self._net = detector_session(self.model, threads, fast_prelu=False, rewrite=_any_input_size)
         names = {o.name for o in self._net.get_outputs()}
         if not names.issuperset(OUTPUTS):
             raise ValueError(
@@ -225,7 +218,7 @@ class YunetDetector(PicklesByOptions):
         if len(scores) > MAX_CANDIDATES:
             top = np.argsort(-scores, kind="stable")[:MAX_CANDIDATES]
             boxes, scores, points = boxes[top], scores[top], points[top]
-        keep = _nms(boxes, scores, self.nms_threshold)
+        keep = nms(boxes, scores, self.nms_threshold)
         boxes, points = self._to_frame(boxes[keep], points[keep], fx, fy)
         h, w = image.shape[:2]
         faces = []
