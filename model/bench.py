@@ -7,16 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.sessions import cpu_session
 from schemas.model_file import INPUT_NAME
-
-
-def ort_session(path: str | Path, threads: int = 1):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def throughput(
@@ -26,7 +18,7 @@ def throughput(
 
     Runs for at least ``seconds``; the figure is the median of per-run rates, robust to other
     processes briefly taking the CPU."""
-    sess = ort_session(onnx_path, threads)
+    sess = cpu_session(onnx_path, threads)
     if size is None:
         size = int(sess.get_inputs()[0].shape[2])
     x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)

@@ -18,7 +18,7 @@ import onnx
 import torch
 from torch import nn
 
-from model.bench import ort_session
+from common.sessions import cpu_session
 from model.network import MultiTaskNet, build_model
 from schemas.model_file import INPUT_NAME, ModelSpec
 
@@ -119,7 +119,7 @@ def parity(model: MultiTaskNet, onnx_path: str | Path, inputs: np.ndarray) -> di
     wrapper = ExportWrapper(model.eval()).eval()
     with torch.no_grad():
         ref = [t.numpy() for t in wrapper(torch.from_numpy(np.ascontiguousarray(inputs)))]
-    sess = ort_session(onnx_path, 1)
+    sess = cpu_session(onnx_path, 1)
     got = sess.run(wrapper.output_names, {INPUT_NAME: inputs.astype(np.float32)})
     return {
         n: float(np.abs(r - g).max())

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from common.sessions import cpu_session
 from pipelines.inputs import read_bytes
 from pipelines.onnx_wire import fast_prelu_model, merge_pnet_heads
 
@@ -161,14 +162,8 @@ def detector_session(
     if rewrite is not None:
         with contextlib.suppress(ValueError, IndexError, KeyError, UnicodeDecodeError):
             model = rewrite(model)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+        return cpu_session(model, threads)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ValueError(f"cannot load face detector model {path}: {exc}") from exc
 

@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from apache_beam.ml.inference.base import ModelHandler
 
+from common.sessions import cpu_session
 from model.preprocess import normalize
 from pipelines.inputs import read_bytes
 from schemas.model_file import INPUT_NAME, REQUIRED_OUTPUTS, ModelSpec
@@ -41,11 +42,8 @@ def _read_bytes(path: str) -> bytes:
 
 
 def open_session(path: str, threads: int = 1) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(_read_bytes(path), options, providers=["CPUExecutionProvider"])
+        return cpu_session(_read_bytes(path), threads)
     except ModelFileError:
         raise
     except Exception as e:
