@@ -22,7 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.cli import ArgumentParser, UserError, check_writable, one_line_warnings, setup_logging
+from jobs.cli import (
+    ArgumentParser,
+    UserError,
+    check_writable,
+    one_line_warnings,
+    run,
+    setup_logging,
+)
 
 
 def open_model(path: str, threads: int):
@@ -206,6 +213,11 @@ def write_plots(folder: Path, true_age, pred_age, metrics: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit code 0 when done; user errors print one line and give 2 (``jobs.cli.run``)."""
+    return run(_evaluate, argv)
+
+
+def _evaluate(argv: list[str] | None) -> int:
     ap = ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
     ap.add_argument("--model", required=True, help="exported .onnx model")
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
@@ -249,9 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             metrics = evaluate(args)
-    except (UserError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except DataError as e:
+        raise UserError(str(e)) from None
     print(format_report(metrics))
     if "against" in metrics:
         print(format_comparison(metrics["against"]["paired"], args.model, args.against))

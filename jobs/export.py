@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from common.messages import first_line
-from jobs.cli import ArgumentParser, UserError, one_line_warnings, setup_logging
+from jobs.cli import ArgumentParser, UserError, one_line_warnings, run, setup_logging
 
 
 def detect_chip_landmarks(chips: list[np.ndarray]) -> np.ndarray:
@@ -67,6 +67,11 @@ def sample_chips(data: str, records, n: int, seed: int) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit code 0 when done; user errors print one line and give 2 (``jobs.cli.run``)."""
+    return run(_export, argv)
+
+
+def _export(argv: list[str] | None) -> int:
     ap = ArgumentParser(prog="python -m jobs.export", description=__doc__)
     ap.add_argument(
         "--run",
@@ -110,15 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     ckpt_paths = [Path(run) / "final.pt" for run in args.run]
     for ckpt_path in ckpt_paths:
         if not ckpt_path.is_file():
-            print(f"error: no checkpoint at {ckpt_path}", file=sys.stderr)
-            return 2
+            raise UserError(f"no checkpoint at {ckpt_path}")
     from model import datasets
 
     try:
         report = export_run(args, ckpt_paths)
-    except (datasets.DataError, UserError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except datasets.DataError as e:
+        raise UserError(str(e)) from None
     print(json.dumps(report, indent=1))
     return 0
 

@@ -15,10 +15,15 @@ import io
 import sys
 import tarfile
 
-from jobs.cli import ArgumentParser, UserError, check_writable, one_line_warnings
+from jobs.cli import ArgumentParser, UserError, check_writable, one_line_warnings, run
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit code 0 when done; user errors print one line and give 2 (``jobs.cli.run``)."""
+    return run(_pack, argv)
+
+
+def _pack(argv: list[str] | None) -> int:
     ap = ArgumentParser(prog="python -m jobs.pack", description=__doc__)
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz")
     ap.add_argument("--size", type=int, default=96, help="side of the packed chips, px")
@@ -32,23 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     from model import datasets
 
     if not datasets.is_tar(args.out):
-        print("error: --out must end in .tar, .tar.gz or .tgz", file=sys.stderr)
-        return 2
+        raise UserError("--out must end in .tar, .tar.gz or .tgz")
     if not 16 <= args.size <= 1024 or not 1 <= args.quality <= 100:
-        print("error: --size must be 16-1024 px and --quality 1-100", file=sys.stderr)
-        return 2
-    try:  # before the chips are loaded, not after
-        check_writable(args.out)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UserError("--size must be 16-1024 px and --quality 1-100")
+    check_writable(args.out)  # before the chips are loaded, not after
     try:
         records = datasets.scan_utkface(args.data)
         # prepare_chip at crop 1.0: the centred square, as training reads a chip
         images, ok = datasets.load_images(records, args.data, args.size, crop=1.0)
     except datasets.DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UserError(str(e)) from None
     params = [cv2.IMWRITE_WEBP_QUALITY, args.quality]
     mode = "w" if args.out.endswith(".tar") else "w:gz"
     with tarfile.open(args.out, mode) as tar:

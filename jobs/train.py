@@ -6,10 +6,15 @@ import pickle
 import sys
 import time
 
-from jobs.cli import ArgumentParser, UserError, check_writable, one_line_warnings
+from jobs.cli import ArgumentParser, UserError, check_writable, one_line_warnings, run
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit code 0 when trained; user errors print one line and give 2 (``jobs.cli.run``)."""
+    return run(_train, argv)
+
+
+def _train(argv: list[str] | None) -> int:
     ap = ArgumentParser(prog="python -m jobs.train", description=__doc__)
     ap.add_argument("--config", required=True, help="YAML training config")
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
@@ -57,26 +62,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.init:
             cfg = finetune_config(cfg)
     except (OSError, ValueError, TypeError, AttributeError) as e:
-        print(f"error: cannot read config: {e}", file=sys.stderr)
-        return 2
+        raise UserError(f"cannot read config: {e}") from None
     if not args.init and model_cfg.get("pretrained"):
         try:  # installed and readable, checked before the data are loaded
             load_pretrained(model, model_cfg.get("backbone", "resnet18"))
         except (OSError, ValueError) as e:
-            print(f"error: cannot load the pretrained weights: {e}", file=sys.stderr)
-            return 2
+            raise UserError(f"cannot load the pretrained weights: {e}") from None
     if args.init:  # checked now, before the data are loaded; train() loads it again to use it
         try:
             load_init(args.init, cfg["model"])
         except (OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError) as e:
-            print(f"error: cannot fine-tune from {args.init}: {e}", file=sys.stderr)
-            return 2
+            raise UserError(f"cannot fine-tune from {args.init}: {e}") from None
     if args.epochs:
         cfg["train"]["epochs"] = args.epochs
     if args.seed is not None:
         if not 0 <= args.seed < 2**32:
-            print("error: --seed must be between 0 and 2**32 - 1", file=sys.stderr)
-            return 2
+            raise UserError("--seed must be between 0 and 2**32 - 1")
         cfg["seed"] = args.seed
     if args.time_budget_min is not None:
         cfg["train"]["time_budget_min"] = args.time_budget_min
@@ -84,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # before the data are loaded: a run folder that cannot be written fails now
         check_writable(args.run_dir, folder=True)
     except UserError as e:
-        print(f"error: --run-dir: {e}", file=sys.stderr)
-        return 2
+        raise UserError(f"--run-dir: {e}") from None
 
     def log(msg: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(cfg, args.data, args.run_dir, args.manifest, log=log, init=args.init)
     except datasets.DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UserError(str(e)) from None
     return 0
 
 
