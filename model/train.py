@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +256,42 @@ def load_init(path: str | Path, model_cfg: dict) -> dict:
     return ckpt["state_dict"]
 
 
+@dataclass
+class _Faces:
+    """The decoded faces of a run (uint8 N x S x S x 3, as cached), their labels and split."""
+
+    images: torch.Tensor
+    labels: dict[str, np.ndarray]
+    targets: dict[str, torch.Tensor]  # the labels of the network's heads
+    train: np.ndarray  # indices of the readable training faces
+    val: np.ndarray
+
+
+@dataclass
+class _Schedule:
+    """Learning rate per step: warm-up then cosine. With a wall-clock budget the cosine advances
+    by whichever is further along, the step count or the elapsed share of the budget, and
+    training stops when it reaches the end (on an unloaded machine sized so the step count binds,
+    the run is exactly reproducible)."""
+
+    lr: float
+    total_steps: int
+    warmup: int
+    min_ratio: float
+    budget_s: float
+    started: float
+
+    def lr_at(self, step: int) -> float | None:
+        """The rate for ``step``, or None when the budget is spent."""
+        progress = None
+        if self.budget_s and step >= self.warmup:
+            t_steps = (step - self.warmup) / max(1, self.total_steps - self.warmup)
+            progress = max(t_steps, (time.time() - self.started) / self.budget_s)
+            if progress >= 1.0:
+                return None
+        return lr_at(step, self.total_steps, self.warmup, self.lr, self.min_ratio, progress)
+
+
 def train(
     cfg: dict,
     data: str,
@@ -275,151 +312,91 @@ def train(
     device = torch.device(tcfg.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
     amp = device.type == "cuda" and tcfg.get("amp", "auto") in ("auto", True)
 
-    size, crop = int(dcfg["input_size"]), float(dcfg.get("crop", 1.0))
-    split_seed, val_fraction = int(dcfg.get("split_seed", 0)), float(dcfg.get("val_fraction", 0.1))
-    records = datasets.load_records(data, manifest)
-    root = datasets.image_root(data, manifest)
-    train_recs, val_recs = datasets.split_records(records, split_seed, val_fraction)
-    datasets.write_split(
-        run / "split.json", train_recs, val_recs, seed=split_seed, val_fraction=val_fraction
+    faces = _load_faces(cfg, data, manifest, run, log)
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {**cfg, "run": {"data": str(data), "manifest": manifest, "init": init}},
+            sort_keys=False,
+        )
     )
-    cfg_out = {**cfg, "run": {"data": str(data), "manifest": manifest, "init": init}}
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg_out, sort_keys=False))
-
-    t0 = time.time()
-    cache_dir = dcfg.get("cache_dir", "cache")
-    images, ok = datasets.cached_images(records, root, size, crop, cache_dir)
-    log(f"loaded {len(records)} faces at {size}px in {time.time() - t0:.1f}s")
-    key_to_idx = {r.path: i for i, r in enumerate(records)}
-    tr_idx = np.array([key_to_idx[r.path] for r in train_recs if ok[key_to_idx[r.path]]])
-    va_idx = np.array([key_to_idx[r.path] for r in val_recs if ok[key_to_idx[r.path]]])
-    labels = datasets.labels_array(records)
-    if len(tr_idx) == 0:
-        raise datasets.DataError("no training faces")
-
-    all_images = torch.from_numpy(images)
-    y = {k: torch.from_numpy(v) for k, v in labels.items() if k in mcfg["heads"]}
     mean = torch.tensor(dcfg.get("mean", [0.5] * 3)).view(1, 3, 1, 1)
     std = torch.tensor(dcfg.get("std", [0.25] * 3)).view(1, 3, 1, 1)
-
-    mean_d, std_d = mean.to(device), std.to(device)
-    model = build_model(mcfg)
-    if init:
-        model.load_state_dict(load_init(init, mcfg))
-        log(f"fine-tuning from {init}")
-    elif mcfg.get("pretrained"):
-        log(f"starting from pretrained weights: {load_pretrained(model, mcfg['backbone'])}")
-    model = model.to(device)
     channels_last = bool(tcfg.get("channels_last", True))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = _network(mcfg, init, device, channels_last, log)
+    size = int(dcfg["input_size"])
     params, flops = count_params(model), count_flops(model, size)
     log(f"model {mcfg['backbone']} params={params} flops/face={flops / 1e9:.3f}G")
     criterion = MultiTaskLoss(cfg.get("loss"))
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    lr, wd = float(tcfg["lr"]), float(tcfg["weight_decay"])
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr,
-        betas=tuple(tcfg.get("betas", (0.9, 0.999))),
-    )
+    opt = _optimizer(model, tcfg)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     bs, epochs = int(tcfg["batch_size"]), int(tcfg["epochs"])
-    steps_per_epoch = max(1, len(tr_idx) // bs)
-    total_steps = steps_per_epoch * epochs
-    warmup = int(float(tcfg.get("warmup_epochs", 1)) * steps_per_epoch)
-    min_ratio = float(tcfg.get("min_lr_ratio", 0.01))
-    aug_cfg = cfg.get("augment", {}) or {}
+    steps_per_epoch = max(1, len(faces.train) // bs)
+    schedule = _Schedule(
+        lr=float(tcfg["lr"]),
+        total_steps=steps_per_epoch * epochs,
+        warmup=int(float(tcfg.get("warmup_epochs", 1)) * steps_per_epoch),
+        min_ratio=float(tcfg.get("min_lr_ratio", 0.01)),
+        budget_s=float(tcfg.get("time_budget_min", 0) or 0) * 60,
+        started=time.time(),
+    )
     gen = torch.Generator().manual_seed(seed)
-    balanced = cfg.get("sampling", {}) or {}
-    weights = None
-    if balanced.get("balanced"):
-        weights = torch.from_numpy(
-            sample_weights(
-                labels["age"][tr_idx],
-                int(balanced.get("bin_years", 5)),
-                float(balanced.get("power", 0.5)),
-            )
-        )
+    weights = _sampling_weights(cfg.get("sampling", {}) or {}, faces)
+    aug_cfg, crop = cfg.get("augment", {}) or {}, float(dcfg.get("crop", 1.0))
+    mean_d, std_d = mean.to(device), std.to(device)
 
-    # Optional wall-clock budget: the cosine schedule advances by whichever is further along, the
-    # step count or the elapsed fraction of the budget, and training stops when it reaches the end.
-    # On an unloaded machine sized so the step count binds (then the run is exactly reproducible).
-    budget_s = float(tcfg.get("time_budget_min", 0) or 0) * 60
     history: list[dict] = []
     step = 0
     stop = False
-    t_start = time.time()
     for epoch in range(1, epochs + 1):
-        if stop:
-            break
         model.train()
         if weights is not None:
             order = torch.multinomial(weights, steps_per_epoch * bs, True, generator=gen)
         else:
-            order = torch.randperm(len(tr_idx), generator=gen)
-        order = torch.from_numpy(tr_idx)[order]
-        sums: dict[str, float] = {}
+            order = torch.randperm(len(faces.train), generator=gen)
         t_ep = time.time()
-        for b in range(steps_per_epoch):
-            idx = order[b * bs : (b + 1) * bs]
-            x = to_input(all_images[idx].to(device, non_blocking=True), mean, std)
+        batches = torch.from_numpy(faces.train)[order].split(bs)[:steps_per_epoch]
+        sums: dict[str, float] = {}
+        done = 0
+        for b, idx in enumerate(batches):
+            lr = schedule.lr_at(step)
+            if lr is None:
+                log(f"time budget reached at epoch {epoch} step {b}; stopping")
+                stop = True
+                break
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x = to_input(faces.images[idx].to(device, non_blocking=True), mean, std)
             x = augment(x, aug_cfg, gen, crop)
             x = random_erase((x - mean_d) / std_d, aug_cfg, gen)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            targets = {k: v[idx].to(device) for k, v in y.items()}
-            progress = None
-            if budget_s and step >= warmup:
-                t_steps = (step - warmup) / max(1, total_steps - warmup)
-                t_time = (time.time() - t_start) / budget_s
-                progress = max(t_steps, t_time)
-                if progress >= 1.0:
-                    log(f"time budget reached at epoch {epoch} step {b}; stopping")
-                    stop = True
-                    break
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total_steps, warmup, lr, min_ratio, progress)
+            targets = {k: v[idx].to(device) for k, v in faces.targets.items()}
             with torch.autocast(device.type, enabled=amp):
                 outputs = model(x)
             loss, parts = criterion(outputs, targets)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if tcfg.get("grad_clip"):
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg["grad_clip"]))
-            scaler.step(opt)
-            scaler.update()
+            _step(opt, scaler, loss, model, tcfg.get("grad_clip"))
             step += 1
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-            for k, v in parts.items():
-                sums[f"loss_{k}"] = sums.get(f"loss_{k}", 0.0) + float(v.detach())
+            done += 1
+            for k, v in {"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
             if b % int(tcfg.get("log_every", 50)) == 0:
                 log(
                     f"epoch {epoch} step {b}/{steps_per_epoch} loss {float(loss.detach()):.4f} "
                     f"lr {opt.param_groups[0]['lr']:.2e} {time.time() - t_ep:.0f}s"
                 )
-        done = max(1, b + (0 if stop else 1))
-        row = {"epoch": epoch, "steps": done, "lr": opt.param_groups[0]["lr"]}
-        row.update({k: v / done for k, v in sums.items()})
+        row = {"epoch": epoch, "steps": max(1, done), "lr": opt.param_groups[0]["lr"]}
+        row.update({k: v / max(1, done) for k, v in sums.items()})
         row["epoch_s"] = round(time.time() - t_ep, 1)
-        if len(va_idx):
-            out = predict(model, all_images[torch.from_numpy(va_idx)], mean, std, 512, False)
-            am = age_metrics(labels["age"][va_idx], expected_age(out["age"]).numpy())
-            row.update({f"val_{k}": v for k, v in am.items() if k != "n"})
-            if "gender" in out:
-                pf = out["gender"].softmax(1)[:, 1].numpy()
-                row["val_gender_acc"] = gender_metrics(labels["gender"][va_idx], pf)["gender_acc"]
+        row.update(_validate(model, faces, mean, std))
         history.append(row)
         log(
-            "epoch "
-            + str(epoch)
-            + " "
+            f"epoch {epoch} "
             + " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
         )
         _write_history(run, history)
-    train_s = time.time() - t_start
+        if stop:
+            break
+    train_s = time.time() - schedule.started
     ckpt = {
         "state_dict": model.state_dict(),
         "config": cfg,
@@ -427,9 +404,12 @@ def train(
         "crop": crop,
         "mean": mean.flatten().tolist(),
         "std": std.flatten().tolist(),
-        "split": {"seed": split_seed, "val_fraction": val_fraction},
-        "n_train": int(len(tr_idx)),
-        "n_val": int(len(va_idx)),
+        "split": {
+            "seed": int(dcfg.get("split_seed", 0)),
+            "val_fraction": float(dcfg.get("val_fraction", 0.1)),
+        },
+        "n_train": int(len(faces.train)),
+        "n_val": int(len(faces.val)),
         "train_seconds": train_s,
         "steps": step,
         "epochs_run": step / steps_per_epoch,
@@ -443,6 +423,90 @@ def train(
     torch.save(ckpt, run / "final.pt")
     log(f"done in {train_s / 60:.1f} min -> {run / 'final.pt'}")
     return history[-1]
+
+
+def _load_faces(cfg: dict, data: str, manifest: str | None, run: Path, log) -> _Faces:
+    """The run's faces decoded at the input size (from the cache when there), split by the
+    seeded hash of their names; the split is written to the run folder."""
+    dcfg = cfg["data"]
+    size, crop = int(dcfg["input_size"]), float(dcfg.get("crop", 1.0))
+    split_seed, val_fraction = int(dcfg.get("split_seed", 0)), float(dcfg.get("val_fraction", 0.1))
+    records = datasets.load_records(data, manifest)
+    root = datasets.image_root(data, manifest)
+    train_recs, val_recs = datasets.split_records(records, split_seed, val_fraction)
+    datasets.write_split(
+        run / "split.json", train_recs, val_recs, seed=split_seed, val_fraction=val_fraction
+    )
+    t0 = time.time()
+    images, ok = datasets.cached_images(records, root, size, crop, dcfg.get("cache_dir", "cache"))
+    log(f"loaded {len(records)} faces at {size}px in {time.time() - t0:.1f}s")
+    key_to_idx = {r.path: i for i, r in enumerate(records)}
+    tr_idx = np.array([key_to_idx[r.path] for r in train_recs if ok[key_to_idx[r.path]]])
+    va_idx = np.array([key_to_idx[r.path] for r in val_recs if ok[key_to_idx[r.path]]])
+    if len(tr_idx) == 0:
+        raise datasets.DataError("no training faces")
+    labels = datasets.labels_array(records)
+    heads = cfg["model"]["heads"]
+    targets = {k: torch.from_numpy(v) for k, v in labels.items() if k in heads}
+    return _Faces(torch.from_numpy(images), labels, targets, tr_idx, va_idx)
+
+
+def _network(mcfg: dict, init: str | None, device, channels_last: bool, log) -> torch.nn.Module:
+    """The network on ``device``, from the ``init`` checkpoint's weights, pretrained weights or
+    a seeded random start."""
+    model = build_model(mcfg)
+    if init:
+        model.load_state_dict(load_init(init, mcfg))
+        log(f"fine-tuning from {init}")
+    elif mcfg.get("pretrained"):
+        log(f"starting from pretrained weights: {load_pretrained(model, mcfg['backbone'])}")
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def _optimizer(model: torch.nn.Module, tcfg: dict) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weight matrices and kernels only (not biases or norms)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    wd = float(tcfg["weight_decay"])
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=float(tcfg["lr"]),
+        betas=tuple(tcfg.get("betas", (0.9, 0.999))),
+    )
+
+
+def _sampling_weights(sampling: dict, faces: _Faces) -> torch.Tensor | None:
+    """Per-training-face draw weights for class-balanced sampling, or None (a shuffle)."""
+    if not sampling.get("balanced"):
+        return None
+    ages = faces.labels["age"][faces.train]
+    bins, power = int(sampling.get("bin_years", 5)), float(sampling.get("power", 0.5))
+    return torch.from_numpy(sample_weights(ages, bins, power))
+
+
+def _step(opt, scaler, loss: torch.Tensor, model: torch.nn.Module, grad_clip) -> None:
+    """One backward pass and optimiser step (gradients scaled under mixed precision)."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
+    scaler.step(opt)
+    scaler.update()
+
+
+def _validate(model: torch.nn.Module, faces: _Faces, mean, std) -> dict[str, float]:
+    """The validation faces' age metrics and gender accuracy, as ``val_*`` columns."""
+    if not len(faces.val):
+        return {}
+    out = predict(model, faces.images[torch.from_numpy(faces.val)], mean, std, 512, False)
+    am = age_metrics(faces.labels["age"][faces.val], expected_age(out["age"]).numpy())
+    row = {f"val_{k}": v for k, v in am.items() if k != "n"}
+    if "gender" in out:
+        pf = out["gender"].softmax(1)[:, 1].numpy()
+        row["val_gender_acc"] = gender_metrics(faces.labels["gender"][faces.val], pf)["gender_acc"]
+    return row
 
 
 def _write_history(run: Path, history: list[dict]) -> None:
