@@ -12,6 +12,7 @@ runnable on DirectRunner, PortableRunner, Flink, Spark or Dataflow.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -86,6 +87,19 @@ class FaceKey:
     frontalness: float
 
 
+@dataclass(frozen=True)
+class StreamFacts:
+    """What the container says about its video stream, as the videos table keeps it; all None
+    for a file that did not open."""
+
+    duration_s: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    rotation: int | None = None
+    codec: str | None = None
+
+
 @dataclass
 class VideoRecord:
     """Everything known about one video after decoding, before its faces are tracked."""
@@ -96,7 +110,7 @@ class VideoRecord:
     fingerprint: str
     status: str
     error: str | None
-    info: dict
+    stream: StreamFacts
     frames_decoded: int
     frames_analysed: int
     faces_detected: int
@@ -190,7 +204,7 @@ class AnalyseVideo(beam.DoFn):
             fingerprint="",
             status=STATUS_OK,
             error=None,
-            info={},
+            stream=StreamFacts(),
             frames_decoded=0,
             frames_analysed=0,
             faces_detected=0,
@@ -209,7 +223,7 @@ class AnalyseVideo(beam.DoFn):
                     self._not_dated.inc()
                     return
                 yield from self._faces_of(video, reader, record)
-                record.info = _info_columns(reader)
+                record.stream = _stream_facts(reader)
                 if reader.info.warnings:
                     record.error = "; ".join(reader.info.warnings)
         except VideoError as e:
@@ -286,16 +300,16 @@ class AnalyseVideo(beam.DoFn):
         record.frames_decoded = reader.info.frames_decoded
 
 
-def _info_columns(reader: VideoReader) -> dict:
+def _stream_facts(reader: VideoReader) -> StreamFacts:
     info = reader.info
-    return {
-        "duration_s": reader.duration_s,
-        "fps": info.fps,
-        "width": info.width,
-        "height": info.height,
-        "rotation": info.rotation,
-        "codec": info.codec,
-    }
+    return StreamFacts(
+        duration_s=reader.duration_s,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        rotation=info.rotation,
+        codec=info.codec,
+    )
 
 
 def to_observation(keyed: tuple[FaceKey, FacePrediction]) -> tuple[str, Observation]:
@@ -391,8 +405,7 @@ class PublishVideo(beam.DoFn):
             "size_bytes": video.size_bytes,
             "mtime": datetime.fromtimestamp(video.mtime, UTC).replace(tzinfo=None),
             "fingerprint": record.fingerprint,
-            **{k: record.info.get(k) for k in ("duration_s", "fps", "width", "height")},
-            **{k: record.info.get(k) for k in ("rotation", "codec")},
+            **dataclasses.asdict(record.stream),
             "frames_decoded": record.frames_decoded,
             "frames_analysed": record.frames_analysed,
             "faces_detected": record.faces_detected,
