@@ -202,15 +202,14 @@ def architecture(ckpts: list[dict]) -> str:
 
 
 def export_run(args, ckpt_paths: list[Path]) -> dict:
+    """Export the runs as one file, check it against torch, and return the JSON report (also
+    written to --report)."""
     import torch
 
     from model import datasets
     from model.bench import benchmark_table
-    from model.dlib_nets import SOURCE as PRETRAINED_SOURCE
-    from model.export import LICENSE, export_onnx, head_labels, parity
+    from model.export import export_onnx, parity
     from model.network import count_flops, count_params
-    from model.template import estimate_template
-    from schemas.model_file import ModelSpec
 
     torch.set_num_threads(2)
     model, ckpts = load_members(ckpt_paths)
@@ -219,7 +218,6 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
 
         model = FlipAverage(model).eval()
     ckpt = ckpts[0]
-    cfg = ckpt["config"]
     size, crop = int(ckpt["input_size"]), float(ckpt["crop"])
     split = ckpt["split"]
     records = datasets.load_records(args.data, args.manifest)
@@ -227,7 +225,70 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
     train_recs, val_recs = datasets.split_records(records, split["seed"], split["val_fraction"])
 
     t0 = time.time()
-    chips = sample_chips(str(root), train_recs, args.template_samples, seed=0)
+    template, n_faces, n_chips = crop_template(root, train_recs, args.template_samples, size, crop)
+    t_template = time.time() - t0
+
+    flops = count_flops(model, size)
+    params = count_params(model)
+    spec = model_spec(args, ckpts, template, params, flops)
+    out = Path(args.out)
+    names = export_onnx(model, spec, out)
+
+    rng = np.random.default_rng(0)
+    rand = rng.standard_normal((8, 3, size, size)).astype(np.float32)
+    val_chips = sample_chips(str(root), val_recs or train_recs, 32, seed=1)
+    real = model_inputs(val_chips, spec)
+    diffs = {"random": parity(model, out, rand), "real": parity(model, out, real)}
+    worst = max(max(v for k, v in d.items() if k.endswith("_logits")) for d in diffs.values())
+    if worst > 1e-4:
+        warnings.warn(f"parity: max abs logit diff {worst:.2e} > 1e-4", stacklevel=1)
+
+    report = (
+        {"int8": export_int8(args.int8_out, out, root, train_recs, spec)} if args.int8_out else {}
+    )
+    if args.half_weights:  # after the INT8 copy, which is calibrated from the FP32 file
+        report["half_weights_max_abs"] = store_half_weights(model, out, real)
+    report.update(
+        {
+            "onnx": str(out),
+            "size_mb": round(out.stat().st_size / 2**20, 2),
+            "outputs": names,
+            "members": [str(p.parent) for p in ckpt_paths],
+            "params": params,
+            "flops_per_face": flops,
+            "template": template.round(3).tolist(),
+            "template_faces": n_faces,
+            "template_chips": n_chips,
+            "template_seconds": round(t_template, 1),
+            "parity_max_abs": diffs,
+            "parity_ok": worst <= 1e-4,
+            "train_seconds": [c.get("train_seconds") for c in ckpts],
+        }
+    )
+    if not args.no_bench:
+        report["throughput_faces_per_s"] = benchmark_table(out)
+        if "int8" in report:
+            report["int8"]["throughput_faces_per_s"] = benchmark_table(args.int8_out)
+    if report["size_mb"] > MAX_FILE_MB:
+        warnings.warn(
+            f"{out} is {report['size_mb']} MB, over the {MAX_FILE_MB} MB a shipped model may be "
+            "(edge devices): use --half-weights or fewer runs",
+            stacklevel=1,
+        )
+    report_path = Path(args.report) if args.report else default_report_path(args.run)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def crop_template(root, train_recs, samples: int, size: int, crop: float):
+    """The model's crop template from its own training chips: MTCNN's landmarks on a seeded
+    sample, mapped through the chip -> input transform. Returns it with the faces and chips
+    it came from."""
+    from model import datasets
+    from model.template import estimate_template
+
+    chips = sample_chips(str(root), train_recs, samples, seed=0)
     if not chips:
         raise datasets.DataError("no training chip could be read for the template")
     sizes = {c.shape[:2] for c in chips}
@@ -236,11 +297,19 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
     marks = detect_chip_landmarks(chips)
     if len(marks) < 10:
         raise datasets.DataError(f"face detector found only {len(marks)} faces on the chips")
-    template = estimate_template(marks, chip_hw, size, crop, symmetric=True)
-    t_template = time.time() - t0
+    return estimate_template(marks, chip_hw, size, crop, symmetric=True), len(marks), len(chips)
 
-    flops = count_flops(model, size)
-    params = count_params(model)
+
+def model_spec(args, ckpts: list[dict], template, params: int, flops: int):
+    """The file's metadata (``schemas.model_file.ModelSpec``) from the first member's
+    checkpoint, the template and the network's size."""
+    from model.dlib_nets import SOURCE as PRETRAINED_SOURCE
+    from model.export import LICENSE, head_labels
+    from schemas.model_file import ModelSpec
+
+    ckpt = ckpts[0]
+    cfg, size, split = ckpt["config"], int(ckpt["input_size"]), ckpt["split"]
+    crop = float(ckpt["crop"])
     name = "+".join(Path(run).name for run in args.run)
     version = (
         args.version or f"{cfg['model']['backbone']}-{size}px-{name}-{time.strftime('%Y%m%d')}"
@@ -251,7 +320,7 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
     if pretrained:
         who = "" if len(ckpts) == 1 else f" ({pretrained} of {len(ckpts)} networks)"
         training_data += f", fine-tuned from pretrained weights{who}: {PRETRAINED_SOURCE}"
-    spec = ModelSpec(
+    return ModelSpec(
         input_size=size,
         mean=tuple(float(v) for v in ckpt["mean"]),
         std=tuple(float(v) for v in ckpt["std"]),
@@ -273,65 +342,23 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
             "flops_per_face": str(flops),
         },
     )
-    out = Path(args.out)
-    names = export_onnx(model, spec, out)
 
-    rng = np.random.default_rng(0)
-    rand = rng.standard_normal((8, 3, size, size)).astype(np.float32)
-    val_chips = sample_chips(str(root), val_recs or train_recs, 32, seed=1)
-    real = model_inputs(val_chips, spec)
-    diffs = {"random": parity(model, out, rand), "real": parity(model, out, real)}
-    worst = max(max(v for k, v in d.items() if k.endswith("_logits")) for d in diffs.values())
-    if worst > 1e-4:
-        warnings.warn(f"parity: max abs logit diff {worst:.2e} > 1e-4", stacklevel=1)
 
-    report = (
-        {"int8": export_int8(args.int8_out, out, root, train_recs, spec)} if args.int8_out else {}
-    )
-    if args.half_weights:  # after the INT8 copy, which is calibrated from the FP32 file
-        from model.quantize import half_weights
+def store_half_weights(model, out: Path, inputs: np.ndarray) -> dict[str, float]:
+    """Rewrite ``out`` with FP16 weights; returns the largest change per output on ``inputs``
+    against the torch model."""
+    from model.export import parity
+    from model.quantize import half_weights
 
-        try:
-            half_weights(out)
-        except ValueError as e:
-            raise UserError(f"{e}: export without --half-weights") from None
-        report["half_weights_max_abs"] = parity(model, out, real)
-        rounding = max(
-            v for k, v in report["half_weights_max_abs"].items() if k.endswith("_logits")
-        )
-        if not rounding <= 0.05:  # also catches NaN
-            warnings.warn(f"FP16 weights change the logits by up to {rounding:.3g}", stacklevel=1)
-    report.update(
-        {
-            "onnx": str(out),
-            "size_mb": round(out.stat().st_size / 2**20, 2),
-            "outputs": names,
-            "members": [str(p.parent) for p in ckpt_paths],
-            "params": params,
-            "flops_per_face": flops,
-            "template": template.round(3).tolist(),
-            "template_faces": len(marks),
-            "template_chips": len(chips),
-            "template_seconds": round(t_template, 1),
-            "parity_max_abs": diffs,
-            "parity_ok": worst <= 1e-4,
-            "train_seconds": [c.get("train_seconds") for c in ckpts],
-        }
-    )
-    if not args.no_bench:
-        report["throughput_faces_per_s"] = benchmark_table(out)
-        if "int8" in report:
-            report["int8"]["throughput_faces_per_s"] = benchmark_table(args.int8_out)
-    if report["size_mb"] > MAX_FILE_MB:
-        warnings.warn(
-            f"{out} is {report['size_mb']} MB, over the {MAX_FILE_MB} MB a shipped model may be "
-            "(edge devices): use --half-weights or fewer runs",
-            stacklevel=1,
-        )
-    report_path = Path(args.report) if args.report else default_report_path(args.run)
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=1))
-    return report
+    try:
+        half_weights(out)
+    except ValueError as e:
+        raise UserError(f"{e}: export without --half-weights") from None
+    changes = parity(model, out, inputs)
+    rounding = max(v for k, v in changes.items() if k.endswith("_logits"))
+    if not rounding <= 0.05:  # also catches NaN
+        warnings.warn(f"FP16 weights change the logits by up to {rounding:.3g}", stacklevel=1)
+    return changes
 
 
 def model_inputs(chips: list[np.ndarray], spec) -> np.ndarray:
