@@ -47,6 +47,7 @@ __all__ = [
     "MtcnnDetector",
     "create_detector",
     "DETECTORS",
+    "box_size",
     "known_detectors",
     "mtcnn_model_dir",
     "benchmark",
@@ -80,8 +81,14 @@ class Face:
 
     @property
     def size(self) -> float:
-        """Face size in pixels: the geometric mean of box width and height, sqrt(w * h)."""
-        return float(np.sqrt(max(self.width, 0.0) * max(self.height, 0.0)))
+        return box_size(self.box)
+
+
+def box_size(box: tuple[float, float, float, float]) -> float:
+    """A face's size in pixels: the geometric mean of its box's width and height, never zero
+    (the tracker divides by it)."""
+    x1, y1, x2, y2 = box
+    return float(np.sqrt(max(x2 - x1, 1e-3) * max(y2 - y1, 1e-3)))
 
 
 @runtime_checkable

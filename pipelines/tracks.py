@@ -13,6 +13,7 @@ from itertools import groupby
 
 import numpy as np
 
+from pipelines.faces import box_size
 from pipelines.settings import TrackerSettings
 
 Box = tuple[float, float, float, float]
@@ -39,9 +40,7 @@ class Observation:
 
     @property
     def size(self) -> float:
-        """Face size in pixels: the geometric mean of box width and height."""
-        x1, y1, x2, y2 = self.box
-        return float(np.sqrt(max(x2 - x1, 1e-3) * max(y2 - y1, 1e-3)))
+        return box_size(self.box)
 
     @property
     def center(self) -> tuple[float, float]:
