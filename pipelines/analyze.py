@@ -38,7 +38,7 @@ from pipelines.predictions import FaceModelHandler, FacePrediction
 from pipelines.settings import Settings
 from pipelines.tables import publish, remove_video
 from pipelines.tracks import Observation, track_faces
-from pipelines.visitors import aggregate
+from pipelines.visitors import aggregate, frames_needed
 from schemas import STATUS_FAILED, STATUS_OK
 from schemas.model_file import ModelSpec
 
@@ -216,6 +216,7 @@ class AnalyseVideo(beam.DoFn):
                 raise VideoError("empty file (0 bytes)")
             record.fingerprint = inputs.fingerprint(video)
             with self._open(video) as reader:
+                record.sample_interval_s = reader.sample_interval_s
                 record.start_time, record.start_time_source = inputs.start_time(
                     video, pattern, reader.info.creation_time, zone
                 )
@@ -350,7 +351,9 @@ class PublishVideo(beam.DoFn):
         started = time.perf_counter()
         observations = list(grouped["faces"]) if record.status == STATUS_OK else []
         tracks = track_faces(observations, self._settings.tracker)
-        visitors = [aggregate(t, self._settings.visitors, record.sample_interval_s) for t in tracks]
+        interval = record.sample_interval_s
+        needed = frames_needed(self._settings.visitors, 1.0 / self._settings.decode.fps, interval)
+        visitors = [aggregate(t, self._settings.visitors, interval, needed) for t in tracks]
         kept = [v for v in visitors if v is not None]
         t_tracked = time.perf_counter()
         self._timers["track"].update(int((t_tracked - started) * 1000))

@@ -21,6 +21,11 @@ import numpy as np
 
 # Consecutive undecodable packets after which a video is declared broken rather than damaged.
 MAX_CONSECUTIVE_ERRORS = 200
+# A timestamp this far behind the previous frame's is a restart (recordings joined, a camera
+# restarted mid-file), not decoder jitter: times go on from where they were.
+RESTART_S = 0.5
+# Video data that ends this much (and this share) before the container says is reported.
+SHORT_BY_S, SHORT_BY_SHARE = 1.0, 0.1
 
 
 class VideoError(Exception):
@@ -30,7 +35,7 @@ class VideoError(Exception):
 @dataclass(frozen=True)
 class Frame:
     index: int  # position among all decoded frames of the video
-    t_s: float  # presentation time, seconds from the first frame
+    t_s: float  # presentation time, seconds from the start of the video stream
     image: np.ndarray  # upright RGB, uint8, H x W x 3
 
 
@@ -70,6 +75,25 @@ def _duration(container, stream) -> float | None:
     return None
 
 
+def _main_video_stream(streams):
+    """The video to analyse: the largest stream that is not a cover picture (an mkv or mp4 may
+    carry a thumbnail or a second, smaller view first), the first of equals."""
+    real = [s for s in streams if not s.disposition & av.stream.Disposition.attached_pic]
+    candidates = real or list(streams)
+    return max(
+        candidates, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0)
+    )
+
+
+def _stream_start(container, stream) -> float | None:
+    """The stream's first presentation time in seconds, from the container's index."""
+    if stream.start_time is not None and stream.time_base is not None:
+        return float(stream.start_time * stream.time_base)
+    if container.start_time is not None:
+        return container.start_time / av.time_base
+    return None
+
+
 def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
     # PyAV reports the display matrix as a counter-clockwise angle, as np.rot90 turns.
     quarter_turns = round(rotation / 90) % 4
@@ -94,7 +118,7 @@ class VideoReader:
             kinds = sorted({s.type for s in self._container.streams}) or ["no"]
             self.close()
             raise VideoError(f"no video stream (file has {', '.join(kinds)} streams)")
-        self._stream = self._container.streams.video[0]
+        self._stream = _main_video_stream(self._container.streams.video)
         self._stream.thread_type = "AUTO"
         self._stream.codec_context.thread_count = max(0, threads)
         ctx = self._stream.codec_context
@@ -133,20 +157,43 @@ class VideoReader:
                 continue
             yield from frames
 
+    @property
+    def sample_interval_s(self) -> float:
+        """Seconds of video each picked frame stands for: one step at ``fps``, or one source
+        frame where the source has fewer frames per second than that."""
+        return max(1.0 / self.fps, 1.0 / self.info.fps if self.info.fps else 0.0)
+
+    def _times(self) -> Iterator[tuple[av.VideoFrame, float]]:
+        """Each decoded frame with its time in seconds from the start of the stream (so frames
+        lost to damage at the start do not shift the rest), monotonic across restarts."""
+        origin = _stream_start(self._container, self._stream)
+        offset, last_raw, restarts = 0.0, None, 0
+        rate = self.info.fps or self.fps
+        for index, frame in enumerate(self._decoded()):
+            if frame.time is None:
+                yield frame, index / rate
+                continue
+            raw = frame.time
+            if origin is None or (last_raw is None and raw < origin):  # index missing or off
+                origin = raw
+            if last_raw is not None and raw < last_raw - RESTART_S:
+                offset += last_raw - raw + 1.0 / rate
+                restarts += 1
+            last_raw = raw
+            yield frame, raw - origin + offset
+        if restarts:
+            self.info.warnings.append(
+                f"timestamps restart {restarts} time{'s' if restarts > 1 else ''} "
+                "(joined recordings?): later times follow on"
+            )
+
     def frames(self) -> Iterator[Frame]:
         step = 1.0 / self.fps
-        first_t: float | None = None
         next_t = 0.0
         try:
-            for frame in self._decoded():
+            for frame, t in self._times():
                 index = self.info.frames_decoded
                 self.info.frames_decoded += 1
-                if frame.time is None:
-                    rate = self.info.fps or self.fps
-                    t = index / rate
-                else:
-                    first_t = frame.time if first_t is None else first_t
-                    t = frame.time - first_t
                 self.info.last_t_s = max(self.info.last_t_s, t)
                 if t + 1e-6 < next_t:
                     continue
@@ -164,14 +211,27 @@ class VideoReader:
         if self.info.corrupt_packets:
             n = self.info.corrupt_packets
             self.info.warnings.append(f"skipped {n} corrupt packet{'s' if n > 1 else ''}")
+        if self._ends_short():
+            self.info.warnings.append(
+                f"video data ends at {self._decoded_span():.1f} s of the "
+                f"{self.info.duration_s:.1f} s the container states (truncated?)"
+            )
+
+    def _decoded_span(self) -> float:
+        return self.info.last_t_s + 1.0 / (self.info.fps or self.fps)
+
+    def _ends_short(self) -> bool:
+        stated = self.info.duration_s
+        short_by = (stated or 0) - self._decoded_span()
+        return bool(stated) and short_by > max(SHORT_BY_S, SHORT_BY_SHARE * stated)
 
     @property
     def duration_s(self) -> float:
-        """Container duration, else the span of decoded timestamps plus one frame."""
-        if self.info.duration_s:
+        """Container duration, else (or where the video data ends well before it) the span of
+        decoded timestamps plus one frame."""
+        if self.info.duration_s and not self._ends_short():
             return self.info.duration_s
-        rate = self.info.fps or self.fps
-        return self.info.last_t_s + 1.0 / rate
+        return self._decoded_span()
 
 
 def _reason(error: Exception) -> str:

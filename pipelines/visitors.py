@@ -8,6 +8,7 @@ weighted mean P(female). Tracks too short or with too small a face are dropped, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -65,6 +66,15 @@ def age_band(age: float, edges: tuple[int, ...]) -> str:
     return f"{lower}+"
 
 
+def frames_needed(settings: VisitorSettings, picked_s: float, frame_interval_s: float) -> int:
+    """``visitors.min_frames`` is a count of frames picked every ``picked_s`` seconds (decode.fps).
+    A source with fewer frames per second than that gives one frame every ``frame_interval_s``:
+    the same span of video then holds fewer frames, and at least two are needed."""
+    if frame_interval_s <= picked_s:
+        return settings.min_frames
+    return max(2, math.ceil(settings.min_frames * picked_s / frame_interval_s - 1e-9))
+
+
 def frame_weights(track: Track) -> np.ndarray:
     obs = track.observations
     size = np.array([o.size for o in obs])
@@ -73,11 +83,16 @@ def frame_weights(track: Track) -> np.ndarray:
     return size * score * front
 
 
-def aggregate(track: Track, settings: VisitorSettings, frame_interval_s: float) -> Visitor | None:
-    """The visitor a track stands for, or None when the track is too weak to trust."""
+def aggregate(
+    track: Track, settings: VisitorSettings, frame_interval_s: float, min_frames: int | None = None
+) -> Visitor | None:
+    """The visitor a track stands for, or None when the track is too weak to trust: seen in
+    fewer than ``min_frames`` analysed frames (default ``settings.min_frames``; see
+    ``frames_needed``) or with a median face under ``settings.min_face_px``."""
     obs = track.observations
     face_px = float(np.median([o.size for o in obs]))
-    if len(obs) < settings.min_frames or face_px < settings.min_face_px:
+    needed = settings.min_frames if min_frames is None else min_frames
+    if len(obs) < needed or face_px < settings.min_face_px:
         return None
     weights = frame_weights(track)
     weights = weights / weights.sum()

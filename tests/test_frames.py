@@ -92,6 +92,74 @@ def test_truncated_file_yields_the_frames_before_the_cut(tmp_path):
         read_all(truncate(index_last, tmp_path / "cut.mp4", 0.5))
 
 
+def test_a_cut_reports_where_the_video_data_ends(tmp_path):
+    whole = write_clip(tmp_path / "f.mp4", seconds=4, fps=25, faststart=True)
+    reader, frames = read_all(truncate(whole, tmp_path / "fcut.mp4", 0.5))
+    assert reader.info.duration_s == pytest.approx(4.0, abs=0.05)  # what the index says
+    assert reader.duration_s == pytest.approx(frames[-1].t_s, abs=0.3)  # what there is
+    (note,) = [w for w in reader.info.warnings if "video data ends" in w]
+    assert note.endswith("of the 4.0 s the container states (truncated?)")
+    reader, _ = read_all(whole)
+    assert reader.info.warnings == [] and reader.duration_s == pytest.approx(4.0, abs=0.05)
+
+
+def test_joined_recordings_whose_timestamps_restart_are_read_to_the_end(tmp_path):
+    part = write_clip(tmp_path / "part.ts", seconds=2, fps=10).read_bytes()
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(part + part)  # MPEG-TS concatenates: the second half starts at 0 again
+    reader, frames = read_all(joined, fps=5)
+    times = [f.t_s for f in frames]
+    assert len(frames) == 20 and times == sorted(times)
+    assert times[-1] == pytest.approx(3.8, abs=0.15)
+    assert reader.info.warnings == [
+        "timestamps restart 1 time (joined recordings?): later times follow on"
+    ]
+
+
+def test_frames_lost_at_the_start_do_not_shift_the_times_of_the_rest(tmp_path):
+    clean = write_clip(tmp_path / "g.mp4", seconds=3, fps=10, gop=5, faststart=True)
+    data = bytearray(clean.read_bytes())
+    start = data.find(b"mdat") + 4
+    data[start : start + (len(data) - start) // 4] = bytes(
+        np.random.default_rng(0).integers(0, 256, (len(data) - start) // 4, dtype=np.uint8)
+    )
+    (tmp_path / "lost.mp4").write_bytes(bytes(data))
+    _, frames = read_all(tmp_path / "lost.mp4", fps=5)
+    _, whole = read_all(clean, fps=5)
+    assert frames[0].t_s >= 0.5  # the first picture that decodes, at its own time
+    by_time = {round(f.t_s, 2): f.image for f in whole}
+    for f in frames[-3:]:  # the same pictures at the same times as in the undamaged clip
+        assert np.abs(f.image.astype(int) - by_time[round(f.t_s, 2)]).mean() < 3
+
+
+def test_the_largest_video_stream_is_read_not_a_small_first_one(tmp_path):
+    import av
+
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as out:
+        small, large = out.add_stream("mpeg4", rate=10), out.add_stream("mpeg4", rate=10)
+        for stream, (w, h) in ((small, (64, 48)), (large, (160, 120))):
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(10):
+            for stream in (small, large):
+                image = np.full((stream.height, stream.width, 3), 20 * i, np.uint8)
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+        for stream in (small, large):
+            out.mux(stream.encode())
+    reader, frames = read_all(path)
+    assert (reader.info.width, reader.info.height) == (160, 120)
+    assert frames[0].image.shape == (120, 160, 3)
+
+
+def test_a_source_slower_than_the_picking_rate_gives_each_frame_its_own_interval(tmp_path):
+    reader, frames = read_all(write_clip(tmp_path / "slow.mp4", seconds=4, fps=2), fps=5)
+    assert len(frames) == 8 and reader.sample_interval_s == pytest.approx(0.5)
+    reader, _ = read_all(write_clip(tmp_path / "fast.mp4", seconds=1, fps=25), fps=5)
+    assert reader.sample_interval_s == pytest.approx(0.2)
+
+
 def test_prefetcher_yields_every_frame_in_order_and_reraises_errors(tmp_path):
     from pipelines.frames import Prefetcher
 

@@ -6,7 +6,7 @@ from test_tracks import obs
 
 from pipelines.settings import load_settings
 from pipelines.tracks import Track
-from pipelines.visitors import age_band, aggregate
+from pipelines.visitors import age_band, aggregate, frames_needed
 
 SETTINGS = load_settings().visitors
 # The weighting tests use three frames; the shipped minimum track length is tested on its own.
@@ -56,3 +56,13 @@ def test_short_or_small_tracks_are_dropped():
     assert aggregate(track_of([*short, obs(4, 0.8, 300, 300)]), SETTINGS, 0.2) is not None
     tiny = [obs(i, i * 0.2, 300, 300, size=20) for i in range(10)]
     assert aggregate(track_of(tiny), SETTINGS, 0.2) is None
+
+
+def test_a_slow_source_needs_the_same_span_of_video_not_the_same_frame_count():
+    """min_frames 5 at 5 fps is one second: a 1 fps recording shows a one-second visitor in
+    one frame, so it needs two; 2 fps, two; a source faster than the picking rate, five."""
+    assert [frames_needed(SETTINGS, 0.2, i) for i in (0.04, 0.2, 0.25, 0.5, 1.0)] == [5, 5, 4, 2, 2]
+    slow = [obs(i, float(i), 300, 300) for i in range(4)]  # four frames at 1 fps
+    assert aggregate(track_of(slow), SETTINGS, 1.0) is None  # the 5 fps rule alone drops it
+    visitor = aggregate(track_of(slow), SETTINGS, 1.0, frames_needed(SETTINGS, 0.2, 1.0))
+    assert visitor is not None and visitor.dwell_s == pytest.approx(4.0)

@@ -20,8 +20,10 @@ def write_clip(
     creation_time: str | None = None,
     image=None,
     faststart: bool = False,
+    gop: int | None = None,
 ) -> Path:
-    """Encode a moving gradient clip; ``frame_times`` (seconds) makes it variable-frame-rate."""
+    """Encode a moving gradient clip; ``frame_times`` (seconds) makes it variable-frame-rate,
+    ``gop`` puts a key frame every that many frames."""
     width, height = size
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "+faststart"} if faststart else {}
@@ -30,6 +32,8 @@ def write_clip(
             out.metadata["creation_time"] = creation_time
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if gop:
+            stream.codec_context.gop_size = gop
         stream.codec_context.time_base = Fraction(1, 1000)
         stream.time_base = Fraction(1, 1000)
         if rotation is not None:
