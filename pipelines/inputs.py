@@ -11,8 +11,10 @@ Camera id: the name of the folder holding the video. Start time, first that appl
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -34,11 +36,20 @@ class VideoFile:
 
 
 def match_patterns(input_path: str) -> list[str]:
-    """Beam match patterns for a file, a folder (recursively), or a glob given by the user."""
-    if GLOB_CHARS & set(input_path):
+    """Beam match patterns for a file, a folder (recursively), or a glob given by the user. A
+    path that exists is taken as it is, even with glob characters in its name (``cam[1]``)."""
+    if GLOB_CHARS & set(input_path) and not FileSystems.exists(input_path):
         return [input_path]
-    root = input_path.rstrip("/") or "/"
+    root = _literal(input_path.rstrip("/") or "/")
+    if os.path.isdir(input_path):  # a local folder: its files, never the folder itself
+        return [f"{root}/**"]
     return [root, f"{root}/**"]
+
+
+def _literal(path: str) -> str:
+    """``path`` as a Beam match pattern that matches only itself. Beam's patterns cannot quote;
+    a one-character set can (``[][]`` for a bracket: ``[[]`` makes Python's re warn)."""
+    return "".join({"[": "[][]", "*": "[*]", "?": "[?]"}.get(c, c) for c in path)
 
 
 def has_video_extension(path: str, extensions: tuple[str, ...]) -> bool:
@@ -52,8 +63,10 @@ def video_id(path: str) -> str:
 
 
 def camera_of(path: str) -> str:
+    """The folder holding the video, as a partition-safe id: letters (any script, composed
+    the same way whatever the filesystem stored), digits, ``.``, ``_`` and ``-``."""
     parent = posixpath.basename(posixpath.dirname(path.replace("\\", "/")))
-    return re.sub(r"[^A-Za-z0-9._-]", "_", parent) or "default"
+    return re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", parent)) or "default"
 
 
 def video_file(path: str, size_bytes: int, mtime: float) -> VideoFile:

@@ -100,6 +100,17 @@ def test_a_night_with_bad_inputs(tiny_model, night, tmp_path, capsys):
     assert last["videos_unchanged"] == 9 and last["videos_failed"] == 4 and last["videos_ok"] == 0
 
 
+def test_folders_named_like_globs_or_videos_and_non_ascii_cameras(tiny_model, tmp_path):
+    """An existing path is taken as it is: a camera folder 'cam[1]' is not a glob, and a folder
+    named like a video ('day.mp4/') is searched, not analysed. Camera ids keep their letters."""
+    write_clip(tmp_path / "cam[1]" / "20261122_100000.mp4", seconds=1, fps=10)
+    write_clip(tmp_path / "day.mp4" / "Café Nord" / "20261122_110000.mp4", seconds=1, fps=10)
+    for folder, camera in (("cam[1]", "cam_1_"), ("day.mp4", "Café_Nord")):
+        out = tmp_path / f"out-{camera}"
+        assert run_job(tiny_model, tmp_path / folder, out) == 0
+        assert [(row[1], row[2]) for row in videos(out)] == [(camera, "ok")]
+
+
 def test_rerun_after_fixing_and_force(tiny_model, tmp_path):
     root = tmp_path / "v"
     write_clip(root / "cam" / "20261122_100000.mp4", seconds=1, fps=10)
