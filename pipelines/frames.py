@@ -67,12 +67,14 @@ def _creation_time(container) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
-def _duration(container, stream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
+def _seconds(container, stream, field: str) -> float | None:
+    """The stream's ``duration`` or ``start_time`` in seconds (from the container's index), else
+    the container's own."""
+    value = getattr(stream, field)
+    if value is not None and stream.time_base is not None:
+        return float(value * stream.time_base)
+    value = getattr(container, field)
+    return value / av.time_base if value is not None else None
 
 
 def _main_video_stream(streams):
@@ -83,15 +85,6 @@ def _main_video_stream(streams):
     return max(
         candidates, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0)
     )
-
-
-def _stream_start(container, stream) -> float | None:
-    """The stream's first presentation time in seconds, from the container's index."""
-    if stream.start_time is not None and stream.time_base is not None:
-        return float(stream.start_time * stream.time_base)
-    if container.start_time is not None:
-        return container.start_time / av.time_base
-    return None
 
 
 def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -124,7 +117,7 @@ class VideoReader:
         ctx = self._stream.codec_context
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.info = VideoInfo(
-            duration_s=_duration(self._container, self._stream),
+            duration_s=_seconds(self._container, self._stream, "duration"),
             fps=float(rate) if rate else None,
             width=ctx.width,
             height=ctx.height,
@@ -166,7 +159,7 @@ class VideoReader:
     def _times(self) -> Iterator[tuple[av.VideoFrame, float]]:
         """Each decoded frame with its time in seconds from the start of the stream (so frames
         lost to damage at the start do not shift the rest), monotonic across restarts."""
-        origin = _stream_start(self._container, self._stream)
+        origin = _seconds(self._container, self._stream, "start_time")
         offset, last_raw, restarts = 0.0, None, 0
         rate = self.info.fps or self.fps
         for index, frame in enumerate(self._decoded()):
