@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from common.geometry import box_size
 from common.sessions import cpu_session
 from pipelines.inputs import read_bytes
 from pipelines.onnx_wire import fast_prelu_model, merge_pnet_heads
@@ -47,7 +48,6 @@ __all__ = [
     "MtcnnDetector",
     "create_detector",
     "DETECTORS",
-    "box_size",
     "known_detectors",
     "mtcnn_model_dir",
     "benchmark",
@@ -82,13 +82,6 @@ class Face:
     @property
     def size(self) -> float:
         return box_size(self.box)
-
-
-def box_size(box: tuple[float, float, float, float]) -> float:
-    """A face's size in pixels: the geometric mean of its box's width and height, never zero
-    (the tracker divides by it)."""
-    x1, y1, x2, y2 = box
-    return float(np.sqrt(max(x2 - x1, 1e-3) * max(y2 - y1, 1e-3)))
 
 
 @runtime_checkable

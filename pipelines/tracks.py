@@ -13,7 +13,7 @@ from itertools import groupby
 
 import numpy as np
 
-from pipelines.faces import box_size
+from common.geometry import box_size
 from pipelines.settings import TrackerSettings
 
 Box = tuple[float, float, float, float]
