@@ -41,7 +41,7 @@ import numpy as np
 
 from pipelines.faces import Face, PicklesByOptions, detector_session, nms, working_image
 from pipelines.inputs import read_bytes
-from pipelines.onnx_wire import encode_fields, parse_fields
+from pipelines.onnx_wire import encode_fields, parse_fields, parse_graph
 
 __all__ = ["YunetDetector", "YUNET_2023MAR_SHA256"]
 
@@ -72,18 +72,15 @@ def _any_input_size(model: bytes) -> bytes:
     """Drop the declared 640x640 shapes: graph inputs (11) and outputs (12) lose their shape and
     the intermediate value_info (13), inferred for 640x640 at export, goes. ONNX Runtime would
     otherwise refuse other sizes, or warn on every run that the outputs' sizes differ."""
-    top = parse_fields(model)
-    graph_at = [k for k, f in enumerate(top) if f[0] == 7]
-    if len(graph_at) != 1:
-        raise ValueError("no graph")
+    top, graph_at, fields, _ = parse_graph(model)
     graph = []
-    for number, wire, value in parse_fields(top[graph_at[0]][2]):
+    for number, wire, value in fields:
         if number == 13:
             continue
         if number in (11, 12):
             value = _without_shape(value)
         graph.append((number, wire, value))
-    top[graph_at[0]] = (7, 2, encode_fields(graph))
+    top[graph_at] = (7, 2, encode_fields(graph))
     return encode_fields(top)
 
 

@@ -114,19 +114,27 @@ def tensor_values(fields: list[tuple[int, int, object]]) -> tuple[str, np.ndarra
     return name, np.frombuffer(data, dtype="<f4").reshape(dims)
 
 
-def fast_prelu_model(model: bytes) -> bytes:
-    """Rewrite per-channel 4-D PRelu nodes as depthwise convolutions (see above)."""
+def parse_graph(model: bytes):
+    """A ModelProto's fields, the index of its graph among them, the graph's fields and its
+    float initializers by name; ValueError when there is not exactly one graph."""
     top = parse_fields(model)
     graph_at = [k for k, f in enumerate(top) if f[0] == 7]
     if len(graph_at) != 1:
-        return model
+        raise ValueError("no graph")
     graph = parse_fields(top[graph_at[0]][2])
-    slopes = {}
+    tensors = {}
     for number, _, value in graph:
         if number == 5:
             tensor = tensor_values(parse_fields(value))
             if tensor is not None:
-                slopes[tensor[0]] = tensor[1]
+                tensors[tensor[0]] = tensor[1]
+    return top, graph_at[0], graph, tensors
+
+
+def fast_prelu_model(model: bytes) -> bytes:
+    """Rewrite per-channel 4-D PRelu nodes as depthwise convolutions (see above); ValueError
+    when the bytes hold no graph."""
+    top, graph_at, graph, slopes = parse_graph(model)
     uses: dict[str, int] = {}
     for number, _, value in graph:
         if number == 1:
@@ -168,7 +176,7 @@ def fast_prelu_model(model: bytes) -> bytes:
         if not (f[0] == 5 and (tensor_values(parse_fields(f[2])) or ("",))[0] in dropped)
     ]
     new_graph += [(5, 2, t) for t in extra]
-    top[graph_at[0]] = (7, 2, encode_fields(new_graph))
+    top[graph_at] = (7, 2, encode_fields(new_graph))
     return encode_fields(top)
 
 
@@ -180,17 +188,7 @@ def merge_pnet_heads(model: bytes) -> bytes:
     Transpose/Softmax after them by one 6-channel conv whose NCHW output ``pnet_heads`` is the
     only graph output (the face probability is a sigmoid of the logit difference, computed by
     the caller). Saves ~8% of P-Net time. Raises ValueError when the graph is not P-Net."""
-    top = parse_fields(model)
-    graph_at = [k for k, f in enumerate(top) if f[0] == 7]
-    if len(graph_at) != 1:
-        raise ValueError("no graph")
-    graph = parse_fields(top[graph_at[0]][2])
-    tensors = {}
-    for number, _, value in graph:
-        if number == 5:
-            tensor = tensor_values(parse_fields(value))
-            if tensor is not None:
-                tensors[tensor[0]] = tensor[1]
+    top, graph_at, graph, tensors = parse_graph(model)
     nodes = []
     for number, _, value in graph:
         if number == 1:
@@ -240,5 +238,5 @@ def merge_pnet_heads(model: bytes) -> bytes:
     # ValueInfoProto{name=1, type=2: TypeProto{tensor_type=1: {elem_type=1: FLOAT}}}
     tensor_type = encode_fields([(1, 2, encode_fields([(1, 0, 1)]))])
     new_graph.append((12, 2, encode_fields([(1, 2, PNET_HEADS.encode()), (2, 2, tensor_type)])))
-    top[graph_at[0]] = (7, 2, encode_fields(new_graph))
+    top[graph_at] = (7, 2, encode_fields(new_graph))
     return encode_fields(top)
