@@ -430,6 +430,41 @@ def test_a_shipped_report_copied_to_sql_dir_still_finds_the_shipped_macros(outpu
     assert mine.num_rows > 0 and mine.equals(shipped)
 
 
+def test_the_readme_sql_counts_what_the_views_count(output, tmp_path):
+    """The README's own queries, on an output that also holds a stale older analysis of v1 in
+    another partition (left when a run dies between moving a video and cleaning up)."""
+    import duckdb
+
+    copy = tmp_path / "output"
+    shutil.copytree(output, copy)
+    stale = _video("v1", D1 - timedelta(days=1), "cam1", "ok", None, 10, 10, 1, 0)
+    stale |= {"analysis_id": "a-v1-old", "processed_at": stale["processed_at"] - timedelta(days=30)}
+    _write(copy, "videos", [stale], "v1")
+    old = _visitor(0, "v1", stale["date"], "cam1", 40.0, "male", 9.0, "12:00", "a-v1-old")
+    _write(copy, "visitors", [old], "v1")
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("### Querying the tables yourself", 1)[1].split("```sql", 1)[1]
+    sql = block.split("```", 1)[0].replace("'output/", f"'{copy}/")
+    statements = [q for q in sql.split(";") if q.strip()]
+    assert len(statements) == 5  # two views, three examples
+    con = duckdb.connect()
+    answers = [con.execute(q).fetchall() for q in statements]
+    views = connect(str(copy))
+    assert (
+        answers[2]
+        == views.execute(
+            "SELECT date, camera, count(*), round(median(dwell_s), 1) FROM visitors "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    )
+    by_hour = views.execute(
+        "SELECT hour(start_time), count(*) FROM visitors GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert [(h, n) for h, n, _ in answers[4]] == by_hour
+    assert sum(n for _, n in by_hour) == len(VISITOR_ROWS)  # neither the stale nor the orphan
+
+
 def test_module_entry_point_help_and_no_traceback(tmp_path):
     cmd = [sys.executable, "-m", "jobs.report"]
     done = subprocess.run([*cmd, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
