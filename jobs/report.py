@@ -21,7 +21,8 @@ from common.messages import first_line
 from jobs.cli import EXIT_OK, EXIT_USAGE, ArgumentParser
 from jobs.cli import EXIT_SOME_FAILED as EXIT_FAILED
 from reports import render, runner
-from reports.views import TablesError, connect
+from reports.views import TablesError, connect, fetch
+from schemas import camera_id
 
 DESCRIPTION = """\
 Run the DuckDB SQL reports over the Parquet tables of an analysis output folder (read in place
@@ -177,10 +178,12 @@ def run(args: argparse.Namespace) -> int:
     if args.date_from and args.date_to and args.date_from > args.date_to:
         return _fail(EXIT_USAGE, f"--from {args.date_from} is after --to {args.date_to}")
 
+    # The folder name a user types ('Café Nord') is stored as its camera id ('Café_Nord').
+    camera = camera_id(args.camera) if args.camera else None
     params = {
         "from": args.date_from,
         "to": args.date_to,
-        "camera": args.camera,
+        "camera": camera,
         "age_bands": args.age_bands,
         "broad_age_bands": args.broad_age_bands,
         "dwell_buckets": args.dwell_buckets,
@@ -189,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
     con = None
     for report in reports:
         try:
-            con = con or connect(str(data))
+            if con is None:
+                con = connect(str(data))
+                _warn_unknown_camera(con, camera)
             results[report.name] = (report, runner.run_report(con, report, params))
         except runner.ReportError as exc:
             return _fail(EXIT_USAGE, str(exc))
@@ -200,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         "data": str(data),
         "from": args.date_from,
         "to": args.date_to,
-        "camera": args.camera,
+        "camera": camera,
         "generated": datetime.now().replace(microsecond=0),
     }
     try:
@@ -214,6 +219,18 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(EXIT_USAGE, f"cannot write to '{args.out}': {exc.strerror or exc}")
     return EXIT_OK
+
+
+def _warn_unknown_camera(con: duckdb.DuckDBPyConnection, camera: str | None) -> None:
+    """A camera the data never saw gives empty reports: say so rather than print zeros."""
+    if camera is None:
+        return
+    known = [row[0] for row in fetch(con, "SELECT DISTINCT camera FROM videos ORDER BY 1")]
+    if camera not in known:
+        print(
+            f"warning: no camera '{camera}' in the data (cameras: {', '.join(known) or 'none'})",
+            file=sys.stderr,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,13 +14,14 @@ import hashlib
 import os
 import posixpath
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from schemas import camera_id
 
 FINGERPRINT_BYTES = 1 << 20
 GLOB_CHARS = set("*?[")
@@ -63,10 +64,8 @@ def video_id(path: str) -> str:
 
 
 def camera_of(path: str) -> str:
-    """The folder holding the video, as a partition-safe id: letters (any script, composed
-    the same way whatever the filesystem stored), digits, ``.``, ``_`` and ``-``."""
-    parent = posixpath.basename(posixpath.dirname(path.replace("\\", "/")))
-    return re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", parent)) or "default"
+    """The folder holding the video, as a camera id (``schemas.camera_id``)."""
+    return camera_id(posixpath.basename(posixpath.dirname(path.replace("\\", "/"))))
 
 
 def video_file(path: str, size_bytes: int, mtime: float) -> VideoFile:

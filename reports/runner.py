@@ -24,6 +24,7 @@ Adding a report is adding a file: no Python changes.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -182,6 +183,7 @@ def check_bands(bands: Iterable[str], what: str = "age bands") -> list[str]:
     bands = [b.strip() for b in bands]
     if not bands:
         raise ReportError(f"{what}: give at least one band")
+    spans = []
     for b in bands:
         if not _BAND.match(b):
             raise ReportError(f"{what}: bad band '{b}' (want '<N', 'A-B' or 'N+', e.g. 0-9)")
@@ -189,7 +191,25 @@ def check_bands(bands: Iterable[str], what: str = "age bands") -> list[str]:
             lo, hi = (int(v) for v in b.split("-"))
             if hi < lo:
                 raise ReportError(f"{what}: band '{b}' ends before it starts")
+        spans.append(_span(b))
+    # Each visitor in one band at most, so the shares add up: ascending, no overlap.
+    for k in range(1, len(bands)):
+        if spans[k][0] < spans[k - 1][1]:
+            raise ReportError(
+                f"{what}: '{bands[k]}' overlaps or comes before '{bands[k - 1]}'; "
+                "list bands in order"
+            )
     return bands
+
+
+def _span(band: str) -> tuple[float, float]:
+    """A band label's ages as [start, end): '<N' [-inf, N), 'A-B' [A, B+1), 'N+' [N, inf)."""
+    if band.startswith("<"):
+        return -math.inf, float(band[1:])
+    if band.endswith("+"):
+        return float(band[:-1]), math.inf
+    lo, hi = (int(v) for v in band.split("-"))
+    return float(lo), float(hi + 1)
 
 
 def check_buckets(edges: Iterable[float], what: str = "dwell buckets") -> list[float]:

@@ -8,6 +8,7 @@ from schemas.tables import (
     TABLES,
     VIDEOS,
     VISITORS,
+    camera_id,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "TABLES",
     "VIDEOS",
     "VISITORS",
+    "camera_id",
 ]

@@ -9,6 +9,9 @@ Wall-clock times (``start_time`` and friends) are naive timestamps in the site's
 clock a store manager reads; see ``pipelines/inputs.py`` for where a video's start time comes from.
 """
 
+import re
+import unicodedata
+
 import pyarrow as pa
 
 STATUS_OK = "ok"
@@ -26,6 +29,14 @@ _VIDEO_KEY = [
 ]
 # A Parquet file under a table's folder that lacks one of these is not one of ours.
 KEY_COLUMNS = tuple(f.name for f in _VIDEO_KEY)
+
+
+def camera_id(name: str) -> str:
+    """The ``camera`` value (and partition folder) for a camera folder's name: letters of any
+    script (composed one way whatever the filesystem stored), digits, ``.``, ``_`` and ``-``
+    kept, anything else ``_``. Readers filtering by camera apply it to what the user typed."""
+    return re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", name)) or "default"
+
 
 VIDEOS = pa.schema(
     _VIDEO_KEY

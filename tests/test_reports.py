@@ -393,6 +393,8 @@ def test_list(capsys):
         (["--data", "{data}", "--from", "2024-05-02", "--to", "2024-05-01"], "is after"),
         (["--data", "{data}", "--report", "nope"], "unknown report 'nope'"),
         (["--data", "{data}", "--age-bands", "0-9,ten+"], "bad band 'ten+'"),
+        (["--data", "{data}", "--age-bands", "0-9,5-14,60+"], "'5-14' overlaps or comes before"),
+        (["--data", "{data}", "--broad-age-bands", "30+,<30"], "'<30' overlaps or comes before"),
         (["--data", "{data}", "--dwell-buckets", "10,5"], "ascending"),
         (["--data", "{data}", "--format", "pdf"], "invalid choice"),
         ([], "--data DIR is required"),
@@ -428,6 +430,22 @@ def test_a_shipped_report_copied_to_sql_dir_still_finds_the_shipped_macros(outpu
     mine = runner.run_reports(output, ["age_gender"], sql_dir=sql_dir)["age_gender"][1]
     shipped = runner.run_reports(output, ["age_gender"])["age_gender"][1]
     assert mine.num_rows > 0 and mine.equals(shipped)
+
+
+def test_camera_filter_takes_the_folder_name_and_warns_about_unknown_ones(output, capsys):
+    """Camera ids are the folder name made partition-safe ('Front Door' is 'Front_Door'); the
+    filter applies the same rule to what the user typed, and says when no such camera exists."""
+    from schemas import camera_id
+
+    assert camera_id("Front Door") == "Front_Door" == camera_id("Front_Door")
+    assert camera_id("Cafe\u0301 Nord") == camera_id("Café Nord") == "Café_Nord"
+    args = ["--data", output, "--report", "daily_summary", "--format", "csv"]
+    assert cli(*args, "--camera", "cam1") == 0
+    assert capsys.readouterr().err == ""
+    assert cli(*args, "--camera", "cam9") == 0
+    got = capsys.readouterr()
+    assert got.out.strip().count("\n") == 0  # the header only
+    assert got.err == "warning: no camera 'cam9' in the data (cameras: cam1, cam2)\n"
 
 
 def test_the_readme_sql_counts_what_the_views_count(output, tmp_path):

@@ -4,7 +4,8 @@
 -- and each bucket's share of all visitors. $dwell_buckets lists the buckets' lower edges in
 -- seconds, ascending; a bucket runs from its edge up to (not including) the next one, and the
 -- last is open-ended. The default is [0, 5, 10, 30, 60, 120, 300, 600] (`--dwell-buckets`).
--- Every bucket is listed, with 0 where no visitor falls in it.
+-- Every bucket is listed, with 0 where no visitor falls in it; a dwell below the first edge is
+-- in no bucket and left out.
 --
 -- Parameters: $from, $to (DATE, inclusive), $camera (camera id), NULL = no filter; $dwell_buckets.
 -- @chart: bar x=bucket y=visitors
