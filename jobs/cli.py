@@ -4,6 +4,7 @@ Exit codes (documented in the README):
   0  everything asked for was done
   1  the job ran but some inputs failed (the rest were written)
   2  usage or configuration error: nothing was done; the message says what to fix
+  130  interrupted (Ctrl-C): what was committed stays
 """
 
 from __future__ import annotations
