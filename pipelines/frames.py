@@ -24,8 +24,8 @@ MAX_CONSECUTIVE_ERRORS = 200
 # A timestamp this far behind the previous frame's is a restart (recordings joined, a camera
 # restarted mid-file), not decoder jitter: times go on from where they were.
 RESTART_S = 0.5
-# Video data that ends this much (and this share) before the container says is reported.
-SHORT_BY_S, SHORT_BY_SHARE = 1.0, 0.1
+# Video data missing this much (and this share of the video) at its start or end is reported.
+MISSING_S, MISSING_SHARE = 1.0, 0.1
 
 
 class VideoError(Exception):
@@ -52,6 +52,7 @@ class VideoInfo:
     creation_time: datetime | None
     frames_decoded: int = 0
     corrupt_packets: int = 0
+    first_t_s: float | None = None  # the first decoded frame's time: late when the start is lost
     last_t_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
@@ -188,6 +189,8 @@ class VideoReader:
                 index = self.info.frames_decoded
                 self.info.frames_decoded += 1
                 self.info.last_t_s = max(self.info.last_t_s, t)
+                if self.info.first_t_s is None:
+                    self.info.first_t_s = t
                 if t + 1e-6 < next_t:
                     continue
                 # Next pick on the regular grid after t, so gaps (VFR, dropped frames) don't bunch.
@@ -204,6 +207,11 @@ class VideoReader:
         if self.info.corrupt_packets:
             n = self.info.corrupt_packets
             self.info.warnings.append(f"skipped {n} corrupt packet{'s' if n > 1 else ''}")
+        if self._missing(self.info.first_t_s or 0.0):
+            self.info.warnings.append(
+                f"video data starts at {self.info.first_t_s:.1f} s (the frames before it could "
+                "not be decoded)"
+            )
         if self._ends_short():
             self.info.warnings.append(
                 f"video data ends at {self._decoded_span():.1f} s of the "
@@ -213,10 +221,13 @@ class VideoReader:
     def _decoded_span(self) -> float:
         return self.info.last_t_s + 1.0 / (self.info.fps or self.fps)
 
+    def _missing(self, seconds: float) -> bool:
+        length = self.info.duration_s or self._decoded_span()
+        return seconds > max(MISSING_S, MISSING_SHARE * length)
+
     def _ends_short(self) -> bool:
         stated = self.info.duration_s
-        short_by = (stated or 0) - self._decoded_span()
-        return bool(stated) and short_by > max(SHORT_BY_S, SHORT_BY_SHARE * stated)
+        return bool(stated) and self._missing(stated - self._decoded_span())
 
     @property
     def duration_s(self) -> float:
