@@ -190,11 +190,11 @@ def _resolve_model(path: str) -> str:
 
 
 def check_input(path: str, extensions: tuple[str, ...]) -> str:
-    from pipelines.inputs import has_video_extension
+    from pipelines.inputs import GLOB_CHARS, has_video_extension
 
     if is_remote(path):
         return path
-    if not any(c in path for c in "*?[") and not Path(path).exists():
+    if not GLOB_CHARS & set(path) and not Path(path).exists():
         raise UserError(f"input not found: {path}")
     if Path(path).is_file() and not has_video_extension(path, extensions):
         raise UserError(

@@ -187,11 +187,10 @@ def check_bands(bands: Iterable[str], what: str = "age bands") -> list[str]:
     for b in bands:
         if not _BAND.match(b):
             raise ReportError(f"{what}: bad band '{b}' (want '<N', 'A-B' or 'N+', e.g. 0-9)")
-        if "-" in b:
-            lo, hi = (int(v) for v in b.split("-"))
-            if hi < lo:
-                raise ReportError(f"{what}: band '{b}' ends before it starts")
-        spans.append(_span(b))
+        start, end = _span(b)
+        if end <= start:
+            raise ReportError(f"{what}: band '{b}' ends before it starts")
+        spans.append((start, end))
     # Each visitor in one band at most, so the shares add up: ascending, no overlap.
     for k in range(1, len(bands)):
         if spans[k][0] < spans[k - 1][1]:
