@@ -24,7 +24,16 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
 
 
 class UserError(Exception):
-    """A mistake a user can fix (bad path, bad option, wrong model file)."""
+    """A mistake a user can fix (bad path, bad option, wrong model file): nothing was done."""
+
+    exit_code = EXIT_USAGE
+
+
+class JobFailed(UserError):
+    """The job ran into something in the data it could not get past (a report whose SQL fails
+    on these tables, say); what was done before it stands."""
+
+    exit_code = EXIT_SOME_FAILED
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -92,12 +101,16 @@ def check_writable(path: str, folder: bool = False) -> None:
 
 
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Call ``main`` turning user errors into one line on stderr and exit code 2."""
+    """Call ``main`` turning user errors into one line on stderr and their exit code (2, or 1
+    for JobFailed), and Ctrl-C into 130. The one place every job's errors are printed."""
     try:
         return main(argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `... | head`: the reader has gone, nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -9,7 +9,6 @@ Other jobs call :func:`main` with an argument list and get the exit status back.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -18,8 +17,7 @@ from pathlib import Path
 import duckdb
 
 from common.messages import first_line
-from jobs.cli import EXIT_OK, EXIT_USAGE, ArgumentParser
-from jobs.cli import EXIT_SOME_FAILED as EXIT_FAILED
+from jobs.cli import EXIT_OK, EXIT_USAGE, ArgumentParser, JobFailed, UserError, run
 from reports import render, runner
 from reports.views import TablesError, connect, fetch
 from schemas import camera_id
@@ -71,7 +69,7 @@ def _buckets(text: str) -> list[float]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="jobs.report",
+        prog="python -m jobs.report",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -144,11 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fail(code: int, message: str) -> int:
-    print(f"jobs.report: error: {message}", file=sys.stderr)
-    return code
-
-
 def _list(reports: list[runner.Report]) -> str:
     width = max((len(r.name) for r in reports), default=0)
     lines = []
@@ -159,24 +152,24 @@ def _list(reports: list[runner.Report]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace) -> int:
     try:
         reports = runner.select_reports(args.report, args.sql_dir)
     except (runner.ReportError, OSError) as exc:
-        return _fail(EXIT_USAGE, str(exc))
+        raise UserError(str(exc)) from None
     if not reports:
-        return _fail(EXIT_USAGE, f"no report .sql files in {args.sql_dir}")
+        raise UserError(f"no report .sql files in {args.sql_dir}")
     if args.list:
         sys.stdout.write(_list(reports))
         return EXIT_OK
     if not args.data:
-        return _fail(EXIT_USAGE, "--data DIR is required (the analysis output folder)")
+        raise UserError("--data DIR is required (the analysis output folder)")
     data = Path(args.data)
     if not data.is_dir():
         what = "is not a folder" if data.exists() else "does not exist"
-        return _fail(EXIT_USAGE, f"data folder '{data}' {what}")
+        raise UserError(f"data folder '{data}' {what}")
     if args.date_from and args.date_to and args.date_from > args.date_to:
-        return _fail(EXIT_USAGE, f"--from {args.date_from} is after --to {args.date_to}")
+        raise UserError(f"--from {args.date_from} is after --to {args.date_to}")
 
     # The folder name a user types ('Café Nord') is stored as its camera id ('Café_Nord').
     camera = camera_id(args.camera) if args.camera else None
@@ -197,9 +190,9 @@ def run(args: argparse.Namespace) -> int:
                 _warn_unknown_camera(con, camera)
             results[report.name] = (report, runner.run_report(con, report, params))
         except runner.ReportError as exc:
-            return _fail(EXIT_USAGE, str(exc))
+            raise UserError(str(exc)) from None
         except (duckdb.Error, TablesError) as exc:
-            return _fail(EXIT_FAILED, f"report {report.name} failed: {first_line(exc)}")
+            raise JobFailed(f"report {report.name} failed: {first_line(exc)}") from None
 
     context = {
         "data": str(data),
@@ -215,9 +208,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(render.render(results, args.format, context))
     except ValueError as exc:  # a @chart naming a column the report does not have
-        return _fail(EXIT_USAGE, str(exc))
+        raise UserError(str(exc)) from None
     except OSError as exc:
-        return _fail(EXIT_USAGE, f"cannot write to '{args.out}': {exc.strerror or exc}")
+        raise UserError(f"cannot write to '{args.out}': {exc.strerror or exc}") from None
     return EXIT_OK
 
 
@@ -238,11 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed on one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    try:
-        return run(args)
-    except BrokenPipeError:  # `... | head`: the reader has gone, nothing left to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+    return run(lambda _: _report(args))
 
 
 if __name__ == "__main__":

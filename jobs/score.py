@@ -15,7 +15,7 @@ import json
 import sys
 import warnings
 
-from jobs.cli import ArgumentParser, UserError, one_line_warnings, setup_logging
+from jobs.cli import EXIT_OK, ArgumentParser, UserError, one_line_warnings, run, setup_logging
 from simulation import SimulationError
 
 
@@ -136,7 +136,7 @@ def photo_report(results, readings: dict) -> tuple[dict, list[str]]:
     return {"paired": paired, "visitors": rows}, text
 
 
-def run(args) -> tuple[str, dict]:
+def score_runs(args) -> tuple[str, dict]:
     from simulation.score import compare, load_truth, pool, pooled_line, score
 
     if args.photos and not args.faces:
@@ -173,23 +173,27 @@ def run(args) -> tuple[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit code 0 when scored; user errors print one line and give 2 (``jobs.cli.run``)."""
+    return run(_score, argv)
+
+
+def _score(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     one_line_warnings()
     setup_logging()  # Beam's import-time notes (pipelines modules) filtered as in every job
     try:
-        text, data = run(args)
-        if args.json:
-            try:
-                with open(args.json, "w") as fh:
-                    json.dump(data, fh, indent=1)
-                    fh.write("\n")
-            except OSError as exc:
-                raise SimulationError(f"cannot write {args.json}: {exc.strerror}") from None
-    except (SimulationError, UserError) as exc:
-        print(f"jobs.score: error: {exc}", file=sys.stderr)
-        return 2
+        text, data = score_runs(args)
+    except SimulationError as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        try:
+            with open(args.json, "w") as fh:
+                json.dump(data, fh, indent=1)
+                fh.write("\n")
+        except OSError as exc:
+            raise UserError(f"cannot write {args.json}: {exc.strerror}") from None
     print(text)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

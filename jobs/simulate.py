@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from jobs.cli import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser
+from jobs.cli import EXIT_OK, ArgumentParser, UserError, run
 from simulation import SimulationError
 
 EPILOG = """\
@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit code 0 when written; user errors print one line and give 2 (``jobs.cli.run``)."""
+    return run(_simulate, argv)
+
+
+def _simulate(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from simulation.faces import held_out, open_faces
     from simulation.render import RenderOptions, render_clip, truth_path_for
@@ -145,11 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             bar = tqdm(total=opt.frames, unit="frame", desc=Path(args.out).name)
         truth = render_clip(args.out, faces, opt, progress=bar.update if bar else None)
     except SimulationError as exc:
-        print(f"jobs.simulate: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("jobs.simulate: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        raise UserError(str(exc)) from None
     finally:
         if bar is not None:
             bar.close()
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{clip['duration_s']:.1f} s {clip['codec']}, {len(truth['visitors'])} visitors) "
             f"and {truth_path_for(args.out)} in {wall:.1f} s"
         )
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

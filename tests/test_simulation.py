@@ -446,6 +446,7 @@ def test_score_refuses_a_malformed_truth_in_one_line(analysis, tmp_path, capsys,
     assert score_cli.main(["--truth", str(bad), "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.truth.json" in err
+    assert err.startswith("error: ")  # the one format every job prints (jobs.cli.run)
 
 
 def test_simulate_cli(tmp_path, faces_csv, capsys):
@@ -455,13 +456,17 @@ def test_simulate_cli(tmp_path, faces_csv, capsys):
     assert simulate_cli.main(args) == 0
     truth = json.loads((tmp_path / "cli.truth.json").read_text())
     assert truth["clip"]["frames"] == 20 and truth["clip"]["width"] == 160
+    errors = []
     for bad in (["--size", "161x120"], ["--codec", "vp9000"], ["--faces", str(tmp_path / "x")]):
         assert simulate_cli.main(args + bad) == 2
+        errors.append(capsys.readouterr().err)
+        assert errors[-1].startswith("error: ") and errors[-1].count("\n") == 1, errors[-1]
+    assert "size must be even" in errors[0]
     with pytest.raises(SystemExit) as exc:
         simulate_cli.main(args + ["--size", "big"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and "size must be even" in err
+    assert "Traceback" not in err and err.count("\n") == 1
 
 
 def test_render_refuses_bad_output_paths(tmp_path, faces_csv):
