@@ -417,7 +417,9 @@ class PublishVideo(beam.DoFn):
             "visitors_dropped": tracks - kept,
             "status": record.status,
             "error": record.error,
-            "processed_at": datetime.now(),
+            # UTC, like mtime: the views keep a video's latest analysis by it, which a local
+            # clock gets wrong across a DST fall-back hour or between workers in other zones.
+            "processed_at": datetime.now(UTC).replace(tzinfo=None),
             "model_version": self._run.model_version,
             "detector_version": self._run.detector_version,
         }

@@ -7,6 +7,7 @@ is self-describing; DuckDB's ``hive_partitioning`` reads the same values from th
 
 Wall-clock times (``start_time`` and friends) are naive timestamps in the site's local time, the
 clock a store manager reads; see ``pipelines/inputs.py`` for where a video's start time comes from.
+The two bookkeeping times, ``mtime`` and ``processed_at``, are naive UTC.
 """
 
 import re
@@ -62,7 +63,7 @@ VIDEOS = pa.schema(
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
         pa.field("processing_s", pa.float64(), nullable=False),
-        pa.field("processed_at", _TS, nullable=False),
+        pa.field("processed_at", _TS, nullable=False),  # when this analysis was written, UTC
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("detector_version", pa.string(), nullable=False),
     ]

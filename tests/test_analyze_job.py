@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -116,9 +117,12 @@ def test_rerun_after_fixing_and_force(tiny_model, tmp_path):
     write_clip(root / "cam" / "20261122_100000.mp4", seconds=1, fps=10)
     (root / "cam" / "20261122_110000.mp4").write_bytes(b"")
     out = tmp_path / "out"
+    before = datetime.now(UTC).replace(tzinfo=None)
     assert run_job(tiny_model, root, out) == 1
     write_clip(root / "cam" / "20261122_110000.mp4", seconds=1, fps=10)  # recording recovered
     assert run_job(tiny_model, root, out) == 0
+    stamps = connect(str(out)).execute("SELECT processed_at FROM videos").fetchall()
+    assert all(before <= t <= datetime.now(UTC).replace(tzinfo=None) for (t,) in stamps)  # UTC
     assert [r[2] for r in videos(out)] == ["ok", "ok"]
     ids = connect(str(out)).execute("SELECT analysis_id FROM videos ORDER BY video").fetchall()
     assert run_job(tiny_model, root, out, "--force") == 0
