@@ -15,11 +15,11 @@ Other ONNX detectors plug in through ``DETECTORS`` / ``create_detector(name, **o
 so the pipeline can choose one by configuration: "yunet" (``pipelines.faces_yunet``, a
 user-supplied YuNet 2023mar file, ``create_detector("yunet", model=PATH)``) is one.
 
-Speed (``python -m pipelines.faces ../shared/data/videos/*.gif``: real clips scaled to 1920x1080,
-``max_side=640``, one ORT thread, on the 2-core dev machine while other jobs ran, so best-of and
-median): min_face_px 40 -> 44/56 ms per frame, 60 -> 25/32 ms, 80 -> 19/27 ms, 120 -> 14/20 ms.
-P-Net's cost follows (12 / min_face_px)^2 x frame area, so the minimum face size is the lever:
-at 1080p a face under ~60 px is also too small for a trustworthy age estimate.
+Speed (``python -m jobs.bench_detector ../shared/data/videos/*.gif --min-face 40 60 80 120``: real
+clips scaled to 1920x1080, ``max_side=640``, one ORT thread, on the 2-core dev machine while other
+jobs ran, so best-of and median): min_face_px 40 -> 44/56 ms per frame, 60 -> 25/32 ms, 80 -> 19/27
+ms, 120 -> 14/20 ms. P-Net's cost follows (12 / min_face_px)^2 x frame area, so the minimum face
+size is the lever: at 1080p a face under ~60 px is also too small for a trustworthy age estimate.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,6 @@ __all__ = [
     "DETECTORS",
     "known_detectors",
     "mtcnn_model_dir",
-    "benchmark",
 ]
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -520,78 +518,3 @@ def create_detector(name: str, **options) -> FaceDetector:
     if factory is None:
         raise ValueError(f"unknown face detector {name!r}; known detectors: {known_detectors()}")
     return factory(**options)
-
-
-def benchmark(
-    detector: FaceDetector | None = None,
-    frames: list[np.ndarray] | None = None,
-    repeat: int = 2,
-) -> dict[str, float]:
-    """Milliseconds per ``detect`` call over ``frames`` (default: a synthetic 1080p frame),
-    ``repeat`` passes after a warm-up: median and best wall time, and median CPU time of the
-    calling thread (less disturbed when other processes share the cores). Prints nothing."""
-    if detector is None:
-        detector = MtcnnDetector(min_face_px=40, max_side=640)
-    if frames is None:
-        rng = np.random.default_rng(0)
-        frames = [cv2.resize(rng.integers(0, 255, (54, 96, 3), dtype=np.uint8), (1920, 1080))]
-    detector.detect(frames[0])  # warm-up
-    wall, cpu = [], []
-    for _ in range(repeat):
-        for frame in frames:
-            t, c = time.perf_counter(), time.thread_time()
-            detector.detect(frame)
-            cpu.append(time.thread_time() - c)
-            wall.append(time.perf_counter() - t)
-    return {
-        "wall_ms": 1000.0 * float(np.median(wall)),
-        "best_ms": 1000.0 * float(np.min(wall)),
-        "cpu_ms": 1000.0 * float(np.median(cpu)),
-    }
-
-
-def _main(argv: list[str] | None = None) -> None:
-    """``python -m pipelines.faces [VIDEO ...]``: detection ms per 1080p frame, one core."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=_main.__doc__)
-    parser.add_argument("videos", nargs="*", help="clips to sample frames from (scaled to 1080p)")
-    parser.add_argument("--detector", choices=["mtcnn", "yunet"], default="mtcnn")
-    parser.add_argument("--model", help="yunet: path of face_detection_yunet_2023mar.onnx")
-    parser.add_argument("--max-side", type=int, nargs="+", default=[640])
-    parser.add_argument("--min-face", type=float, nargs="+", default=[40, 60, 80])
-    parser.add_argument("--frames", type=int, default=12, help="frames sampled per clip")
-    args = parser.parse_args(argv)
-    frames = []
-    for path in args.videos:
-        capture = cv2.VideoCapture(path)
-        count = max(1, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-        for k in range(args.frames):
-            capture.set(cv2.CAP_PROP_POS_FRAMES, k * count // args.frames)
-            ok, frame = capture.read()
-            if ok:
-                frame = cv2.resize(frame, (1920, 1080), interpolation=cv2.INTER_CUBIC)
-                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    print(f"{len(frames) or 1} frame(s) at 1920x1080, {args.detector}, 1 thread")
-    for max_side in args.max_side:
-        # YuNet's cost does not depend on min_face_px (a filter on its results): one line each
-        min_faces = args.min_face if args.detector == "mtcnn" else args.min_face[:1]
-        for min_face in min_faces:
-            options = dict(min_face_px=min_face, max_side=max_side)
-            if args.detector == "yunet":
-                options["model"] = args.model
-            try:
-                detector = create_detector(args.detector, **options)
-            except (ValueError, FileNotFoundError) as e:
-                parser.error(str(e))
-            r = benchmark(detector, frames or None)
-            found = sum(len([f for f in detector.detect(x) if f.score >= 0.9]) for x in frames)
-            print(
-                f"max_side {max_side}, min_face_px {min_face:g}: {r['wall_ms']:.1f} ms/frame "
-                f"median wall ({r['best_ms']:.1f} best, {r['cpu_ms']:.1f} thread CPU), "
-                f"{found} faces >= 0.9"
-            )
-
-
-if __name__ == "__main__":
-    _main()

@@ -19,14 +19,14 @@ eye is the one with the smaller x in the image: exactly this project's as-seen o
 The 2022 release (``face_detection_yunet_2022mar.onnx``) has another output layout (loc, conf,
 iou with prior boxes) and is rejected with a message saying so.
 
-Speed (``python -m pipelines.faces ../shared/data/videos/*.gif --detector yunet --model PATH
---max-side 640 960 1280 1920``: real clips scaled to 1920x1080, one ORT thread, on the 2-core dev
-machine while other jobs ran, so best-of and median): max_side 640 -> 8/10 ms per frame, 960 ->
-15/16 ms, 1280 -> 35/39 ms, 1920 -> 70/77 ms (MTCNN in the same runs, max_side 640, min_face_px
-40/60/80: 31/40, 18/26, 14/22 ms). The cost does not depend on ``min_face_px``, a filter on the
-results: ``max_side`` is the lever, and it also sets the reach. YuNet needs a face of about 30 px
-(40 px on a flat background) in the image it sees, so at 1080p max_side 640 misses faces under
-about 90 px; 960 reaches about 60 px, 1280 about 45 px.
+Speed (``python -m jobs.bench_detector ../shared/data/videos/*.gif --config yunet.yaml --max-side
+640 960 1280 1920``, with the detector section of the README's yunet.yaml: real clips scaled to
+1920x1080, one ORT thread, on the 2-core dev machine while other jobs ran, so best-of and median):
+max_side 640 -> 8/10 ms per frame, 960 -> 15/16 ms, 1280 -> 35/39 ms, 1920 -> 70/77 ms (MTCNN in
+the same runs, max_side 640, min_face_px 40/60/80: 31/40, 18/26, 14/22 ms). The cost does not
+depend on ``min_face_px``, a filter on the results: ``max_side`` is the lever, and it also sets the
+reach. YuNet needs a face of about 30 px (40 px on a flat background) in the image it sees, so at
+1080p max_side 640 misses faces under about 90 px; 960 reaches about 60 px, 1280 about 45 px.
 
 Scores are sqrt(cls * obj): real faces score 0.85-0.95 (MTCNN's are near 1), so a ``min_score``
 tuned for MTCNN (0.9) drops many YuNet faces; 0.6-0.7 suits it.
