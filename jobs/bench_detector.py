@@ -29,18 +29,19 @@ if TYPE_CHECKING:
 FRAME_SIZE = (1920, 1080)
 
 
-def sample_frames(paths: Iterable[str], per_clip: int) -> list[np.ndarray]:
-    """``per_clip`` frames spread over each clip, upright RGB at 1920x1080."""
+def sample_frames(paths: Iterable[str], per_clip: int, threads: int) -> list[np.ndarray]:
+    """``per_clip`` frames spread over each clip, upright RGB at 1920x1080 (``threads``:
+    decoding threads)."""
     from pipelines.frames import VideoError, VideoReader
 
     frames = []
     for path in paths:
         try:
-            with VideoReader(path, fps=1.0) as probe:
+            with VideoReader(path, fps=1.0, threads=threads) as probe:
                 # What the container states: the reader's own duration_s is known only after
                 # decoding. Without one, a frame a second.
                 seconds = probe.info.duration_s or per_clip
-            with VideoReader(path, fps=per_clip / seconds) as reader:
+            with VideoReader(path, fps=per_clip / seconds, threads=threads) as reader:
                 picked = [f.image for f in reader.frames()][:per_clip]
         except VideoError as e:
             raise UserError(f"{path}: {e}") from None
@@ -121,16 +122,20 @@ def _bench(argv: list[str] | None) -> int:
     from pipelines.settings import SettingsError, load_settings
 
     try:
-        base = load_settings(args.config).detector
-        settings = variants(base, args.max_side, args.min_face)
-        detectors = [create_detector(d.name, **d.detector_options()) for d in settings]
+        settings = load_settings(args.config)
+        tried = variants(settings.detector, args.max_side, args.min_face)
+        detectors = [create_detector(d.name, **d.detector_options()) for d in tried]
     except (SettingsError, ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
-    frames = sample_frames(args.videos, args.frames) if args.videos else [synthetic_frame()]
+    if args.videos:
+        frames = sample_frames(args.videos, args.frames, settings.decode.threads)
+    else:
+        frames = [synthetic_frame()]
     if not frames:
         raise UserError("no frames could be sampled from the clips given")
-    print(f"{len(frames)} frame(s) at {FRAME_SIZE[0]}x{FRAME_SIZE[1]}, {base.name}, 1 thread")
-    for d, detector in zip(settings, detectors, strict=True):
+    width, height = FRAME_SIZE
+    print(f"{len(frames)} frame(s) at {width}x{height}, {settings.detector.name}, 1 thread")
+    for d, detector in zip(tried, detectors, strict=True):
         r = time_detector(detector, frames)
         found = sum(sum(f.score >= d.min_score for f in detector.detect(frame)) for frame in frames)
         print(

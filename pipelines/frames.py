@@ -100,7 +100,7 @@ class VideoReader:
     ``source`` is a local path or a readable binary file object (a Beam FileSystems stream).
     """
 
-    def __init__(self, source, fps: float, threads: int = 2):
+    def __init__(self, source, fps: float, threads: int):
         self.fps = fps
         try:
             self._container = av.open(source, mode="r", metadata_errors="ignore")

@@ -113,7 +113,7 @@ class LoadedModel:
 class FaceModelHandler(ModelHandler[np.ndarray, FacePrediction, LoadedModel]):
     """RunInference handler: aligned RGB crops in, a FacePrediction per crop out."""
 
-    def __init__(self, model_path: str, threads: int = 1, batch_min: int = 1, batch_max: int = 64):
+    def __init__(self, model_path: str, threads: int, batch_min: int, batch_max: int):
         super().__init__()
         self._path = model_path
         self._threads = threads

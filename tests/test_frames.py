@@ -6,7 +6,7 @@ from pipelines.frames import VideoError, VideoReader
 
 
 def read_all(path, fps=5.0):
-    with VideoReader(str(path), fps=fps) as reader:
+    with VideoReader(str(path), fps=fps, threads=2) as reader:
         frames = list(reader.frames())
         return reader, frames
 
@@ -166,9 +166,9 @@ def test_prefetcher_yields_every_frame_in_order_and_reraises_errors(tmp_path):
     from pipelines.frames import Prefetcher
 
     path = write_clip(tmp_path / "a.mp4", seconds=2, fps=10)
-    with VideoReader(str(path), fps=5) as reader:
+    with VideoReader(str(path), fps=5, threads=2) as reader:
         direct = [f.index for f in reader.frames()]
-    with VideoReader(str(path), fps=5) as reader:
+    with VideoReader(str(path), fps=5, threads=2) as reader:
         fetched = Prefetcher(reader.frames(), depth=2)
         assert [f.index for f in fetched] == direct
         assert fetched.busy_s > 0
