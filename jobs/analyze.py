@@ -17,7 +17,9 @@ import json
 import logging
 import math
 import shlex
+import signal
 import sys
+import threading
 import time
 import uuid
 from datetime import date
@@ -317,7 +319,8 @@ def make_runner(settings, options):
     if settings.runner.workers > 1:
         from apache_beam.transforms import environments
 
-        command = f"{shlex.quote(sys.executable)} -m jobs.beam_worker"
+        # exec: the worker, not a shell around it, is the runner's child (and sees Ctrl-C).
+        command = f"exec {shlex.quote(sys.executable)} -m jobs.beam_worker"
         environment = environments.SubprocessSDKEnvironment.from_command_string(command)
     return fn_runner.FnApiRunner(
         default_environment=environment,
@@ -481,13 +484,55 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
         started = time.perf_counter()
         pipeline = beam.Pipeline(runner=make_runner(settings, options), options=options)
         analyze.build(pipeline, input_path, settings, spec, run, manifest)
-        result = pipeline.run()
-        result.wait_until_finish()
+        try:
+            with _quiet_on_interrupt():
+                result = pipeline.run()
+                result.wait_until_finish()
+        except Exception as e:
+            if _interrupted(e):  # Ctrl-C inside a step, re-raised by Beam as a RuntimeError
+                raise KeyboardInterrupt from None
+            raise
         tables = ["videos", "visitors"] + (["detections"] if settings.output.detections else [])
         return summarise(input_path, output, run_id, time.perf_counter() - started, result, tables)
     finally:
         if lock:
             lock.release()
+
+
+@contextlib.contextmanager
+def _quiet_on_interrupt():
+    """Ctrl-C silences logging and thread tracebacks before anything else happens: Beam's
+    clean-up as the interrupt unwinds stops the worker processes, and the runner's threads
+    talking to them would each log a traceback. jobs.cli.run then prints the one line that
+    matters. (Only in the main thread, and not where Ctrl-C is ignored, as under nohup.)"""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        yield
+        return
+
+    def silence_then_interrupt(signum, frame):
+        threading.excepthook = lambda _: None
+        logging.disable(logging.CRITICAL)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, silence_then_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether a pipeline failure is a Ctrl-C: Beam re-raises a KeyboardInterrupt from a step as
+    ``RuntimeError('KeyboardInterrupt [while running ...]')``, sometimes without the cause."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt) or str(seen).startswith("KeyboardInterrupt"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,12 +9,30 @@ user's business. Errors still reach stderr, and the job reports failed inputs it
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 
-from jobs.cli import setup_logging
+from jobs.cli import EXIT_INTERRUPTED, setup_logging
+
+# Ctrl-C reaches the workers with the job (one process group). A worker leaves this long after
+# it, silently: by then the job has seen the Ctrl-C too and stopped listening, so the workers'
+# going does not show as tracebacks. What a worker had half-written stays uncommitted and is
+# cleared by the next run.
+LEAVE_AFTER_S = 0.5
+
+
+def _leave_quietly(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    timer = threading.Timer(LEAVE_AFTER_S, os._exit, [EXIT_INTERRUPTED])
+    timer.daemon = True
+    timer.start()
 
 
 def main() -> None:
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a job started with nohup or &
+        signal.signal(signal.SIGINT, _leave_quietly)
     setup_logging(verbose=False)
     from apache_beam.runners.worker import sdk_worker_main
 

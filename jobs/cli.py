@@ -56,6 +56,10 @@ class _DropNoise(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if message.startswith("KeyboardInterrupt") or (
+            record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)
+        ):
+            return False  # Ctrl-C as Beam logs it, traceback and all: the job says "interrupted"
         return not any(noise in message for noise in self.NOISE)
 
 

@@ -222,7 +222,13 @@ def _evaluate(argv: list[str] | None) -> int:
     ap.add_argument("--model", required=True, help="exported .onnx model")
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
     ap.add_argument("--manifest", help="CSV path,age,gender[,race] (paths relative to the CSV)")
-    ap.add_argument("--split", choices=("val", "all"), default="all")
+    ap.add_argument(
+        "--split",
+        choices=("val", "all"),
+        default="all",
+        help="val: the faces the model did not train on (its own split of UTKFace, from its "
+        "metadata); all (default): every face, for a dataset the model never saw",
+    )
     ap.add_argument("--split-seed", type=int, default=None, help="default: model metadata")
     ap.add_argument("--val-fraction", type=float, default=None, help="default: model metadata")
     ap.add_argument("--json", help="write the metrics as JSON here")

@@ -262,6 +262,24 @@ def test_the_console_script_gives_one_line_errors(monkeypatch, capsys):
     assert capsys.readouterr().err == "error: input not found: /nonexistent/videos\n"
 
 
+def test_ctrl_c_inside_a_step_exits_130_with_one_line(tiny_model, tmp_path, monkeypatch, capsys):
+    """In-process (one worker) Beam re-raises a KeyboardInterrupt from a step as RuntimeError;
+    the job still reports it as an interruption, and nothing is committed."""
+    write_clip(tmp_path / "v" / "a.mp4", seconds=1)
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr("pipelines.frames.VideoReader.frames", interrupted)
+    out = tmp_path / "out"
+    args = ["--input", str(tmp_path / "v"), "--output", str(out), "--model", str(tiny_model)]
+    assert run_cli(analyze.main, args + ["--workers", "1", "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert err.endswith("interrupted\n") and "Traceback" not in err, err
+    assert not list(out.rglob("*.parquet")) and not (out / LOCK_NAME).exists()
+
+
 def test_wrong_model_file_and_unwritable_output(tmp_path, capsys):
 
     write_clip(tmp_path / "v" / "a.mp4", seconds=1)
