@@ -4,8 +4,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 DATA   ?= ../shared/data
 OUTPUT ?= output
-R18_SEEDS  ?= 0 1 2
-DLIB_SEEDS ?=
+# The shipped file's members (MODEL_CARD.md): ResNet-18 seeds trained then fine-tuned with
+# glasses, seeds trained with glasses from the first epoch, and dlib-backbone seeds.
+FT_SEEDS      ?= 1
+GLASSES_SEEDS ?= 0 1
+DLIB_SEEDS    ?=
+MEMBERS        = $(foreach s,$(FT_SEEDS),--run runs/ft-seed$(s)) $(foreach s,$(GLASSES_SEEDS),--run runs/g30-seed$(s)) $(foreach s,$(DLIB_SEEDS),--run runs/dlib-seed$(s))
+VERSION        = resnet18x$(words $(FT_SEEDS) $(GLASSES_SEEDS))-ft$(words $(FT_SEEDS))-g$(words $(GLASSES_SEEDS))$(if $(strip $(DLIB_SEEDS)),-dlib$(words $(DLIB_SEEDS)))-80px
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint format demo train evaluate export bench report nightly clean
@@ -39,15 +44,18 @@ format:  ## rewrite files with ruff format and apply safe lint fixes
 demo:  ## analyse the shipped demo clip end to end and print the tables
 	$(PY) -m jobs.demo
 
-train:  ## train the shipped model as it was trained (config/train.yaml: ResNet-18 seeds in R18_SEEDS, each fine-tuned, and the dlib variant's seeds in DLIB_SEEDS, none by default, averaged into one file)
-	for seed in $(R18_SEEDS); do \
+train:  ## train the shipped model as it was trained (config/train.yaml; seeds in FT_SEEDS, GLASSES_SEEDS, DLIB_SEEDS) and export their average
+	for seed in $(FT_SEEDS); do \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/seed$$seed || exit 1; \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/ft-seed$$seed --init runs/seed$$seed/final.pt || exit 1; \
+	done
+	for seed in $(GLASSES_SEEDS); do \
+	  $(PY) -m jobs.train --config config/train.yaml --variant glasses --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/g30-seed$$seed || exit 1; \
 	done
 	for seed in $(DLIB_SEEDS); do \
 	  $(PY) -m jobs.train --config config/train.yaml --variant dlib --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/dlib-seed$$seed || exit 1; \
 	done
-	$(PY) -m jobs.export $(foreach seed,$(R18_SEEDS),--run runs/ft-seed$(seed)) $(foreach seed,$(DLIB_SEEDS),--run runs/dlib-seed$(seed)) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version resnet18x$(words $(R18_SEEDS))$(if $(strip $(DLIB_SEEDS)),-dlib$(words $(DLIB_SEEDS)))-80px-$$(date +%Y%m%d)
+	$(PY) -m jobs.export $(MEMBERS) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version $(VERSION)-$$(date +%Y%m%d)
 
 evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev
 	$(PY) -m jobs.evaluate --model model/weights/age_gender.onnx --data $(DATA)/UTKFace-dev.tar.gz --split val
