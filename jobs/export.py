@@ -102,7 +102,7 @@ def _export(argv: list[str] | None) -> int:
         "--flip-average",
         action="store_true",
         help="read every face and its mirror image and average the two (twice the compute per "
-        "face; on the shipped networks no better: MODEL_CARD.md, 'Flip averaging')",
+        "face; on the networks shipped before no better: MODEL_CARD.md, 'Flip averaging')",
     )
     ap.add_argument(
         "--int8-out",

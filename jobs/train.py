@@ -29,8 +29,9 @@ def _train(argv: list[str] | None) -> int:
     ap.add_argument(
         "--variant",
         metavar="NAME",
-        help="train another recipe: lay the config's variants.NAME over it (e.g. dlib: the "
-        "pretrained dlib backbone at its 64 px input)",
+        help="train another recipe: lay the config's variants.NAME over it (glasses: drawn "
+        "glasses from the first epoch, two of the shipped members; dlib: the pretrained dlib "
+        "backbone at its 64 px input)",
     )
     ap.add_argument("--epochs", type=int, help="override train.epochs")
     ap.add_argument(

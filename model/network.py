@@ -190,8 +190,8 @@ class Ensemble(nn.Module):
     """Several trained networks with the same heads, answering as one: each head's output is
     the log of the members' mean class probabilities, so a softmax of it gives that mean (what
     averaging does for accuracy, and the expected age stays a mean over the averaged
-    distribution). Members differ by seed; averaging removes the part of each one's error that
-    is seed noise, which averaging one person's frames cannot."""
+    distribution). Members differ by seed or recipe; averaging removes the part of each one's
+    error that is seed noise, which averaging one person's frames cannot."""
 
     def __init__(self, members: Sequence[nn.Module]):
         super().__init__()
