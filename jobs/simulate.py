@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from jobs.cli import EXIT_OK, ArgumentParser, UserError, run
+from jobs.cli import EXIT_OK, ArgumentParser, UserError, one_line_warnings, run
 from simulation import SimulationError
 
 EPILOG = """\
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _simulate(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    one_line_warnings()  # a skipped malformed face file: one line, as in every job
     from simulation.faces import held_out, open_faces
     from simulation.render import RenderOptions, render_clip, truth_path_for
 

@@ -107,8 +107,10 @@ def aggregate(
         track_id=track.track_id,
         start_s=start,
         end_s=end,
-        # Each analysed frame stands for one sampling interval of presence.
-        dwell_s=end - start + frame_interval_s,
+        # Each analysed frame stands for one sampling interval of presence. Microseconds are
+        # finer than any frame clock; the rounding keeps float sums like 3.0300000000000002 out
+        # of the tables.
+        dwell_s=round(end - start + frame_interval_s, 6),
         frames=len(obs),
         age=age,
         age_std=age_std,
