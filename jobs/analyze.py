@@ -26,7 +26,15 @@ from datetime import date
 from pathlib import Path
 
 from common.paths import is_remote
-from jobs.cli import EXIT_OK, EXIT_SOME_FAILED, ArgumentParser, UserError, run, setup_logging
+from jobs.cli import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    ArgumentParser,
+    UserError,
+    reader_may_leave,
+    run,
+    setup_logging,
+)
 
 log = logging.getLogger("jobs.analyze")
 REPO = Path(__file__).resolve().parents[1]
@@ -512,6 +520,8 @@ def _quiet_on_interrupt():
         yield
         return
 
+    excepthook, disabled = threading.excepthook, logging.root.manager.disable
+
     def silence_then_interrupt(signum, frame):
         threading.excepthook = lambda _: None
         logging.disable(logging.CRITICAL)
@@ -521,17 +531,22 @@ def _quiet_on_interrupt():
     try:
         yield
     finally:
+        # Beam's clean-up has joined its threads by now; a caller that goes on (jobs.nightly
+        # reporting, a test) gets its logging back.
         signal.signal(signal.SIGINT, previous)
+        threading.excepthook = excepthook
+        logging.disable(disabled)
 
 
 def _interrupted(error: BaseException) -> bool:
     """Whether a pipeline failure is a Ctrl-C: Beam re-raises a KeyboardInterrupt from a step as
-    ``RuntimeError('KeyboardInterrupt [while running ...]')``, sometimes without the cause."""
-    seen = error
-    while seen is not None:
-        if isinstance(seen, KeyboardInterrupt) or str(seen).startswith("KeyboardInterrupt"):
+    ``RuntimeError('KeyboardInterrupt [while running ...]')`` caused by it."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
             return True
-        seen = seen.__cause__ or seen.__context__
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
     return False
 
 
@@ -539,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
     setup_logging(args.verbose)
     summary = analyse(args, extra)
-    print_summary(summary)
+    with reader_may_leave():
+        print_summary(summary)
     return EXIT_SOME_FAILED if summary["videos_failed"] else EXIT_OK
 
 

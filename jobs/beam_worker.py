@@ -13,30 +13,50 @@ import os
 import signal
 import sys
 import threading
+import traceback
 
 from jobs.cli import EXIT_INTERRUPTED, setup_logging
 
-# Ctrl-C reaches the workers with the job (one process group). A worker leaves this long after
-# it, silently: by then the job has seen the Ctrl-C too and stopped listening, so the workers'
-# going does not show as tracebacks. What a worker had half-written stays uncommitted and is
+# Ctrl-C reaches the workers with the job (one process group). A worker then leaves silently, at
+# the latest this long after it; by then the job has seen the Ctrl-C and stopped listening, so
+# the worker's going shows no tracebacks. What it had half-written stays uncommitted and is
 # cleared by the next run.
 LEAVE_AFTER_S = 0.5
 
 
-def _leave_quietly(signum, frame) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    timer = threading.Timer(LEAVE_AFTER_S, os._exit, [EXIT_INTERRUPTED])
-    timer.daemon = True
-    timer.start()
+def _leave_quietly(interrupted: threading.Event):
+    def handler(signum, frame) -> None:
+        interrupted.set()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        timer = threading.Timer(LEAVE_AFTER_S, os._exit, [EXIT_INTERRUPTED])
+        timer.daemon = True
+        timer.start()
+
+    return handler
 
 
 def main() -> None:
+    interrupted = threading.Event()
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a job started with nohup or &
-        signal.signal(signal.SIGINT, _leave_quietly)
+        signal.signal(signal.SIGINT, _leave_quietly(interrupted))
     setup_logging(verbose=False)
     from apache_beam.runners.worker import sdk_worker_main
 
-    sdk_worker_main.main(sys.argv)
+    code = 1
+    try:
+        sdk_worker_main.main(sys.argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        if not interrupted.is_set():
+            traceback.print_exc()
+    # The harness returns when the job closes its control channel, which an interrupted job does
+    # mid-bundle; the interpreter's own exit would then abort with a C++ message about the
+    # bundle's native threads. Nothing is left to clean up in a worker, so leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED if interrupted.is_set() else code)
 
 
 if __name__ == "__main__":

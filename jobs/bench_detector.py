@@ -12,6 +12,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Iterable
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import cv2
@@ -37,16 +38,26 @@ def sample_frames(paths: Iterable[str], per_clip: int, threads: int) -> list[np.
     frames = []
     for path in paths:
         try:
-            with VideoReader(path, fps=1.0, threads=threads) as probe:
-                # What the container states: the reader's own duration_s is known only after
-                # decoding. Without one, a frame a second.
-                seconds = probe.info.duration_s or per_clip
+            seconds = _seconds(path, threads)
             with VideoReader(path, fps=per_clip / seconds, threads=threads) as reader:
-                picked = [f.image for f in reader.frames()][:per_clip]
+                picked = [f.image for f in islice(reader.frames(), per_clip)]
         except VideoError as e:
             raise UserError(f"{path}: {e}") from None
         frames += [cv2.resize(image, FRAME_SIZE, interpolation=cv2.INTER_CUBIC) for image in picked]
     return frames
+
+
+def _seconds(path: str, threads: int) -> float:
+    """How long the clip is: what the container states, else (a raw stream, a recording cut
+    short) the span found by decoding it once at a frame a second."""
+    from pipelines.frames import VideoReader
+
+    with VideoReader(path, fps=1.0, threads=threads) as probe:
+        if probe.info.duration_s:
+            return probe.info.duration_s
+        for _ in probe.frames():
+            pass
+        return probe.duration_s
 
 
 def synthetic_frame() -> np.ndarray:

@@ -10,6 +10,7 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -115,6 +116,15 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `... | head`: the reader has gone, nothing left to say
+
+
+@contextlib.contextmanager
+def reader_may_leave():
+    """Around a job's printing of its results: a reader that has gone (``... | head``) is not an
+    error. The rest of the output is dropped and the job keeps its own exit code (1 when inputs
+    failed), which a broken pipe caught anywhere else would hide."""
+    try:
+        yield
+        sys.stdout.flush()  # a pipe is block-buffered: the write that fails may be this one
+    except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK

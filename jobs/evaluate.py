@@ -27,6 +27,7 @@ from jobs.cli import (
     UserError,
     check_writable,
     one_line_warnings,
+    reader_may_leave,
     run,
     setup_logging,
 )
@@ -269,9 +270,10 @@ def _evaluate(argv: list[str] | None) -> int:
             metrics = evaluate(args)
     except DataError as e:
         raise UserError(str(e)) from None
-    print(format_report(metrics))
-    if "against" in metrics:
-        print(format_comparison(metrics["against"]["paired"], args.model, args.against))
+    with reader_may_leave():
+        print(format_report(metrics))
+        if "against" in metrics:
+            print(format_comparison(metrics["against"]["paired"], args.model, args.against))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=1))
     return 0

@@ -2,7 +2,8 @@
 
 Analyses the videos that start on the given day (default: yesterday, by the pipeline's start-time
 rule), incrementally, then prints that day's reports. Exit status is the analysis's: 0 all ok,
-1 some inputs failed (the rest are written and reported), 2 usage or configuration error.
+1 some inputs failed (the rest are written and reported), 2 usage or configuration error,
+130 interrupted (what was committed stays).
 """
 
 from __future__ import annotations

@@ -17,7 +17,15 @@ from pathlib import Path
 import duckdb
 
 from common.messages import first_line
-from jobs.cli import EXIT_OK, EXIT_USAGE, ArgumentParser, JobFailed, UserError, run
+from jobs.cli import (
+    EXIT_OK,
+    EXIT_USAGE,
+    ArgumentParser,
+    JobFailed,
+    UserError,
+    reader_may_leave,
+    run,
+)
 from reports import render, runner
 from reports.views import TablesError, connect, fetch
 from schemas import camera_id
@@ -160,7 +168,8 @@ def _report(args: argparse.Namespace) -> int:
     if not reports:
         raise UserError(f"no report .sql files in {args.sql_dir}")
     if args.list:
-        sys.stdout.write(_list(reports))
+        with reader_may_leave():
+            sys.stdout.write(_list(reports))
         return EXIT_OK
     if not args.data:
         raise UserError("--data DIR is required (the analysis output folder)")
@@ -203,14 +212,16 @@ def _report(args: argparse.Namespace) -> int:
     }
     try:
         if args.out:
-            for path in render.write(results, args.format, args.out, context):
-                print(f"wrote {path}")
+            paths = render.write(results, args.format, args.out, context)
+            text = "".join(f"wrote {path}\n" for path in paths)
         else:
-            sys.stdout.write(render.render(results, args.format, context))
+            text = render.render(results, args.format, context)
     except ValueError as exc:  # a @chart naming a column the report does not have
         raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"cannot write to '{args.out}': {exc.strerror or exc}") from None
+    with reader_may_leave():
+        sys.stdout.write(text)
     return EXIT_OK
 
 

@@ -15,7 +15,15 @@ import json
 import sys
 import warnings
 
-from jobs.cli import EXIT_OK, ArgumentParser, UserError, one_line_warnings, run, setup_logging
+from jobs.cli import (
+    EXIT_OK,
+    ArgumentParser,
+    UserError,
+    one_line_warnings,
+    reader_may_leave,
+    run,
+    setup_logging,
+)
 from simulation import SimulationError
 
 
@@ -192,7 +200,8 @@ def _score(argv: list[str] | None) -> int:
                 fh.write("\n")
         except OSError as exc:
             raise UserError(f"cannot write {args.json}: {exc.strerror}") from None
-    print(text)
+    with reader_may_leave():
+        print(text)
     return EXIT_OK
 
 

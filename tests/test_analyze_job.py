@@ -4,6 +4,9 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,7 +115,17 @@ def test_folders_named_like_globs_or_videos_and_non_ascii_cameras(tiny_model, tm
         assert [(row[1], row[2]) for row in videos(out)] == [(camera, "ok")]
 
 
-def test_rerun_after_fixing_and_force(tiny_model, tmp_path):
+@pytest.fixture()
+def east_of_utc(monkeypatch):
+    """This process's local clock 9 hours ahead of UTC (a Tokyo site), restored afterwards."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_rerun_after_fixing_and_force(tiny_model, tmp_path, east_of_utc):
     root = tmp_path / "v"
     write_clip(root / "cam" / "20261122_100000.mp4", seconds=1, fps=10)
     (root / "cam" / "20261122_110000.mp4").write_bytes(b"")
@@ -122,7 +135,8 @@ def test_rerun_after_fixing_and_force(tiny_model, tmp_path):
     write_clip(root / "cam" / "20261122_110000.mp4", seconds=1, fps=10)  # recording recovered
     assert run_job(tiny_model, root, out) == 0
     stamps = connect(str(out)).execute("SELECT processed_at FROM videos").fetchall()
-    assert all(before <= t <= datetime.now(UTC).replace(tzinfo=None) for (t,) in stamps)  # UTC
+    # UTC, not the site's clock (which is 9 h ahead here)
+    assert all(before <= t <= datetime.now(UTC).replace(tzinfo=None) for (t,) in stamps)
     assert [r[2] for r in videos(out)] == ["ok", "ok"]
     ids = connect(str(out)).execute("SELECT analysis_id FROM videos ORDER BY video").fetchall()
     assert run_job(tiny_model, root, out, "--force") == 0
@@ -262,7 +276,31 @@ def test_the_console_script_gives_one_line_errors(monkeypatch, capsys):
     assert capsys.readouterr().err == "error: input not found: /nonexistent/videos\n"
 
 
-def test_ctrl_c_inside_a_step_exits_130_with_one_line(tiny_model, tmp_path, monkeypatch, capsys):
+def _with_reader_gone(argv: list[str]) -> tuple[int, str]:
+    """Run a job whose standard output nobody reads (``... | head`` after head has left)."""
+    job = subprocess.Popen(
+        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    job.stdout.close()
+    err = job.stderr.read()
+    return job.wait(), err
+
+
+def test_a_reader_that_leaves_early_changes_no_exit_code(tiny_model, tmp_path):
+    root = tmp_path / "v"
+    write_clip(root / "cam" / "20261122_100000.mp4", seconds=1, fps=10)
+    (root / "cam" / "20261122_110000.mp4").write_bytes(b"")  # fails: the job's code is 1
+    out = tmp_path / "out"
+    argv = ["-m", "jobs.analyze", "--input", str(root), "--output", str(out)]
+    code, err = _with_reader_gone(argv + ["--model", str(tiny_model), "--workers", "1"])
+    assert code == 1 and "Traceback" not in err and "Broken pipe" not in err, err
+    code, err = _with_reader_gone(["-m", "jobs.report", "--data", str(out), "--format", "csv"])
+    assert code == 0 and err == "", err
+
+
+def test_ctrl_c_inside_a_step_exits_130_with_one_line(
+    tiny_model, tmp_path, monkeypatch, capsys, caplog
+):
     """In-process (one worker) Beam re-raises a KeyboardInterrupt from a step as RuntimeError;
     the job still reports it as an interruption, and nothing is committed."""
     write_clip(tmp_path / "v" / "a.mp4", seconds=1)
@@ -277,6 +315,9 @@ def test_ctrl_c_inside_a_step_exits_130_with_one_line(tiny_model, tmp_path, monk
     assert run_cli(analyze.main, args + ["--workers", "1", "--no-progress"]) == 130
     err = capsys.readouterr().err
     assert err.endswith("interrupted\n") and "Traceback" not in err, err
+    # Beam logs the interrupted step with its traceback; the job's logging drops that record
+    # (pytest's own log capture sees what the job's handlers would print).
+    assert "KeyboardInterrupt" not in caplog.text, caplog.text
     assert not list(out.rglob("*.parquet")) and not (out / LOCK_NAME).exists()
 
 
