@@ -31,8 +31,9 @@ import cv2
 import numpy as np
 
 from simulation import SimulationError
-from simulation.faces import Face
-from simulation.render import RenderOptions, render_clip
+from simulation.clip_maker import render_clip
+from simulation.photos import LabelledPhoto
+from simulation.render_options import RenderOptions
 
 ASTRONAUT_MEMBER = "skimage/data/astronaut.png"
 ASTRONAUT_SHA256 = "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"
@@ -70,11 +71,11 @@ def read_astronaut(source: Path) -> bytes:
     return data
 
 
-def astronaut_face(data: bytes) -> Face:
+def astronaut_face(data: bytes) -> LabelledPhoto:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     x, y, s = FACE_BOX
     chip = cv2.resize(img[y : y + s, x : x + s], (200, 200), interpolation=cv2.INTER_AREA)
-    return Face(
+    return LabelledPhoto(
         key="skimage astronaut.png (Eileen Collins, NASA)", age=AGE, gender=GENDER, image=chip
     )
 

@@ -11,9 +11,11 @@ import pytest
 from conftest import SHIPPED_MODEL, UTKFACE, needs_shared_data
 
 from jobs import analyze
-from simulation.faces import held_out, open_faces
-from simulation.render import RenderOptions, render_clip, truth_path_for
-from simulation.score import score
+from simulation.clip_maker import render_clip
+from simulation.ground_truth import truth_path_for
+from simulation.photos import held_out, open_faces
+from simulation.render_options import RenderOptions
+from simulation.scoring import score
 
 pytestmark = [
     needs_shared_data("UTKFace-dev.tar.gz"),
@@ -22,7 +24,7 @@ pytestmark = [
 
 
 def analyse_generated(tmp_path, name: str, options: RenderOptions):
-    """Render a held-out clip (as ``jobs.simulate --held-out``), analyse it, score it."""
+    """Render a held-out clip (as ``jobs.dev.simulate --held-out``), analyse it, score it."""
     clip = tmp_path / "kiosk" / name
     truth = render_clip(clip, held_out(open_faces(UTKFACE)), options)
     out = tmp_path / "out"
@@ -47,7 +49,7 @@ def test_generated_clip_visitors_and_demographics(tmp_path):
 
 
 def test_ten_minute_clip_demographics(tmp_path):
-    """= jobs.simulate --held-out --minutes 10 --size 960x540 --fps 25 --seed 21. Measured with
+    """= jobs.dev.simulate --held-out --minutes 10 --size 960x540 --fps 25 --seed 21. Measured with
     resnet18x3-ft1-g2-80px-20261126: 86 true visitors, all 86 matched, gender 80/86 (0.930), age
     MAE 5.44 years; the five other files measured on this rendering scored gender 0.907-0.953 and
     age 5.16-5.38 (MODEL_CARD.md, "Redrawn clips")."""

@@ -1,4 +1,4 @@
-"""Labelled face images for synthetic clips.
+"""Labelled face photos for synthetic clips: the people who visit the kiosk.
 
 The labels come from :mod:`model.datasets`, so simulation reads faces exactly as training does.
 Two kinds of source, both opened with :func:`open_faces`:
@@ -39,19 +39,21 @@ TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
 
 
 @dataclass(frozen=True)
-class Face:
+class LabelledPhoto:
+    """One face photo with its age and gender label, as drawn into a clip."""
+
     key: str  # the image's path inside its source (tar member, or path under the folder / CSV)
     age: int
     gender: str  # 'male' or 'female'
     image: np.ndarray  # BGR uint8, HxWx3
 
 
-def _face(record: FaceRecord, data: bytes) -> Face:
+def _photo(record: FaceRecord, data: bytes) -> LabelledPhoto:
     try:
         image = cv2.cvtColor(decode_rgb(data), cv2.COLOR_RGB2BGR)
     except DecodeError:
         raise SimulationError(f"cannot decode face image {record.path}") from None
-    return Face(record.path, record.age, GENDER_NAMES[record.gender], image)
+    return LabelledPhoto(record.path, record.age, GENDER_NAMES[record.gender], image)
 
 
 class FaceSource:
@@ -68,7 +70,7 @@ class FaceSource:
     def __len__(self) -> int:
         return len(self.records)
 
-    def load_many(self, records: list[FaceRecord]) -> list[Face]:
+    def load_many(self, records: list[FaceRecord]) -> list[LabelledPhoto]:
         raise NotImplementedError
 
 
@@ -78,12 +80,12 @@ class FolderSource(FaceSource):
         self.description = description
         super().__init__(records)
 
-    def load_many(self, records: list[FaceRecord]) -> list[Face]:
+    def load_many(self, records: list[FaceRecord]) -> list[LabelledPhoto]:
         faces = []
         for r in records:
             path = self.root / r.path  # an absolute r.path stays as it is
             try:
-                faces.append(_face(r, path.read_bytes()))
+                faces.append(_photo(r, path.read_bytes()))
             except OSError as exc:
                 raise SimulationError(f"cannot read face image {path}: {exc.strerror}") from None
         return faces
@@ -95,7 +97,7 @@ class TarSource(FaceSource):
         self.description = str(path)
         super().__init__(_wrap(scan_utkface, path))
 
-    def load_many(self, records: list[FaceRecord]) -> list[Face]:
+    def load_many(self, records: list[FaceRecord]) -> list[LabelledPhoto]:
         # One forward pass in archive order (a gzip stream only reads forward cheaply), stopping
         # once every wanted member has been read.
         wanted = {r.path: r for r in records}
@@ -105,7 +107,7 @@ class TarSource(FaceSource):
                 for member in tar:
                     r = wanted.get(member.name)
                     if r is not None and member.isfile() and r.path not in faces:
-                        faces[r.path] = _face(r, tar.extractfile(member).read())
+                        faces[r.path] = _photo(r, tar.extractfile(member).read())
                         if len(faces) == len(wanted):
                             break
         except (OSError, EOFError, tarfile.TarError) as exc:
@@ -152,7 +154,7 @@ def open_faces(path: str | Path) -> FaceSource:
     return FolderSource(p, _wrap(scan_utkface, p), str(p))
 
 
-def sample_faces(source: FaceSource, n: int, seed: int) -> list[Face]:
+def sample_faces(source: FaceSource, n: int, seed: int) -> list[LabelledPhoto]:
     """``n`` distinct labelled faces drawn with ``seed``; an error if the source has fewer."""
     if n > len(source):
         raise SimulationError(

@@ -1,6 +1,6 @@
 """Score an analysis output against synthetic clips' ground truth, and compare two analyses.
 
-python -m jobs.score --truth clip.truth.json [more.truth.json ...] --output output/
+python -m jobs.dev.score --truth clip.truth.json [more.truth.json ...] --output output/
     [--against other_output/] [--photos MODEL.onnx --faces FACES] [--json score.json]
 
 ``--photos`` runs the model on the photos the clips were drawn from and sets each visitor's video
@@ -15,6 +15,9 @@ import json
 import sys
 import warnings
 
+import cv2
+import numpy as np
+
 from jobs.cli import (
     EXIT_OK,
     ArgumentParser,
@@ -24,12 +27,17 @@ from jobs.cli import (
     run,
     setup_logging,
 )
+from jobs.evaluate import open_model, run_model
+from model.metrics import format_comparison, paired_comparison
+from model.preprocess import prepare_chip
 from simulation import SimulationError
+from simulation.photos import open_faces
+from simulation.scoring import compare, load_truth, pool, pooled_line, score
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="python -m jobs.score",
+        prog="python -m jobs.dev.score",
         description="Compare the visitors an analysis found in synthetic clips with the clips' "
         "ground truth: visitor count error, matched pairs, gender accuracy and age MAE; with "
         "several clips also their totals, and with --against a paired test against a second "
@@ -40,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         "analyses: age errors by a paired sign-flip test, gender calls by an exact McNemar test.",
     )
     p.add_argument(
-        "--truth", required=True, nargs="+", help="the clips' .truth.json files from jobs.simulate"
+        "--truth",
+        required=True,
+        nargs="+",
+        help="the clips' .truth.json files from jobs.dev.simulate",
     )
     p.add_argument("--output", required=True, help="the analysis output folder (jobs.analyze)")
     p.add_argument(
@@ -53,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analysis used) and compare photo with video, visitor by visitor; needs --faces",
     )
     p.add_argument(
-        "--faces", help="the face source the clips were drawn from (jobs.simulate --faces)"
+        "--faces", help="the face source the clips were drawn from (jobs.dev.simulate --faces)"
     )
     p.add_argument(
         "--threads", type=int, default=2, help="ONNX Runtime threads for --photos (default 2)"
@@ -74,13 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
 def photo_readings(truths: list[dict], results, model: str, faces: str, threads: int) -> dict:
     """``{(clip, truth id): (age, P(female))}``: the model's reading of each visitor's photo,
     prepared as in training and evaluation (``model.preprocess.prepare_chip``)."""
-    import cv2
-    import numpy as np
-
-    from jobs.evaluate import open_model, run_model
-    from model.preprocess import prepare_chip
-    from simulation.faces import open_faces
-
     sess, spec = open_model(model, threads)
     crop = float(spec.extra.get("chip_crop", "1.0"))
     used = {r.model_version for r in results} - {spec.model_version}
@@ -114,8 +118,6 @@ def photo_readings(truths: list[dict], results, model: str, faces: str, threads:
 def photo_report(results, readings: dict) -> tuple[dict, list[str]]:
     """Photo against video over the matched visitors: totals, the paired test, and the visitors
     right on their photo but wrong on video."""
-    from model.metrics import format_comparison, paired_comparison
-
     rows = []
     for r in results:
         for p in r.pairs:
@@ -145,8 +147,6 @@ def photo_report(results, readings: dict) -> tuple[dict, list[str]]:
 
 
 def score_runs(args) -> tuple[str, dict]:
-    from simulation.score import compare, load_truth, pool, pooled_line, score
-
     if args.photos and not args.faces:
         raise SimulationError("--photos needs --faces, the face source the clips were drawn from")
     truths = [load_truth(t) for t in args.truth]
@@ -159,8 +159,6 @@ def score_runs(args) -> tuple[str, dict]:
         text = [f"== {r.clip} ==\n{r.table()}\n" for r in results]
         text.append(pooled_line(totals, f"all {len(results)} clips"))
     if args.against:
-        from model.metrics import format_comparison
-
         other = [score(t, args.against, min_iou=args.min_iou) for t in truths]
         paired = compare(results, other)
         data["against"] = {"output": args.against, "totals": pool(other), "paired": paired}

@@ -1,8 +1,8 @@
 """Render a synthetic kiosk clip with ground truth.
 
-    python -m jobs.simulate --faces ../shared/data/UTKFace-dev.tar.gz --out clip.mp4 --minutes 1
+    python -m jobs.dev.simulate --faces ../shared/data/UTKFace-dev.tar.gz --out clip.mp4 --minutes 1
 
-writes ``clip.mp4`` and ``clip.truth.json`` (see :mod:`simulation.render` for the truth format).
+writes ``clip.mp4`` and ``clip.truth.json`` (:mod:`simulation.ground_truth` has the truth format).
 """
 
 from __future__ import annotations
@@ -13,8 +13,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from tqdm import tqdm
+
 from jobs.cli import EXIT_OK, ArgumentParser, UserError, one_line_warnings, run
 from simulation import SimulationError
+from simulation.clip_maker import render_clip
+from simulation.ground_truth import truth_path_for
+from simulation.photos import held_out, open_faces
+from simulation.render_options import RenderOptions
 
 EPILOG = """\
 face sources:
@@ -26,8 +32,8 @@ Each visitor is a different face, drawn with --seed; the same options and seed g
 UTKFace is for non-commercial research only: never commit clips rendered from it.
 
 examples:
-  python -m jobs.simulate --faces ../shared/data/UTKFace-dev.tar.gz --out /tmp/kiosk.mp4 --minutes 1
-  python -m jobs.simulate --faces faces.csv --out small.mp4 --seconds 10 --size 640x360 --fps 15
+  python -m jobs.dev.simulate --faces ../shared/data/UTKFace-dev.tar.gz --out kiosk.mp4 --minutes 1
+  python -m jobs.dev.simulate --faces faces.csv --out small.mp4 --seconds 10 --size 640x360 --fps 15
 """
 
 
@@ -60,7 +66,7 @@ def _start(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="python -m jobs.simulate",
+        prog="python -m jobs.dev.simulate",
         description="Render a synthetic kiosk clip (visitors walk in, linger, leave) and write "
         "its ground truth to <out>.truth.json.",
         epilog=EPILOG,
@@ -113,14 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     return run(_simulate, argv)
 
 
-def _simulate(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    one_line_warnings()  # a skipped malformed face file: one line, as in every job
-    from simulation.faces import held_out, open_faces
-    from simulation.render import RenderOptions, render_clip, truth_path_for
-
+def _options(args: argparse.Namespace) -> RenderOptions:
+    """The render options the parsed command line asks for (not yet validated)."""
     seconds = args.minutes * 60 if args.minutes is not None else args.seconds or 60.0
-    opt = RenderOptions(
+    return RenderOptions(
         width=args.size[0],
         height=args.size[1],
         fps=args.fps,
@@ -138,6 +140,12 @@ def _simulate(argv: list[str] | None) -> int:
         face_frac=args.face_frac,
         start_time=args.start,
     )
+
+
+def _simulate(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    one_line_warnings()  # a skipped malformed face file: one line, as in every job
+    opt = _options(args)
     t0 = time.perf_counter()
     bar = None
     try:
@@ -146,8 +154,6 @@ def _simulate(argv: list[str] | None) -> int:
         if args.held_out:
             faces = held_out(faces)
         if not args.quiet and sys.stderr.isatty():
-            from tqdm import tqdm
-
             bar = tqdm(total=opt.frames, unit="frame", desc=Path(args.out).name)
         truth = render_clip(args.out, faces, opt, progress=bar.update if bar else None)
     except SimulationError as exc:

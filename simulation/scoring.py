@@ -1,6 +1,6 @@
 """Score an analysis output against a synthetic clip's ground truth.
 
-The analysis' visitors of the clip are found through :func:`reports.views.connect` (never raw
+The analysis' visitors of the clip are found through :func:`schemas.views.connect` (never raw
 globs): rows whose ``video`` path ends in the truth's ``clip.file`` name (``video`` holds the
 input path, local or ``gs://...``). Predicted and true visitors are matched one to one, greedily
 by the temporal IoU of ``[start_s, end_s]`` against ``[enter_s, leave_s]`` (highest first, ties
@@ -22,6 +22,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from model.metrics import paired_by_key
+from schemas.views import TablesError, connect, fetch
 from simulation import SimulationError
 
 
@@ -89,6 +91,8 @@ class ScoreResult:
 
 
 def load_truth(path: str | Path) -> dict:
+    """Read a truth file, checked for what scoring needs (``clip.file``; each visitor's id, age
+    and gender)."""
     p = Path(path)
     try:
         truth = json.loads(p.read_text())
@@ -140,8 +144,6 @@ def _basename(path: str) -> str:
 def predicted_visitors(output: str | Path, clip_file: str) -> tuple[dict, list[dict]]:
     """The analysis of ``clip_file`` (its videos row: ``video``, ``fingerprint``,
     ``model_version``) and its visitor rows, via the DuckDB views."""
-    from reports.views import TablesError, connect, fetch
-
     if not Path(output).is_dir():
         raise SimulationError(f"analysis output folder not found: {output}")
     try:
@@ -264,8 +266,6 @@ def pooled_line(p: dict, label: str) -> str:
 def compare(a: list[ScoreResult], b: list[ScoreResult]) -> dict:
     """Two analyses of the same clips, visitor by visitor: the true visitors both matched, with
     :func:`model.metrics.paired_comparison` of their age errors and gender calls."""
-    from model.metrics import paired_by_key
-
     for ra, rb in zip(a, b, strict=True):
         if ra.fingerprint != rb.fingerprint:
             raise SimulationError(
