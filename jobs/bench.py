@@ -30,8 +30,9 @@ STAGES = ("decode", "detect", "align", "infer", "track", "write")
 
 def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
     from simulation import SimulationError
-    from simulation.faces import held_out, open_faces
-    from simulation.render import RENDERER, RenderOptions, render_clip
+    from simulation.clip_maker import RENDERER, render_clip
+    from simulation.photos import held_out, open_faces
+    from simulation.render_options import RenderOptions
 
     name = (
         f"bench_1080p30_{int(seconds)}s_seed{seed}_r{RENDERER}.mp4"  # redrawn when drawing changes
@@ -104,8 +105,8 @@ def pipeline(clip: Path, workers: int, extra: list[str]) -> dict:
         started = time.perf_counter()
         summary = analyze.analyse(args, beam_args)
         summary["wall_total_s"] = time.perf_counter() - started
-        from simulation.render import truth_path_for
-        from simulation.score import score
+        from simulation.ground_truth import truth_path_for
+        from simulation.scoring import score
 
         summary["score"] = score(truth_path_for(clip), out).to_dict()
     return summary
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = p.parse_known_args(argv)
     setup_logging()
     if args.clip:
-        from simulation.render import truth_path_for
+        from simulation.ground_truth import truth_path_for
 
         if not truth_path_for(args.clip).is_file():  # scored after each run: check it first
             raise UserError(f"no ground truth {truth_path_for(args.clip)} for --clip {args.clip}")

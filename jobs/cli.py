@@ -18,6 +18,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from pipelines.runner import install_log_filter
+
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
@@ -44,26 +46,6 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-class _DropNoise(logging.Filter):
-    # Beam warns on the root logger about optional cloud libraries it does not need here and
-    # about memory statistics RunInference cannot read on this platform; and it warns that
-    # several workers want "multi_processing" mode, which jobs.analyze replaces on purpose with
-    # its own worker command (jobs/beam_worker.py).
-    NOISE = (
-        "apitools not found",
-        "Resource module is not available",
-        "direct_running_mode should be",
-    )
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message.startswith("KeyboardInterrupt") or (
-            record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)
-        ):
-            return False  # Ctrl-C as Beam logs it, traceback and all: the job says "interrupted"
-        return not any(noise in message for noise in self.NOISE)
-
-
 def one_line_warnings() -> None:
     """Python warnings (a skipped malformed file, say) as one ``warning: ...`` line each, not the
     default two lines with a source excerpt."""
@@ -75,22 +57,14 @@ def _one_line_warning(message, category, *args, **kwargs) -> None:
 
 
 def setup_logging(verbose: bool = False) -> None:
+    """Log lines with their time; Beam's noise filtered (``pipelines.runner``). Idempotent:
+    jobs.nightly calls it and then jobs.analyze calls it again."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
-    root = logging.getLogger()
-    # Idempotent: jobs.nightly calls this and then jobs.analyze calls it again.
-    for filterer in (root, *root.handlers):
-        if not any(isinstance(f, _DropNoise) for f in filterer.filters):
-            filterer.addFilter(_DropNoise())
-    if not verbose:
-        # Beam's own warnings (worker start-up notes, each repeated by every worker process) are
-        # not the user's business; failed inputs are reported by the job itself.
-        logging.getLogger("apache_beam").setLevel(logging.ERROR)
-        for noisy in ("absl", "grpc", "matplotlib", "PIL"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    install_log_filter(verbose)
 
 
 def check_writable(path: str, folder: bool = False) -> None:

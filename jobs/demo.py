@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if code != EXIT_OK:
         return code
-    from reports.views import connect
-    from simulation.render import truth_path_for
-    from simulation.score import score
+    from schemas.views import connect
+    from simulation.ground_truth import truth_path_for
+    from simulation.scoring import score
 
     con = connect(args.output)
     print("\nvideos:")

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 from jobs import analyze, report
 from jobs.cli import EXIT_OK, EXIT_SOME_FAILED, ArgumentParser, check_writable, run
-from reports.render import FORMATS
+from reports.formats import FORMATS
 
 
 def parse_args(argv):
@@ -54,15 +54,6 @@ def parse_args(argv):
     return args, rest
 
 
-def site_age_bands(config: str) -> str:
-    """The site's visitors.age_bands as the reports' --age-bands value, so the age report bands
-    visitors as the site's visitors table does."""
-    from pipelines.settings import load_settings
-    from reports.runner import bands_of_edges
-
-    return ",".join(bands_of_edges(load_settings(config).visitors.age_bands))
-
-
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
     day = args.date or date.today() - timedelta(days=1)
@@ -87,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.report_out:
         report_args += ["--out", args.report_out]
-    if args.config:  # valid: the analysis has read it
-        report_args += ["--age-bands", site_age_bands(args.config)]
+    if args.config:  # valid: the analysis has read it; its age bands are the report's
+        report_args += ["--config", args.config]
     report_code = report.main(report_args)
     return max(code, report_code)
 

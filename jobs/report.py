@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from common.config import ConfigError
 from common.messages import first_line
 from jobs.cli import (
     EXIT_OK,
@@ -26,13 +27,15 @@ from jobs.cli import (
     reader_may_leave,
     run,
 )
-from reports import render, runner
-from reports.views import TablesError, connect, fetch
-from schemas import camera_id
+from pipelines.settings import load_settings
+from reports import catalog, formats
+from schemas.bands import BROAD_AGE_BANDS, BandError, check_bands, labels_of_edges
+from schemas.tables import camera_id
+from schemas.views import TablesError, connect, fetch
 
 DESCRIPTION = """\
 Run the DuckDB SQL reports over the Parquet tables of an analysis output folder (read in place
-through the views of reports/views.py, which hide rows of unfinished analyses) and print them,
+through the views of schemas/views.py, which hide rows of unfinished analyses) and print them,
 or write them into a folder. Each report is one .sql file in reports/sql/ (see --list); edit one
 or drop a new file there (or in --sql-dir) to change or add a report."""
 
@@ -62,16 +65,16 @@ def _date(text: str) -> date:
 
 def _bands(text: str) -> list[str]:
     try:
-        return runner.check_bands(text.split(","))
-    except runner.ReportError as exc:
+        return check_bands(text.split(","))
+    except BandError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _buckets(text: str) -> list[float]:
     try:
-        return runner.check_buckets(float(v) for v in text.split(","))
+        return catalog.check_buckets(float(v) for v in text.split(","))
     except ValueError as exc:
-        msg = str(exc) if isinstance(exc, runner.ReportError) else f"not numbers: '{text}'"
+        msg = str(exc) if isinstance(exc, catalog.ReportError) else f"not numbers: '{text}'"
         raise argparse.ArgumentTypeError(msg) from None
 
 
@@ -99,15 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--camera", metavar="ID", help="only this camera (default: all cameras)")
     p.add_argument(
-        "--format",
-        choices=render.FORMATS,
-        default="table",
-        help="output format (default: table)",
+        "--format", choices=formats.FORMATS, default="table", help="output format (default: table)"
     )
     p.add_argument(
-        "--out",
-        metavar="DIR",
-        help="write the result into DIR (created) instead of printing it",
+        "--out", metavar="DIR", help="write the result into DIR (created) instead of printing it"
     )
     p.add_argument("--list", action="store_true", help="list the reports and exit")
     p.add_argument(
@@ -117,40 +115,48 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="run only these reports (default: all), in the order given",
     )
-    p.add_argument(
-        "--age-bands",
-        type=_bands,
-        default=list(runner.DEFAULT_AGE_BANDS),
-        metavar="BANDS",
-        help="comma-separated age bands for age_gender: '<N', 'A-B' or 'N+' "
-        f"(default: {','.join(runner.DEFAULT_AGE_BANDS)})",
-    )
-    p.add_argument(
-        "--broad-age-bands",
-        type=_bands,
-        default=list(runner.DEFAULT_BROAD_AGE_BANDS),
-        metavar="BANDS",
-        help="age bands for age_gender_broad "
-        f"(default: {','.join(runner.DEFAULT_BROAD_AGE_BANDS)})",
-    )
-    p.add_argument(
-        "--dwell-buckets",
-        type=_buckets,
-        default=list(runner.DEFAULT_DWELL_BUCKETS),
-        metavar="EDGES",
-        help="ascending lower edges in seconds of the dwell_distribution buckets "
-        f"(default: {','.join(f'{v:g}' for v in runner.DEFAULT_DWELL_BUCKETS)})",
-    )
+    _add_bands(p)
     p.add_argument(
         "--sql-dir",
-        default=str(runner.SQL_DIR),
+        default=str(catalog.SQL_DIR),
         metavar="DIR",
         help="folder of report .sql files (default: the reports/sql/ shipped with the project)",
     )
     return p
 
 
-def _list(reports: list[runner.Report]) -> str:
+def _add_bands(p: ArgumentParser) -> None:
+    """The options that say how reports group visitors."""
+    p.add_argument(
+        "--config",
+        metavar="SITE.yaml",
+        help="the site's analysis config: its visitors.age_bands are the default --age-bands",
+    )
+    p.add_argument(
+        "--age-bands",
+        type=_bands,
+        metavar="BANDS",
+        help="comma-separated age bands for age_gender: '<N', 'A-B' or 'N+' (default: the bands "
+        "of the analysis settings' visitors.age_bands, as in the visitors table's age_band)",
+    )
+    p.add_argument(
+        "--broad-age-bands",
+        type=_bands,
+        default=list(BROAD_AGE_BANDS),
+        metavar="BANDS",
+        help=f"age bands for age_gender_broad (default: {','.join(BROAD_AGE_BANDS)})",
+    )
+    p.add_argument(
+        "--dwell-buckets",
+        type=_buckets,
+        default=list(catalog.DEFAULT_DWELL_BUCKETS),
+        metavar="EDGES",
+        help="ascending lower edges in seconds of the dwell_distribution buckets "
+        f"(default: {','.join(f'{v:g}' for v in catalog.DEFAULT_DWELL_BUCKETS)})",
+    )
+
+
+def _list(reports: list[catalog.Report]) -> str:
     width = max((len(r.name) for r in reports), default=0)
     lines = []
     for r in reports:
@@ -161,48 +167,23 @@ def _list(reports: list[runner.Report]) -> str:
 
 
 def _report(args: argparse.Namespace) -> int:
-    try:
-        reports = runner.select_reports(args.report, args.sql_dir)
-    except (runner.ReportError, OSError) as exc:
-        raise UserError(str(exc)) from None
-    if not reports:
-        raise UserError(f"no report .sql files in {args.sql_dir}")
+    reports = _chosen_reports(args)
     if args.list:
         with reader_may_leave():
             sys.stdout.write(_list(reports))
         return EXIT_OK
-    if not args.data:
-        raise UserError("--data DIR is required (the analysis output folder)")
-    data = Path(args.data)
-    if not data.is_dir():
-        what = "is not a folder" if data.exists() else "does not exist"
-        raise UserError(f"data folder '{data}' {what}")
-    if args.date_from and args.date_to and args.date_from > args.date_to:
-        raise UserError(f"--from {args.date_from} is after --to {args.date_to}")
-
+    data = _data_folder(args)
     # The folder name a user types ('Café Nord') is stored as its camera id ('Café_Nord').
     camera = camera_id(args.camera) if args.camera else None
     params = {
         "from": args.date_from,
         "to": args.date_to,
         "camera": camera,
-        "age_bands": args.age_bands,
+        "age_bands": args.age_bands or _site_age_bands(args.config),
         "broad_age_bands": args.broad_age_bands,
         "dwell_buckets": args.dwell_buckets,
     }
-    results = {}
-    con = None
-    for report in reports:
-        try:
-            if con is None:
-                con = connect(str(data))
-                _warn_unknown_camera(con, camera)
-            results[report.name] = (report, runner.run_report(con, report, params))
-        except runner.ReportError as exc:
-            raise UserError(str(exc)) from None
-        except (duckdb.Error, TablesError) as exc:
-            raise JobFailed(f"report {report.name} failed: {first_line(exc)}") from None
-
+    results = _run(reports, data, camera, params)
     context = {
         "data": str(data),
         "from": args.date_from,
@@ -212,10 +193,10 @@ def _report(args: argparse.Namespace) -> int:
     }
     try:
         if args.out:
-            paths = render.write(results, args.format, args.out, context)
+            paths = formats.write(results, args.format, args.out, context)
             text = "".join(f"wrote {path}\n" for path in paths)
         else:
-            text = render.render(results, args.format, context)
+            text = formats.render(results, args.format, context)
     except ValueError as exc:  # a @chart naming a column the report does not have
         raise UserError(str(exc)) from None
     except OSError as exc:
@@ -223,6 +204,53 @@ def _report(args: argparse.Namespace) -> int:
     with reader_may_leave():
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _chosen_reports(args: argparse.Namespace) -> list[catalog.Report]:
+    try:
+        reports = catalog.select_reports(args.report, args.sql_dir)
+    except (catalog.ReportError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    if not reports:
+        raise UserError(f"no report .sql files in {args.sql_dir}")
+    return reports
+
+
+def _data_folder(args: argparse.Namespace) -> Path:
+    if not args.data:
+        raise UserError("--data DIR is required (the analysis output folder)")
+    data = Path(args.data)
+    if not data.is_dir():
+        what = "is not a folder" if data.exists() else "does not exist"
+        raise UserError(f"data folder '{data}' {what}")
+    if args.date_from and args.date_to and args.date_from > args.date_to:
+        raise UserError(f"--from {args.date_from} is after --to {args.date_to}")
+    return data
+
+
+def _site_age_bands(config: str | None) -> list[str]:
+    """The bands the visitors table's age_band holds under the site's analysis settings."""
+    try:
+        return list(labels_of_edges(load_settings(config).visitors.age_bands))
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _run(reports, data: Path, camera: str | None, params: dict) -> dict:
+    """Each report's result, in order; a report that fails on the data stops the job (exit 1)."""
+    results = {}
+    con = None
+    for report in reports:
+        try:
+            if con is None:
+                con = connect(str(data))
+                _warn_unknown_camera(con, camera)
+            results[report.name] = (report, catalog.run_report(con, report, params))
+        except catalog.ReportError as exc:
+            raise UserError(str(exc)) from None
+        except (duckdb.Error, TablesError) as exc:
+            raise JobFailed(f"report {report.name} failed: {first_line(exc)}") from None
+    return results
 
 
 def _warn_unknown_camera(con: duckdb.DuckDBPyConnection, camera: str | None) -> None:

@@ -1,4 +1,4 @@
-"""Face alignment: warp a detected face onto the model's crop template.
+"""Stage 4, faces → crops: warp a detected face onto the model's crop template.
 
 Coordinates everywhere use OpenCV's pixel-centre convention: the centre of pixel (column i, row j)
 is the point (i, j). ``pipelines.faces`` returns landmarks in that convention and
@@ -10,16 +10,33 @@ mouth corner, right mouth corner - the order of ``schemas.model_file.ModelSpec.c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
+from pipelines.faces import Face
+
 __all__ = [
+    "Sighting",
     "similarity_transform",
     "transform_points",
     "align_face",
     "align_faces",
     "frontalness",
 ]
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A face seen in one analysed frame: the key its crop travels with through the model, and
+    what the tracker and the tables need of it afterwards."""
+
+    video_id: str
+    frame_index: int
+    t_s: float  # seconds from the start of the video stream
+    face: Face
+    frontalness: float  # 0-1, from the landmarks (``frontalness``)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -50,11 +50,32 @@ class VideoInfo:
     rotation: int
     codec: str
     creation_time: datetime | None
+    pick_fps: float  # frames picked per second of video (decode.fps)
     frames_decoded: int = 0
     corrupt_packets: int = 0
     first_t_s: float | None = None  # the first decoded frame's time: late when the start is lost
     last_t_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+
+    def decoded_span_s(self) -> float:
+        """Seconds from the stream's start to the end of the last decoded frame."""
+        return self.last_t_s + 1.0 / (self.fps or self.pick_fps)
+
+    def missing(self, seconds: float) -> bool:
+        """Whether this much video data missing is worth reporting."""
+        length = self.duration_s or self.decoded_span_s()
+        return seconds > max(MISSING_S, MISSING_SHARE * length)
+
+    def ends_short(self) -> bool:
+        stated = self.duration_s
+        return bool(stated) and self.missing(stated - self.decoded_span_s())
+
+    def video_duration_s(self) -> float:
+        """The container's duration, else (or where the video data ends well before it) the
+        span of decoded timestamps plus one frame."""
+        if self.duration_s and not self.ends_short():
+            return self.duration_s
+        return self.decoded_span_s()
 
 
 def _creation_time(container) -> datetime | None:
@@ -125,6 +146,7 @@ class VideoReader:
             rotation=0,
             codec=ctx.name,
             creation_time=_creation_time(self._container),
+            pick_fps=fps,
         )
 
     def close(self) -> None:
@@ -207,35 +229,20 @@ class VideoReader:
         if self.info.corrupt_packets:
             n = self.info.corrupt_packets
             self.info.warnings.append(f"skipped {n} corrupt packet{'s' if n > 1 else ''}")
-        if self._missing(self.info.first_t_s or 0.0):
+        if self.info.missing(self.info.first_t_s or 0.0):
             self.info.warnings.append(
                 f"video data starts at {self.info.first_t_s:.1f} s (the frames before it could "
                 "not be decoded)"
             )
-        if self._ends_short():
+        if self.info.ends_short():
             self.info.warnings.append(
-                f"video data ends at {self._decoded_span():.1f} s of the "
+                f"video data ends at {self.info.decoded_span_s():.1f} s of the "
                 f"{self.info.duration_s:.1f} s the container states (truncated?)"
             )
 
-    def _decoded_span(self) -> float:
-        return self.info.last_t_s + 1.0 / (self.info.fps or self.fps)
-
-    def _missing(self, seconds: float) -> bool:
-        length = self.info.duration_s or self._decoded_span()
-        return seconds > max(MISSING_S, MISSING_SHARE * length)
-
-    def _ends_short(self) -> bool:
-        stated = self.info.duration_s
-        return bool(stated) and self._missing(stated - self._decoded_span())
-
     @property
     def duration_s(self) -> float:
-        """Container duration, else (or where the video data ends well before it) the span of
-        decoded timestamps plus one frame."""
-        if self.info.duration_s and not self._ends_short():
-            return self.info.duration_s
-        return self._decoded_span()
+        return self.info.video_duration_s()
 
 
 def _reason(error: Exception) -> str:

@@ -1,4 +1,5 @@
-"""Stage 1, inputs: which files are videos, which camera filmed them, and when they start.
+"""Stage 1, inputs: which files are videos, which need analysing, which camera filmed them, and
+when they start.
 
 Paths go through Beam's FileSystems, so local folders and gs://, s3://, hdfs:// prefixes all work.
 Camera id: the name of the folder holding the video. Start time, first that applies:
@@ -6,6 +7,8 @@ Camera id: the name of the folder holding the video. Start time, first that appl
      read as site wall-clock time;
   2. the container's ``creation_time`` tag (UTC), converted to the site time zone;
   3. the file's modification time, converted to the site time zone.
+The incremental rule (``needs_analysis``) compares a file with what the output already holds
+(``schemas.manifest``).
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import camera_id
+from schemas.manifest import ManifestEntry
+from schemas.tables import STATUS_OK, camera_id
 
 FINGERPRINT_BYTES = 1 << 20
 GLOB_CHARS = set("*?[")
@@ -123,3 +127,35 @@ def fingerprint(video: VideoFile) -> str:
             f.seek(video.size_bytes - FINGERPRINT_BYTES)
             digest.update(f.read(FINGERPRINT_BYTES))
     return digest.hexdigest()[:32]
+
+
+def needs_analysis(
+    video: VideoFile, entry: ManifestEntry | None, force: bool, model_version: str | None
+) -> tuple[bool, str]:
+    """Whether a matched file must be (re)analysed, and why: new, failed before, changed
+    content, or (when ``model_version`` is given) analysed by another model; ``force`` always."""
+    if force:
+        return True, "forced"
+    if entry is None:
+        return True, "new"
+    if entry.status != STATUS_OK:
+        return True, "failed before"
+    touched = entry.size_bytes != video.size_bytes or abs(entry.mtime - video.mtime) > 1e-3
+    # A touched file whose content fingerprint is unchanged (copied, re-synced) is not new work.
+    if touched:
+        try:
+            changed = entry.fingerprint != fingerprint(video)
+        except OSError:  # unreadable now: analysing it records the failure in the videos table
+            return True, "unreadable"
+        if changed:
+            return True, "changed"
+    if model_version is not None and entry.model_version != model_version:
+        return True, "model changed"
+    return False, "unchanged"
+
+
+def date_wanted(day: date, dates: tuple[date, ...] | None, since: date | None) -> bool:
+    """Whether a video starting on ``day`` is among the run's dates (None: any)."""
+    if dates is not None and day not in dates:
+        return False
+    return since is None or day >= since

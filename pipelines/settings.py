@@ -1,35 +1,24 @@
 """Analysis settings: typed sections read from config/analyze.yaml, the one home of the defaults.
 
-A site file passed with ``--config`` is merged over the defaults key by key; unknown keys are an
-error so a typo never silently falls back to a default. A value must have the type of its default
-(an integer where a number is expected is fine) and each section checks its ranges, so a bad site
-file stops the job with one line before any video is touched, not halfway through a night.
+A site file passed with ``--config`` is merged over the defaults (``common.config``: unknown
+keys and values of the wrong type are errors); each section checks its ranges here, so a bad
+site file stops the job with one line before any video is touched, not halfway through a night.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
-from common.messages import yaml_problem
+from common import config
+from common.config import require as _require
 
 DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "config" / "analyze.yaml"
-
-
-class SettingsError(ValueError):
-    """A configuration a user wrote is unusable; the message says what to fix."""
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise SettingsError(message)
 
 
 def _zone_exists(name: str) -> bool:
@@ -103,14 +92,16 @@ class DetectorSettings:
             self.max_side is None or self.max_side >= 32,
             "detector.max_side must be at least 32 pixels (or null: full-size frames)",
         )
+        _require(
+            self.name.lower() != "mtcnn" or self.model is None,
+            "detector mtcnn ships with the project: remove detector.model",
+        )
 
     def detector_options(self) -> dict[str, Any]:
         """Keyword options for ``pipelines.faces.create_detector(self.name, ...)``: the common
         ones, plus MTCNN's stage thresholds or another detector's score floor and model file."""
         options: dict[str, Any] = {"min_face_px": self.min_face_px, "max_side": self.max_side}
         if self.name.lower() == "mtcnn":
-            if self.model is not None:
-                raise SettingsError("detector mtcnn ships with the project: remove detector.model")
             options["thresholds"] = self.thresholds
         else:
             options["min_score"] = self.min_score
@@ -194,87 +185,24 @@ class Settings:
 
     def replace(self, section: str, **values: Any) -> Settings:
         """A copy with some keys of one section changed (used for command-line overrides)."""
-        return dataclasses.replace(
-            self, **{section: dataclasses.replace(getattr(self, section), **values)}
-        )
+        return config.replace(self, section, **values)
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as e:
-        raise SettingsError(f"cannot read config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise SettingsError(f"config {path} is not valid YAML: {yaml_problem(e)}") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"config {path} must be a mapping of sections")
-    return data
+@dataclass(frozen=True)
+class RunOptions:
+    """What one run of the job was asked to do, beyond the settings."""
 
-
-def _merge(base: dict, override: dict, where: str) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        if key not in base:
-            raise SettingsError(f"unknown setting '{where}{key}' (known: {', '.join(base)})")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise SettingsError(f"setting '{where}{key}' must be a mapping")
-            merged[key] = _merge(base[key], value, f"{where}{key}.")
-        else:
-            merged[key] = value
-    return merged
-
-
-_SCALARS = {"bool": bool, "int": int, "float": int | float, "str": str}
-_NAMES = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "text"}
-
-
-def _fits(value: Any, annotation: str) -> bool:
-    """Whether a YAML value fits a field's annotation (the annotations are strings here)."""
-    if annotation.endswith(" | None"):
-        return value is None or _fits(value, annotation[: -len(" | None")])
-    if annotation.startswith("tuple["):
-        item = annotation[len("tuple[") :].split(",")[0].rstrip("]").strip()
-        return isinstance(value, list) and all(_fits(v, item) for v in value)
-    if isinstance(value, bool):
-        return annotation == "bool"
-    return isinstance(value, _SCALARS[annotation])
-
-
-def _describe(annotation: str) -> str:
-    if annotation.endswith(" | None"):
-        return _describe(annotation[: -len(" | None")]) + " or null"
-    if annotation.startswith("tuple["):
-        item = annotation[len("tuple[") :].split(",")[0].rstrip("]").strip()
-        return f"a list ({_NAMES[item]} each)"
-    return _NAMES[annotation]
-
-
-def _build(cls: type, values: dict, where: str):
-    kwargs = {}
-    for field in dataclasses.fields(cls):
-        value = values[field.name]
-        _require(
-            _fits(value, field.type),
-            f"setting '{where}.{field.name}' must be {_describe(field.type)}, not {value!r}",
-        )
-        if isinstance(value, list):
-            value = tuple(value)
-        kwargs[field.name] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise SettingsError(f"settings '{where}': {e}") from None
+    output: str
+    run_id: str
+    model_version: str
+    detector_version: str
+    force: bool = False
+    reprocess_model_changes: bool = False
+    dates: tuple[date, ...] | None = None  # only videos starting on these dates
+    since: date | None = None  # only videos starting on or after this date
+    progress: bool = False  # progress bar per video (terminal)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
     """Defaults from config/analyze.yaml, with the site file at ``path`` merged over them."""
-    data = _read_yaml(DEFAULTS_FILE)
-    if path is not None:
-        data = _merge(data, _read_yaml(Path(path)), "")
-    types = {f.name: f.type for f in dataclasses.fields(Settings)}
-    sections = {}
-    for name in types:
-        cls = globals()[types[name]] if isinstance(types[name], str) else types[name]
-        sections[name] = _build(cls, data[name], name)
-    return Settings(**sections)
+    return config.load(Settings, DEFAULTS_FILE, *([path] if path is not None else []))

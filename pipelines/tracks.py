@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import groupby
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common.geometry import box_size
 from pipelines.settings import TrackerSettings
+
+if TYPE_CHECKING:  # types only: the tracker itself needs neither the detector nor the model
+    from pipelines.crops import Sighting
+    from pipelines.predictions import FacePrediction
 
 Box = tuple[float, float, float, float]
 
@@ -28,15 +33,44 @@ APPEARANCE_WEIGHT = 0.5
 class Observation:
     """One face in one analysed frame, with the model's answer for it."""
 
-    frame_index: int
-    t_s: float
-    box: Box
-    score: float
-    landmarks: np.ndarray  # (5, 2) frame pixels
-    frontalness: float
-    age: float
-    age_probs: np.ndarray  # (101,)
-    gender_prob: float  # P(female)
+    sighting: Sighting
+    prediction: FacePrediction
+
+    @property
+    def frame_index(self) -> int:
+        return self.sighting.frame_index
+
+    @property
+    def t_s(self) -> float:
+        return self.sighting.t_s
+
+    @property
+    def box(self) -> Box:
+        return self.sighting.face.box
+
+    @property
+    def score(self) -> float:
+        return self.sighting.face.score
+
+    @property
+    def landmarks(self) -> np.ndarray:  # (5, 2) frame pixels
+        return self.sighting.face.landmarks
+
+    @property
+    def frontalness(self) -> float:
+        return self.sighting.frontalness
+
+    @property
+    def age(self) -> float:
+        return self.prediction.age
+
+    @property
+    def age_probs(self) -> np.ndarray:  # (101,)
+        return self.prediction.age_probs
+
+    @property
+    def gender_prob(self) -> float:  # P(female)
+        return self.prediction.gender_prob
 
     @property
     def size(self) -> float:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import numpy as np
 
 from pipelines.settings import VisitorSettings
 from pipelines.tracks import Track
+from schemas.bands import age_band
 
 # Floor on the frontalness weight so a profile view still counts a little.
 MIN_FRONTALNESS_WEIGHT = 0.05
@@ -23,6 +23,9 @@ MIN_FRONTALNESS_WEIGHT = 0.05
 
 @dataclass(frozen=True)
 class Visitor:
+    """One person's answers; the fields are the ``visitors`` table's own columns
+    (``schemas.rows.visitor_rows`` adds the video's key and the wall-clock times)."""
+
     track_id: int
     start_s: float
     end_s: float
@@ -35,35 +38,6 @@ class Visitor:
     gender_score: float  # weighted mean P(female)
     face_px: float  # median face size
     quality: float  # mean per-frame weight, 0-1 scale of confidence x frontalness
-
-    def row(self, video_start: datetime) -> dict:
-        """Columns of the ``visitors`` table that come from the visitor itself."""
-        return {
-            "track_id": self.track_id,
-            "start_s": self.start_s,
-            "end_s": self.end_s,
-            "start_time": video_start + timedelta(seconds=self.start_s),
-            "end_time": video_start + timedelta(seconds=self.end_s),
-            "dwell_s": self.dwell_s,
-            "frames": self.frames,
-            "age": self.age,
-            "age_std": self.age_std,
-            "age_band": self.age_band,
-            "gender": self.gender,
-            "gender_score": self.gender_score,
-            "face_px": self.face_px,
-            "quality": self.quality,
-        }
-
-
-def age_band(age: float, edges: tuple[int, ...]) -> str:
-    """'0-9', '10-19', ..., '60+' for edges (10, 20, ..., 60)."""
-    lower = 0
-    for edge in edges:
-        if age < edge:
-            return f"{lower}-{edge - 1}"
-        lower = edge
-    return f"{lower}+"
 
 
 def frames_needed(settings: VisitorSettings, picked_s: float, frame_interval_s: float) -> int:

@@ -1,6 +1,6 @@
 """Format report results: a terminal table, CSV, Markdown, or one self-contained HTML page.
 
-Every function takes the mapping :func:`reports.runner.run_reports` returns (report name to
+Every function takes the mapping :func:`reports.catalog.run_reports` returns (report name to
 ``(Report, pyarrow.Table)``) and a ``context`` of display facts (data folder, filters, ...).
 The HTML page embeds its charts as base64 PNGs drawn with matplotlib's Agg canvas (no pyplot, no
 display, no global backend switch), so it opens offline from a mail attachment.
@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from reports.runner import Report
+from reports.catalog import Report
 
 FORMATS = ("table", "csv", "markdown", "html")
 # The file each format writes into --out (csv: one file per report, named after it).

@@ -1,4 +1,5 @@
-"""One analysis at a time per output folder: a lock file with the owner's pid and host.
+"""One analysis at a time per output folder (local folders only): a lock file with the owner's
+pid and host.
 
 A lock left by a process that no longer runs on this host is stale and is taken over; a lock held
 by a live process (or by another host, which cannot be checked) stops the new run.
@@ -12,9 +13,11 @@ import socket
 import time
 from pathlib import Path
 
-from jobs.cli import UserError
-
 LOCK_NAME = ".analyze.lock"
+
+
+class OutputBusy(Exception):
+    """Another analysis holds the output folder; the message says which and what to do."""
 
 
 def _alive(pid: int) -> bool:
@@ -50,7 +53,7 @@ class OutputLock:
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
                     continue
                 since = time.strftime("%Y-%m-%d %H:%M", time.localtime(owner.get("started", 0)))
-                raise UserError(
+                raise OutputBusy(
                     f"another analysis (pid {owner.get('pid')} on {owner.get('host')}, started "
                     f"{since}) is writing to {self.path.parent}; wait for it, or delete "
                     f"{self.path} if that process is gone"
@@ -59,7 +62,7 @@ class OutputLock:
                 json.dump(me, f)
             self._held = True
             return
-        raise UserError(f"cannot take the lock {self.path}")
+        raise OutputBusy(f"cannot take the lock {self.path}")
 
     def release(self) -> None:
         if self._held:

@@ -1,9 +1,9 @@
-"""Stage 8, visitors → tables: publish one video's rows as Parquet files, atomically.
+"""Publishing one video's rows as Parquet files, atomically (stage 8, visitors → tables).
 
 Each video owns one file per table, ``<output>/<table>/date=D/camera=C/<video_id>.parquet``. A
 file is written under a temporary name in the same folder and renamed into place, so a reader
 sees the old file or the new one, never half of one; a rerun replaces a video's rows as a whole.
-The ``videos`` file is published last and is the video's commit record: readers (reports/views.py)
+The ``videos`` file is published last and is the video's commit record: readers (``schemas.views``)
 ignore visitor and detection rows whose ``analysis_id`` has no ``videos`` row yet.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import date
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,7 +20,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from common.paths import is_remote
-from schemas import TABLES
+from schemas.tables import TABLES
 
 TEMP_SUFFIX = ".tmp"
 
@@ -29,6 +30,15 @@ def partition_dir(output: str, table: str, day: date, camera: str) -> str:
 
 
 def to_arrow(table: str, rows: list[dict]) -> pa.Table:
+    """The rows as the table's schema; a row with a column too many or too few is a bug in its
+    builder (``schemas.rows``), refused here rather than written as NULLs."""
+    names = set(TABLES[table].names)
+    for row in rows:
+        if row.keys() != names:
+            extra, missing = sorted(row.keys() - names), sorted(names - row.keys())
+            raise ValueError(
+                f"{table} row does not fit the schema: extra {extra}, missing {missing}"
+            )
     return pa.Table.from_pylist(rows, schema=TABLES[table])
 
 
@@ -57,3 +67,14 @@ def remove_video(output: str, day: date, camera: str, name: str) -> None:
     existing = [p for p in paths if FileSystems.exists(p)]
     if existing:
         FileSystems.delete(existing)
+
+
+def clear_temporaries(output: str) -> int:
+    """Remove the half-written files a killed run left in a local output folder (readers never
+    saw them); returns how many."""
+    if is_remote(output):
+        return 0
+    leftovers = list(Path(output).glob(f"*/**/.*{TEMP_SUFFIX}"))
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return len(leftovers)

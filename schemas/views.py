@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from common.messages import first_line
-from schemas import KEY_COLUMNS, TABLES
+from schemas.tables import KEY_COLUMNS, TABLES
 
 
 class TablesError(Exception):
@@ -89,6 +89,27 @@ def connect(output: str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb
         return _create_views(output, con or duckdb.connect())
     except _UNREADABLE as e:
         raise TablesError(first_line(e)) from None
+
+
+def run_counts(output: str, run_id: str) -> dict:
+    """What one run committed: videos ok and failed (with their reasons), visitors, seconds of
+    video analysed."""
+    con = connect(output)
+    ok, failed, visitors, video_s = fetch(
+        con,
+        "SELECT count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed'), "
+        "coalesce(sum(visitors), 0), coalesce(sum(duration_s) FILTER (status = 'ok'), 0) "
+        "FROM videos WHERE run_id = ?",
+        [run_id],
+    )[0]
+    sql = "SELECT video, error FROM videos WHERE run_id = ? AND status = 'failed' ORDER BY 1"
+    return {
+        "videos_ok": ok,
+        "videos_failed": failed,
+        "visitors": int(visitors),
+        "video_seconds": float(video_s),
+        "failed": [{"video": v, "error": e} for v, e in fetch(con, sql, [run_id])],
+    }
 
 
 def _create_views(output: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

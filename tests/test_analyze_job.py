@@ -19,8 +19,8 @@ from videos import corrupt_middle, truncate, without_index, write_audio_only, wr
 
 from jobs import analyze
 from jobs.cli import run as run_cli
-from jobs.outputlock import LOCK_NAME
-from reports.views import connect
+from schemas.lock import LOCK_NAME
+from schemas.views import connect
 
 
 def run_job(tiny_model, inp, out, *extra):
@@ -455,7 +455,7 @@ def test_nightly_reports_in_the_site_config_age_bands(
 
 
 def test_worker_processes_give_the_same_rows_quietly(tmp_path, capfd):
-    """--workers 2 runs videos in separate worker processes (jobs/beam_worker.py): the tables
+    """--workers 2 runs videos in separate worker processes (pipelines/runner.py): the tables
     hold the same visitors as one worker, and the workers print none of Beam's start-up notes."""
     from conftest import SHIPPED_MODEL
 
@@ -527,12 +527,11 @@ def test_a_changed_file_that_cannot_be_read_is_analysed_not_fatal(tmp_path):
     not stop the night."""
     from datetime import date
 
-    from pipelines.analyze import ManifestEntry, RunOptions, needs_analysis
-    from pipelines.inputs import video_file
+    from pipelines.inputs import needs_analysis, video_file
+    from schemas.manifest import ManifestEntry
 
     gone = video_file(str(tmp_path / "cam" / "gone.mp4"), 2048, 1000.0)
     entry = ManifestEntry(1024, 999.0, "abc", "m1", "ok", date(2026, 11, 22), "cam")
-    run = RunOptions(output=str(tmp_path), run_id="r", model_version="m1", detector_version="d")
-    assert needs_analysis(gone, entry, run) == (True, "unreadable")
+    assert needs_analysis(gone, entry, force=False, model_version=None) == (True, "unreadable")
     same = video_file(gone.path, 1024, 999.0)
-    assert needs_analysis(same, entry, run) == (False, "unchanged")
+    assert needs_analysis(same, entry, force=False, model_version=None) == (False, "unchanged")

@@ -13,7 +13,7 @@ from conftest import SHARED_DATA
 from videos import write_clip
 
 from jobs import analyze
-from reports.views import connect
+from schemas.views import connect
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 # patch reaches the stage because args() pins --workers 1: the stages run in this process.
 SLOW_PUBLISH = """
 import sys, time
-import pipelines.analyze as stages
+import pipelines.steps as stages
 from jobs import analyze
 
 def slow_publish(*args, **kwargs):

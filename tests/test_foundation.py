@@ -19,8 +19,9 @@ NO_TORCH = "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] 
 def test_analysis_runs_without_torch(tiny_model, tmp_path):
     write_clip(tmp_path / "v" / "cam" / "20261122_120000.mp4", seconds=1, fps=10)
     code = (
-        NO_TORCH + "import pipelines, schemas, jobs, model, reports.views; "
-        "from jobs import analyze, report, nightly, score, simulate, evaluate; "
+        NO_TORCH + "import pipelines, schemas, jobs, model, schemas.views; "
+        "from jobs import analyze, report, nightly, evaluate; "
+        "from jobs.dev import score, simulate; "
         "sys.exit(analyze.main(sys.argv[1:]))"
     )
     args = [
@@ -77,7 +78,7 @@ def test_a_plain_install_carries_the_defaults_model_and_reports(tmp_path):
     ):
         assert (site / packaged).is_file(), packaged
     code = (
-        "import pipelines.settings as s, reports.views, common.messages; "
+        "import pipelines.settings as s, schemas.views, common.messages; "
         "assert s.DEFAULTS_FILE.is_file(), s.DEFAULTS_FILE; "
         "print(s.DEFAULTS_FILE, s.load_settings(None).model)"
     )

@@ -11,7 +11,7 @@ import pytest
 from conftest import SHARED_DATA, SHIPPED_MODEL, needs_shared_data
 
 from jobs import analyze
-from reports.views import connect
+from schemas.views import connect
 
 SMALL_FACES = """
 detector: {min_face_px: 12, min_score: 0.9}

@@ -1,4 +1,5 @@
-"""Reports (reports/sql, reports/runner.py, reports/render.py, jobs/report.py) and scheduling files.
+"""Reports (reports/sql, reports/catalog.py, reports/formats.py, jobs/report.py) and scheduling
+files.
 
 The data is a small hand-made output folder with known values: two days, two cameras, one
 failed video, and one visitor row whose analysis has no ``videos`` row (uncommitted: invisible).
@@ -21,11 +22,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import report as report_job
-from pipelines.tables import publish
-from reports import render, runner
-from reports.views import connect
+from pipelines.settings import load_settings
+from reports import catalog, formats
+from schemas.bands import labels_of_edges
+from schemas.publish import publish
+from schemas.views import connect
 
 ROOT = Path(__file__).resolve().parents[1]
+# The bands jobs.report passes by default: those of the analysis settings (config/analyze.yaml).
+DEFAULT_AGE_BANDS = labels_of_edges(load_settings().visitors.age_bands)
+SITE = {"age_bands": list(DEFAULT_AGE_BANDS)}
 D1, D2 = date(2024, 5, 1), date(2024, 5, 2)
 
 # video_id, date, camera, status, error, frames decoded/analysed, visitors kept/dropped
@@ -140,7 +146,10 @@ def output(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def results(output):
-    return {name: table.to_pylist() for name, (_, table) in runner.run_reports(output).items()}
+    return {
+        name: table.to_pylist()
+        for name, (_, table) in catalog.run_reports(output, params=SITE).items()
+    }
 
 
 def rows(table) -> list[dict]:
@@ -149,7 +158,7 @@ def rows(table) -> list[dict]:
 
 def run_one(output, name, **params):
     con = connect(str(output))
-    return rows(runner.run_report(con, runner.select_reports([name])[0], params))
+    return rows(catalog.run_report(con, catalog.select_reports([name])[0], SITE | params))
 
 
 def cli(*args: str) -> int:
@@ -160,7 +169,7 @@ def cli(*args: str) -> int:
 
 
 def test_reports_are_listed_with_titles_and_in_order():
-    reports = runner.list_reports()
+    reports = catalog.list_reports()
     names = [r.name for r in reports]
     assert names == [
         "daily_summary",
@@ -227,10 +236,10 @@ def test_age_gender_default_bands(results):
 
 
 def test_report_bands_default_to_the_visitors_table_bands():
-    """One home for the bands: the report's default follows config/analyze.yaml's edges, the
-    same labels pipelines.visitors writes into visitors.age_band."""
-    assert runner.bands_of_edges((10, 20, 30, 40, 50, 60)) == runner.DEFAULT_AGE_BANDS
-    assert runner.bands_of_edges((18, 35, 55)) == ("0-17", "18-34", "35-54", "55+")
+    """One home for the bands: jobs.report's default follows config/analyze.yaml's edges, the
+    same labels pipelines.visitors writes into visitors.age_band (schemas.bands)."""
+    assert labels_of_edges((10, 20, 30, 40, 50, 60)) == DEFAULT_AGE_BANDS
+    assert labels_of_edges((18, 35, 55)) == ("0-17", "18-34", "35-54", "55+")
 
 
 def test_age_gender_broad_bands(results):
@@ -299,16 +308,16 @@ def test_filters(output):
 
 def test_relation_api(output):
     con = connect(str(output))
-    rel = runner.relation(con, runner.select_reports(["daily_summary"])[0], {"camera": "cam1"})
+    rel = catalog.relation(con, catalog.select_reports(["daily_summary"])[0], {"camera": "cam1"})
     assert rel.aggregate("sum(visitors)").fetchall() == [(5,)]
 
 
 def test_empty_output_gives_empty_reports(tmp_path):
-    results = runner.run_reports(tmp_path)
+    results = catalog.run_reports(tmp_path, params=SITE)
     assert results["daily_summary"][1].num_rows == 0
     assert results["failed_videos"][1].num_rows == 0
     assert all(r["visitors"] == 0 for r in rows(results["age_gender"][1]))
-    for fmt in render.FORMATS:
+    for fmt in formats.FORMATS:
         assert cli("--data", tmp_path, "--format", fmt, "--out", tmp_path / fmt) == 0
     page = (tmp_path / "html" / "report.html").read_text()
     assert "No rows for this selection." in page and "data:image/png" not in page
@@ -321,7 +330,7 @@ def test_empty_output_gives_empty_reports(tmp_path):
 def test_text_formats_show_every_report(output, capsys, fmt):
     assert cli("--data", output, "--format", fmt) == 0
     out = capsys.readouterr().out
-    for r in runner.list_reports():
+    for r in catalog.list_reports():
         assert r.title in out
     assert "truncated file: moov atom not found" in out
     if fmt == "table":
@@ -331,8 +340,8 @@ def test_text_formats_show_every_report(output, capsys, fmt):
 
 
 def test_every_format_writes_every_report(output, tmp_path, capsys):
-    names = [r.name for r in runner.list_reports()]
-    for fmt in render.FORMATS:
+    names = [r.name for r in catalog.list_reports()]
+    for fmt in formats.FORMATS:
         assert cli("--data", output, "--format", fmt, "--out", tmp_path / fmt) == 0
     assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == sorted(f"{n}.csv" for n in names)
     daily = list(csv.DictReader((tmp_path / "csv" / "daily_summary.csv").open()))
@@ -352,7 +361,7 @@ def test_every_format_writes_every_report(output, tmp_path, capsys):
     for n in names:
         assert f'id="{n}"' in page
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    charted = [r for r in runner.list_reports() if r.chart]
+    charted = [r for r in catalog.list_reports() if r.chart]
     assert len(images) == len(charted) == 6
     assert all(base64.b64decode(b).startswith(b"\x89PNG\r\n\x1a\n") for b in images)
     assert not re.search(r'(src|href)="(https?:|//|file:)|<link|<script', page)  # self-contained
@@ -381,7 +390,9 @@ def test_cli_filters(output, capsys):
 def test_list(capsys):
     assert cli("--list") == 0
     out = capsys.readouterr().out
-    assert [line.split()[0] for line in out.splitlines()] == [r.name for r in runner.list_reports()]
+    assert [line.split()[0] for line in out.splitlines()] == [
+        r.name for r in catalog.list_reports()
+    ]
 
 
 @pytest.mark.parametrize(
@@ -425,10 +436,10 @@ def test_bad_report_sql_exits_1_with_one_line(output, tmp_path, capsys):
 def test_a_shipped_report_copied_to_sql_dir_still_finds_the_shipped_macros(output, tmp_path):
     sql_dir = tmp_path / "mine"
     sql_dir.mkdir()
-    shutil.copy(runner.SQL_DIR / "age_gender.sql", sql_dir / "age_gender.sql")
+    shutil.copy(catalog.SQL_DIR / "age_gender.sql", sql_dir / "age_gender.sql")
     assert "age_gender_by_bands" in (sql_dir / "age_gender.sql").read_text()
-    mine = runner.run_reports(output, ["age_gender"], sql_dir=sql_dir)["age_gender"][1]
-    shipped = runner.run_reports(output, ["age_gender"])["age_gender"][1]
+    mine = catalog.run_reports(output, ["age_gender"], SITE, sql_dir=sql_dir)["age_gender"][1]
+    shipped = catalog.run_reports(output, ["age_gender"], SITE)["age_gender"][1]
     assert mine.num_rows > 0 and mine.equals(shipped)
 
 

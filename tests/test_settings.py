@@ -3,7 +3,8 @@ range-checked, so a bad value stops the job with one line before any video is re
 
 import pytest
 
-from pipelines.settings import SettingsError, load_settings
+from common.config import ConfigError as SettingsError
+from pipelines.settings import load_settings
 
 
 def site(tmp_path, text):

@@ -1,6 +1,9 @@
 import numpy as np
 import pytest
 
+from pipelines.crops import Sighting
+from pipelines.faces import Face
+from pipelines.predictions import FacePrediction
 from pipelines.settings import load_settings
 from pipelines.tracks import Observation, iou, track_faces
 
@@ -11,16 +14,11 @@ def obs(frame, t, cx, cy, size=80, female=0.9, age=30.0):
     half = size / 2
     probs = np.zeros(101, np.float32)
     probs[int(age)] = 1.0
+    box = (cx - half, cy - half, cx + half, cy + half)
+    face = Face(box=box, score=0.99, landmarks=np.zeros((5, 2), np.float32))
     return Observation(
-        frame_index=frame,
-        t_s=t,
-        box=(cx - half, cy - half, cx + half, cy + half),
-        score=0.99,
-        landmarks=np.zeros((5, 2), np.float32),
-        frontalness=1.0,
-        age=age,
-        age_probs=probs,
-        gender_prob=female,
+        Sighting(video_id="v", frame_index=frame, t_s=t, face=face, frontalness=1.0),
+        FacePrediction(age=age, age_probs=probs, gender_prob=female, extra={}),
     )
 
 

@@ -1,7 +1,7 @@
-"""Load, list and run the SQL reports in ``reports/sql/`` with DuckDB.
+"""The catalogue of reports: load, list and run the SQL reports in ``reports/sql/`` with DuckDB.
 
 Each report is one plain ``.sql`` file (a single SELECT) that reads the views of
-:mod:`reports.views` (``videos``, ``visitors``, ``detections``), so it sees only committed rows.
+:mod:`schemas.views` (``videos``, ``visitors``, ``detections``), so it sees only committed rows.
 The file opens with a comment block: its first line is the report's title, the following lines
 its description, and lines of the form ``-- @key: value`` are settings:
 
@@ -24,7 +24,6 @@ Adding a report is adding a file: no Python changes.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,36 +34,23 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from pipelines.settings import load_settings
-from pipelines.visitors import age_band
-from reports.views import connect
+from schemas.bands import BROAD_AGE_BANDS
+from schemas.views import connect
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
-
-def bands_of_edges(edges: Iterable[int]) -> tuple[str, ...]:
-    """The report bands that match the visitors table's ``age_band`` for these edges."""
-    edges = tuple(edges)
-    return tuple(age_band(lower, edges) for lower in (0, *edges))
-
-
-# The default bands of the visitors table (config/analyze.yaml); a site that sets other
-# visitors.age_bands passes the same bands to the reports (--age-bands). Counts are right either
-# way: the reports band the age column themselves.
-DEFAULT_AGE_BANDS = bands_of_edges(load_settings().visitors.age_bands)
-DEFAULT_BROAD_AGE_BANDS = ("<30", "30-59", "60+")
 DEFAULT_DWELL_BUCKETS = (0.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
+# ``$age_bands`` has no default here: the site's bands are the analysis settings'
+# ``visitors.age_bands`` (``schemas.bands.labels_of_edges``), which jobs.report passes in.
 DEFAULT_PARAMS: dict[str, Any] = {
     "from": None,
     "to": None,
     "camera": None,
-    "age_bands": list(DEFAULT_AGE_BANDS),
-    "broad_age_bands": list(DEFAULT_BROAD_AGE_BANDS),
+    "broad_age_bands": list(BROAD_AGE_BANDS),
     "dwell_buckets": list(DEFAULT_DWELL_BUCKETS),
 }
 
-_BAND = re.compile(r"^(?:<\d+|\d+-\d+|\d+\+)$")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _SETTING = re.compile(r"^@([a-z_]+):\s*(.*)$")
 
@@ -178,39 +164,6 @@ def select_reports(names: Iterable[str] | None, sql_dir: str | Path = SQL_DIR) -
     return [by_name[n] for n in dict.fromkeys(names)]
 
 
-def check_bands(bands: Iterable[str], what: str = "age bands") -> list[str]:
-    """Validate band labels ('<N', 'A-B', 'N+'); ReportError says what is wrong."""
-    bands = [b.strip() for b in bands]
-    if not bands:
-        raise ReportError(f"{what}: give at least one band")
-    spans = []
-    for b in bands:
-        if not _BAND.match(b):
-            raise ReportError(f"{what}: bad band '{b}' (want '<N', 'A-B' or 'N+', e.g. 0-9)")
-        start, end = _span(b)
-        if end <= start:
-            raise ReportError(f"{what}: band '{b}' ends before it starts")
-        spans.append((start, end))
-    # Each visitor in one band at most, so the shares add up: ascending, no overlap.
-    for k in range(1, len(bands)):
-        if spans[k][0] < spans[k - 1][1]:
-            raise ReportError(
-                f"{what}: '{bands[k]}' overlaps or comes before '{bands[k - 1]}'; "
-                "list bands in order"
-            )
-    return bands
-
-
-def _span(band: str) -> tuple[float, float]:
-    """A band label's ages as [start, end): '<N' [-inf, N), 'A-B' [A, B+1), 'N+' [N, inf)."""
-    if band.startswith("<"):
-        return -math.inf, float(band[1:])
-    if band.endswith("+"):
-        return float(band[:-1]), math.inf
-    lo, hi = (int(v) for v in band.split("-"))
-    return float(lo), float(hi + 1)
-
-
 def check_buckets(edges: Iterable[float], what: str = "dwell buckets") -> list[float]:
     edges = [float(e) for e in edges]
     if not edges:
@@ -238,7 +191,7 @@ def report_params(report: Report, params: Mapping[str, Any] | None = None) -> di
 def run_report(
     con: duckdb.DuckDBPyConnection, report: Report, params: Mapping[str, Any] | None = None
 ) -> pa.Table:
-    """Run one report on a connection made by :func:`reports.views.connect`."""
+    """Run one report on a connection made by :func:`schemas.views.connect`."""
     return relation(con, report, params).to_arrow_table()
 
 

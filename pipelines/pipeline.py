@@ -1,0 +1,63 @@
+"""The analysis as one Apache Beam pipeline: videos in, Parquet tables out.
+
+    match files → select (new or changed; the manifest as a side input) → reshuffle
+      → AnalyseVideo (decode, detect, align; one video per call, frames never leave it)
+      → RunInference (the multi-task face model, batched)
+      → group by video with its record → PublishVideo (track, aggregate, write)
+
+``build`` adds the steps to a pipeline; ``jobs.analyze`` creates the pipeline with the runner
+(``pipelines.runner``) and runs it. The same pipeline runs on any Beam runner.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from pipelines import inputs
+from pipelines.predictions import FaceModelHandler
+from pipelines.settings import RunOptions, Settings
+from pipelines.steps import AnalyseVideo, PublishVideo, SelectVideos, to_observation
+from schemas.manifest import ManifestEntry
+from schemas.model_file import ModelSpec
+
+
+def build(
+    pipeline: beam.Pipeline,
+    input_path: str,
+    settings: Settings,
+    spec: ModelSpec,
+    run: RunOptions,
+    manifest: dict[str, ManifestEntry],
+):
+    """Add the analysis to ``pipeline``; returns the PCollection of published ``videos`` rows."""
+    m = settings.model
+    handler = KeyedModelHandler(
+        FaceModelHandler(m.path, threads=m.threads, batch_min=m.batch_min, batch_max=m.batch_max)
+    )
+    known = beam.pvalue.AsDict(pipeline | "Manifest" >> beam.Create(sorted(manifest.items())))
+    videos = (
+        pipeline
+        | "Patterns" >> beam.Create(inputs.match_patterns(input_path))
+        | "Match" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
+        | "ByPath" >> beam.Map(lambda meta: (meta.path, meta))
+        | "Dedup" >> beam.CombinePerKey(lambda metas: next(iter(metas)))
+        | "Values" >> beam.Values()
+        | "Select" >> beam.ParDo(SelectVideos(settings, run), known)
+        | "Spread" >> beam.Reshuffle()
+    )
+    analyse = AnalyseVideo(settings, spec.crop_template, spec.input_size, run)
+    analysed = videos | "Analyse" >> beam.ParDo(analyse).with_outputs(
+        AnalyseVideo.RECORDS, main="crops"
+    )
+    faces = (
+        analysed.crops
+        | "Infer" >> RunInference(handler)
+        | "Observations" >> beam.MapTuple(to_observation)
+    )
+    return (
+        {"faces": faces, "records": analysed[AnalyseVideo.RECORDS]}
+        | "ByVideo" >> beam.CoGroupByKey()
+        | "Publish" >> beam.ParDo(PublishVideo(settings, run), known)
+    )
