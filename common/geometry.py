@@ -1,5 +1,5 @@
 """Face-box geometry shared by the detector (stage 3) and the tracker (stage 6). Here rather than
-in pipelines/faces.py, so the tracker, the visitors and the reports that build on them do not
+in pipelines/faces/, so the tracker, the visitors and the reports that build on them do not
 import the detector (ONNX Runtime, OpenCV, Beam's filesystems)."""
 
 import math

@@ -46,8 +46,8 @@ def make_figure(face: np.ndarray, unit: float, rng: np.random.Generator) -> Figu
     The image is drawn whole, its corners rounded and its edge feathered, so each visitor keeps
     their own hair, beard and ears, as a camera sees them. (An oval cut from the image under a
     drawn hair cap gave every man a bob; on video the model then read men as women that it read
-    right on the photos: MODEL_CARD.md, "Choosing on video".) The hair drawn behind the image,
-    seen above it, takes the colour of the image's top rows, not of the label."""
+    right on the photos: docs/experiments/2026-11-25-choosing-on-video.md.) The hair drawn behind
+    the image, seen above it, takes the colour of the image's top rows, not of the label."""
     u = float(unit)
     sw, sh = int(math.ceil(HEAD_W * u)), int(math.ceil(HEAD_H * u))
     cx, cy = sw / 2.0, HEAD_TOP * u

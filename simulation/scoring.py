@@ -13,7 +13,7 @@ by earlier start), keeping pairs with IoU >= ``min_iou``. Reported:
 
 Several clips pool into one set of totals (:func:`pool`), and two analyses of the same clips (two
 models, say) compare visitor by visitor (:func:`compare`), which is how models are chosen on video
-(MODEL_CARD.md, "Choosing on video").
+(docs/experiments/2026-11-25-choosing-on-video.md).
 """
 
 from __future__ import annotations

@@ -93,8 +93,8 @@ def test_real_clips_demographics(analysed):
     The hard one is the woman on the right of face-demographics-walking-and-pause.gif (short
     pulled-back hair, glasses, washed out against a white wall): read as a woman of 49.6
     (P(female) 0.58), at the edge of her annotated 28-50. Every file shipped before read her as
-    an older man (MODEL_CARD.md, "Choosing among trained networks"), so a model change that
-    loses her fails here on purpose."""
+    an older man (docs/experiments/2026-11-26-choosing-among-trained-networks.md), so a model
+    change that loses her fails here on purpose."""
     truth = json.loads((SHARED_DATA / "videos" / "truth.json").read_text())
     people = matched_people(truth, visitors_by_clip(analysed))
     missed = [(clip, person) for clip, person, match in people if match is None]

@@ -3,8 +3,8 @@
 Two clips, two jobs: a 60 s clip checks finding and following visitors exactly; a 10 min clip
 of 86 visitors checks the demographics, because a handful of faces cannot. On the 60 s clip
 eight models scored 5-7 of 8 genders, and the one with 7 of 8 was the worst of the eight on the
-two 10 min clips (148 of 175; MODEL_CARD.md, "Choosing on video"; those figures come from the
-first renderer, which drew a hair cap over every face).
+two 10 min clips (148 of 175; docs/experiments/2026-11-25-choosing-on-video.md; those figures
+come from the first renderer, which drew a hair cap over every face).
 """
 
 import pytest
@@ -52,7 +52,7 @@ def test_ten_minute_clip_demographics(tmp_path):
     """= jobs.dev.simulate --held-out --minutes 10 --size 960x540 --fps 25 --seed 21. Measured with
     resnet18x3-ft1-g2-80px-20261126: 86 true visitors, all 86 matched, gender 80/86 (0.930), age
     MAE 5.44 years; the five other files measured on this rendering scored gender 0.907-0.953 and
-    age 5.16-5.38 (MODEL_CARD.md, "Redrawn clips")."""
+    age 5.16-5.38 (docs/experiments/2026-11-26-redrawn-clips.md)."""
     options = RenderOptions(width=960, height=540, fps=25, duration_s=600, seed=21, visitors_max=3)
     truth, result = analyse_generated(tmp_path, "20261125_100000.mp4", options)
     assert len(truth["visitors"]) == 86
