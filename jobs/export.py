@@ -17,69 +17,42 @@ import contextlib
 import json
 import pickle
 import sys
+import tarfile
 import time
 import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from common.messages import first_line
 from jobs.cli import ArgumentParser, UserError, one_line_warnings, run, setup_logging
+from model import datasets
+from model.network import Ensemble, count_flops, count_params
+from model.onnx_export import LICENSE, export_onnx, head_labels, load_checkpoint, parity
+from model.preprocess import DecodeError, decode_rgb, normalize, prepare_chip
+from model.quantize import half_weights, quantize
+from model.template import estimate_template
+from model.throughput import benchmark_table
+from schemas.model_file import ModelSpec
+
+MAX_FILE_MB = 20  # issue 3: the shipped ONNX file is at most 20 MB
+
+# What every ensemble member must share: the file has one input (size and normalisation), one
+# crop template and one validation split.
+SAME_IN_EVERY_MEMBER = ("input_size", "mean", "std", "crop", "split")
 
 
-def detect_chip_landmarks(chips: list[np.ndarray]) -> np.ndarray:
-    """Landmarks (M, 5, 2) in chip pixels of the face found on each chip (chips where no face is
-    found are left out)."""
-    from pipelines.faces import MtcnnDetector, face_on_chip
-
-    detector = MtcnnDetector(min_face_px=40, threads=1)
-    out = []
-    for chip in chips:
-        _, face, offset = face_on_chip(detector, chip)
-        if face is not None:
-            out.append(np.asarray(face.landmarks, np.float64) - offset)
-    return np.asarray(out, np.float64).reshape(-1, 5, 2)
-
-
-def sample_chips(data: str, records, n: int, seed: int) -> list[np.ndarray]:
-    from model import datasets
-    from model.preprocess import DecodeError, decode_rgb
-
-    rng = np.random.default_rng(seed)
-    picked = [records[i] for i in sorted(rng.choice(len(records), min(n, len(records)), False))]
-    wanted = {r.path for r in picked}
-    chips = []
-    root = Path(data)
-    if datasets.is_tar(root):
-        import tarfile
-
-        with tarfile.open(root, "r|*") as tar:
-            for m in tar:
-                if m.name in wanted and m.isfile():
-                    with contextlib.suppress(DecodeError):
-                        chips.append(decode_rgb(tar.extractfile(m).read()))
-    else:
-        for r in picked:
-            with contextlib.suppress(OSError, DecodeError):
-                chips.append(decode_rgb((root / r.path).read_bytes()))
-    return chips
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Exit code 0 when done; user errors print one line and give 2 (``jobs.cli.run``)."""
-    return run(_export, argv)
-
-
-def _export(argv: list[str] | None) -> int:
+def get_args_parser() -> ArgumentParser:
     ap = ArgumentParser(prog="python -m jobs.export", description=__doc__)
     ap.add_argument(
         "--run",
         required=True,
         action="append",
         help="run folder holding final.pt; give it several times to export an ensemble of the "
-        "runs (same crop, heads and validation split; their probabilities are averaged "
-        "in the file)",
+        "runs (same input size, normalisation, crop, heads and validation split; their "
+        "probabilities are averaged in the file)",
     )
     ap.add_argument("--data", required=True, help="training data (UTKFace folder or .tar.gz)")
     ap.add_argument("--manifest", help="CSV manifest the run was trained on")
@@ -99,25 +72,25 @@ def _export(argv: list[str] | None) -> int:
         "outputs change by the rounding, reported as half_weights_max_abs)",
     )
     ap.add_argument(
-        "--flip-average",
-        action="store_true",
-        help="read every face and its mirror image and average the two (twice the compute per "
-        "face; on the networks shipped before no better: MODEL_CARD.md, 'Flip averaging')",
-    )
-    ap.add_argument(
         "--int8-out",
         help="also write a static INT8 (QDQ) copy here, calibrated on 256 training chips",
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit code 0 when done; user errors print one line and give 2 (``jobs.cli.run``)."""
+    return run(_export, argv)
+
+
+def _export(argv: list[str] | None) -> int:
+    args = get_args_parser().parse_args(argv)
     one_line_warnings()
     setup_logging()  # Beam's import-time notes (pipelines modules) filtered as in every job
-
     ckpt_paths = [Path(run) / "final.pt" for run in args.run]
     for ckpt_path in ckpt_paths:
         if not ckpt_path.is_file():
             raise UserError(f"no checkpoint at {ckpt_path}")
-    from model import datasets
-
     try:
         report = export_run(args, ckpt_paths)
     except datasets.DataError as e:
@@ -126,100 +99,13 @@ def _export(argv: list[str] | None) -> int:
     return 0
 
 
-MAX_FILE_MB = 20  # issue 3: the shipped ONNX file is at most 20 MB
-
-# What every ensemble member must share: the file has one crop template and one validation split.
-SAME_IN_EVERY_MEMBER = ("crop", "split")
-# The file takes the first member's input; a member trained on another is adapted in the graph.
-MEMBER_INPUT = ("input_size", "mean", "std")
-
-
-def default_report_path(runs: list[str]) -> Path:
-    if len(runs) == 1:
-        return Path(runs[0]) / "export.json"
-    return Path(runs[0]).parent / "+".join(Path(r).name for r in runs) / "export.json"
-
-
-def load_members(ckpt_paths: list[Path]):
-    """The checkpoints' networks as one module (an ``Ensemble`` when several) and the
-    checkpoints. Members trained on another input size or normalisation than the first get
-    theirs converted in the graph (``model.network.OtherInput``)."""
-    from model.export import load_checkpoint
-    from model.network import Ensemble, OtherInput
-
-    loaded = []
-    for path in ckpt_paths:
-        try:
-            loaded.append(load_checkpoint(path))
-        except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError,
-                AttributeError, ImportError, IndexError) as e:  # fmt: skip
-            raise UserError(
-                f"{path} is not a training checkpoint of this project: {first_line(e)}"
-            ) from None
-    first = loaded[0][1]
-    heads = first["config"]["model"]["heads"]
-    members = [loaded[0][0]]
-    for path, (model, ckpt) in zip(ckpt_paths[1:], loaded[1:], strict=True):
-        for key in SAME_IN_EVERY_MEMBER:
-            if ckpt[key] != first[key]:
-                raise UserError(
-                    f"{path} differs from {ckpt_paths[0]} in {key} ({ckpt[key]} vs "
-                    f"{first[key]}): ensemble members must share crop and split"
-                )
-        if ckpt["config"]["model"]["heads"] != heads:
-            raise UserError(
-                f"{path} has other heads than {ckpt_paths[0]}: ensemble members must share them"
-            )
-        if any(ckpt[key] != first[key] for key in MEMBER_INPUT):
-            if ckpt["input_size"] > first["input_size"]:
-                warnings.warn(
-                    f"{path} takes {ckpt['input_size']} px, more than the file's "
-                    f"{first['input_size']} px (the first --run's): it will see upsampled faces; "
-                    "give the run with the largest input first",
-                    stacklevel=1,
-                )
-            source = tuple(first[key] for key in MEMBER_INPUT)
-            model = OtherInput(model, source, tuple(ckpt[key] for key in MEMBER_INPUT))
-        members.append(model)
-    ckpts = [ckpt for _, ckpt in loaded]
-    if len(loaded) == 1:
-        return loaded[0][0], ckpts
-    return Ensemble(members).eval(), ckpts
-
-
-def architecture(ckpts: list[dict]) -> str:
-    """``resnet18 width=0.5``, or for an ensemble its members by recipe:
-    ``ensemble of 3 (mean probabilities): 2 x resnet18 width=0.5 at 80 px, 1 x ...``."""
-    names = [
-        f"{c['config']['model']['backbone']} width={c['config']['model'].get('width', 1.0)}"
-        for c in ckpts
-    ]
-    if len(ckpts) == 1:
-        return names[0]
-    kinds = Counter(f"{n} at {c['input_size']} px" for n, c in zip(names, ckpts, strict=True))
-    parts = ", ".join(f"{n} x {k}" for k, n in kinds.items())
-    return f"ensemble of {len(ckpts)} (mean probabilities): {parts}"
-
-
 def export_run(args, ckpt_paths: list[Path]) -> dict:
     """Export the runs as one file, check it against torch, and return the JSON report (also
     written to --report)."""
-    import torch
-
-    from model import datasets
-    from model.bench import benchmark_table
-    from model.export import export_onnx, parity
-    from model.network import count_flops, count_params
-
     torch.set_num_threads(2)
     model, ckpts = load_members(ckpt_paths)
-    if args.flip_average:
-        from model.network import FlipAverage
-
-        model = FlipAverage(model).eval()
     ckpt = ckpts[0]
-    size, crop = int(ckpt["input_size"]), float(ckpt["crop"])
-    split = ckpt["split"]
+    size, crop, split = int(ckpt["input_size"]), float(ckpt["crop"]), ckpt["split"]
     records = datasets.load_records(args.data, args.manifest)
     root = datasets.image_root(args.data, args.manifest)
     train_recs, val_recs = datasets.split_records(records, split["seed"], split["val_fraction"])
@@ -227,21 +113,11 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
     t0 = time.time()
     template, n_faces, n_chips = crop_template(root, train_recs, args.template_samples, size, crop)
     t_template = time.time() - t0
-
-    flops = count_flops(model, size)
-    params = count_params(model)
+    flops, params = count_flops(model, size), count_params(model)
     spec = model_spec(args, ckpts, template, params, flops)
     out = Path(args.out)
     names = export_onnx(model, spec, out)
-
-    rng = np.random.default_rng(0)
-    rand = rng.standard_normal((8, 3, size, size)).astype(np.float32)
-    val_chips = sample_chips(str(root), val_recs or train_recs, 32, seed=1)
-    real = model_inputs(val_chips, spec)
-    diffs = {"random": parity(model, out, rand), "real": parity(model, out, real)}
-    worst = max(max(v for k, v in d.items() if k.endswith("_logits")) for d in diffs.values())
-    if worst > 1e-4:
-        warnings.warn(f"parity: max abs logit diff {worst:.2e} > 1e-4", stacklevel=1)
+    diffs, real, worst = check_parity(model, out, root, val_recs or train_recs, spec)
 
     report = (
         {"int8": export_int8(args.int8_out, out, root, train_recs, spec)} if args.int8_out else {}
@@ -262,9 +138,29 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
             "template_seconds": round(t_template, 1),
             "parity_max_abs": diffs,
             "parity_ok": worst <= 1e-4,
-            "train_seconds": [c.get("train_seconds") for c in ckpts],
+            "train_seconds": [c["train_seconds"] for c in ckpts],
         }
     )
+    return finish_report(args, report)
+
+
+def check_parity(model, out: Path, root, records, spec: ModelSpec):
+    """Torch against ONNX Runtime on random inputs and on 32 real chips (validation chips when
+    there are any): the largest difference per output, the real inputs and the largest logit
+    difference."""
+    size = spec.input_size
+    rand = np.random.default_rng(0).standard_normal((8, 3, size, size)).astype(np.float32)
+    real = model_inputs(sample_chips(str(root), records, 32, seed=1), spec)
+    diffs = {"random": parity(model, out, rand), "real": parity(model, out, real)}
+    worst = max(max(v for k, v in d.items() if k.endswith("_logits")) for d in diffs.values())
+    if worst > 1e-4:
+        warnings.warn(f"parity: max abs logit diff {worst:.2e} > 1e-4", stacklevel=1)
+    return diffs, real, worst
+
+
+def finish_report(args, report: dict) -> dict:
+    """The throughput figures (unless --no-bench) and the size check added; the report written."""
+    out = Path(args.out)
     if not args.no_bench:
         report["throughput_faces_per_s"] = benchmark_table(out)
         if "int8" in report:
@@ -281,13 +177,101 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
     return report
 
 
+def default_report_path(runs: list[str]) -> Path:
+    if len(runs) == 1:
+        return Path(runs[0]) / "export.json"
+    return Path(runs[0]).parent / "+".join(Path(r).name for r in runs) / "export.json"
+
+
+def load_members(ckpt_paths: list[Path]):
+    """The checkpoints' networks as one module (an ``Ensemble`` when several) and the
+    checkpoints; members must share the file's input, crop, split and heads."""
+    loaded = []
+    for path in ckpt_paths:
+        try:
+            loaded.append(load_checkpoint(path))
+        except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError,
+                AttributeError, ImportError, IndexError) as e:  # fmt: skip
+            raise UserError(
+                f"{path} is not a training checkpoint of this project: {first_line(e)}"
+            ) from None
+    first = loaded[0][1]
+    for path, (_, ckpt) in zip(ckpt_paths[1:], loaded[1:], strict=True):
+        for key in SAME_IN_EVERY_MEMBER:
+            if ckpt[key] != first[key]:
+                raise UserError(
+                    f"{path} differs from {ckpt_paths[0]} in {key} ({ckpt[key]} vs "
+                    f"{first[key]}): ensemble members must share input size, mean, std, crop "
+                    "and split"
+                )
+        if ckpt["config"]["model"]["heads"] != first["config"]["model"]["heads"]:
+            raise UserError(
+                f"{path} has other heads than {ckpt_paths[0]}: ensemble members must share them"
+            )
+    ckpts = [ckpt for _, ckpt in loaded]
+    if len(loaded) == 1:
+        return loaded[0][0], ckpts
+    return Ensemble([model for model, _ in loaded]).eval(), ckpts
+
+
+def architecture(ckpts: list[dict]) -> str:
+    """``resnet18 width=0.5``, or for an ensemble its members by recipe:
+    ``ensemble of 3 (mean probabilities): 2 x resnet18 width=0.5 at 80 px, 1 x ...``."""
+    names = [
+        f"{c['config']['model']['backbone']} width={c['config']['model']['width']}" for c in ckpts
+    ]
+    if len(ckpts) == 1:
+        return names[0]
+    kinds = Counter(f"{n} at {c['input_size']} px" for n, c in zip(names, ckpts, strict=True))
+    parts = ", ".join(f"{n} x {k}" for k, n in kinds.items())
+    return f"ensemble of {len(ckpts)} (mean probabilities): {parts}"
+
+
+def sample_chips(data: str, records, n: int, seed: int) -> list[np.ndarray]:
+    """A seeded sample of ``n`` of the records' chips, decoded (unreadable ones left out)."""
+    rng = np.random.default_rng(seed)
+    picked = [records[i] for i in sorted(rng.choice(len(records), min(n, len(records)), False))]
+    root = Path(data)
+    if datasets.is_tar(root):
+        return _chips_from_tar(root, {r.path for r in picked})
+    chips = []
+    for r in picked:
+        with contextlib.suppress(OSError, DecodeError):
+            chips.append(decode_rgb((root / r.path).read_bytes()))
+    return chips
+
+
+def _chips_from_tar(path: Path, wanted: set[str]) -> list[np.ndarray]:
+    """The ``wanted`` members of a tar archive, decoded, in one sequential pass."""
+    chips = []
+    with tarfile.open(path, "r|*") as tar:
+        for m in tar:
+            if m.name in wanted and m.isfile():
+                with contextlib.suppress(DecodeError):
+                    chips.append(decode_rgb(tar.extractfile(m).read()))
+    return chips
+
+
+def detect_chip_landmarks(chips: list[np.ndarray]) -> np.ndarray:
+    """Landmarks (M, 5, 2) in chip pixels of the face found on each chip (chips where no face is
+    found are left out)."""
+    # Imported here, after setup_logging: Beam, which pipelines modules import, logs notes at
+    # import time that setup_logging filters.
+    from pipelines.faces import MtcnnDetector, face_on_chip
+
+    detector = MtcnnDetector(min_face_px=40, threads=1)
+    out = []
+    for chip in chips:
+        _, face, offset = face_on_chip(detector, chip)
+        if face is not None:
+            out.append(np.asarray(face.landmarks, np.float64) - offset)
+    return np.asarray(out, np.float64).reshape(-1, 5, 2)
+
+
 def crop_template(root, train_recs, samples: int, size: int, crop: float):
     """The model's crop template from its own training chips: MTCNN's landmarks on a seeded
     sample, mapped through the chip -> input transform. Returns it with the faces and chips
     it came from."""
-    from model import datasets
-    from model.template import estimate_template
-
     chips = sample_chips(str(root), train_recs, samples, seed=0)
     if not chips:
         raise datasets.DataError("no training chip could be read for the template")
@@ -300,26 +284,16 @@ def crop_template(root, train_recs, samples: int, size: int, crop: float):
     return estimate_template(marks, chip_hw, size, crop, symmetric=True), len(marks), len(chips)
 
 
-def model_spec(args, ckpts: list[dict], template, params: int, flops: int):
+def model_spec(args, ckpts: list[dict], template, params: int, flops: int) -> ModelSpec:
     """The file's metadata (``schemas.model_file.ModelSpec``) from the first member's
     checkpoint, the template and the network's size."""
-    from model.dlib_nets import SOURCE as PRETRAINED_SOURCE
-    from model.export import LICENSE, head_labels
-    from schemas.model_file import ModelSpec
-
     ckpt = ckpts[0]
     cfg, size, split = ckpt["config"], int(ckpt["input_size"]), ckpt["split"]
-    crop = float(ckpt["crop"])
     name = "+".join(Path(run).name for run in args.run)
     version = (
         args.version or f"{cfg['model']['backbone']}-{size}px-{name}-{time.strftime('%Y%m%d')}"
     )
     data_name = Path(args.manifest).name if args.manifest else Path(args.data).name
-    training_data = f"{data_name} ({ckpt['n_train']} training faces)"
-    pretrained = sum(bool(c["config"]["model"].get("pretrained")) for c in ckpts)
-    if pretrained:
-        who = "" if len(ckpts) == 1 else f" ({pretrained} of {len(ckpts)} networks)"
-        training_data += f", fine-tuned from pretrained weights{who}: {PRETRAINED_SOURCE}"
     return ModelSpec(
         input_size=size,
         mean=tuple(float(v) for v in ckpt["mean"]),
@@ -327,13 +301,12 @@ def model_spec(args, ckpts: list[dict], template, params: int, flops: int):
         crop_template=tuple((float(x), float(y)) for x, y in template),
         heads=head_labels(cfg["model"]["heads"]),
         model_version=version,
-        training_data=training_data,
+        training_data=f"{data_name} ({ckpt['n_train']} training faces)",
         license=LICENSE,
         extra={
-            "architecture": architecture(ckpts)
-            + (", each face averaged with its mirror image" if args.flip_average else ""),
+            "architecture": architecture(ckpts),
             "age_output": "expected age in years: sum_k k * softmax(age_logits)_k, k = 0..100",
-            "chip_crop": str(crop),
+            "chip_crop": str(float(ckpt["crop"])),
             "chip_preprocess": "centred square crop of chip_crop * shorter side, area resize",
             "val_split": json.dumps(
                 {"seed": split["seed"], "val_fraction": split["val_fraction"], "hash": "sha1"}
@@ -347,9 +320,6 @@ def model_spec(args, ckpts: list[dict], template, params: int, flops: int):
 def store_half_weights(model, out: Path, inputs: np.ndarray) -> dict[str, float]:
     """Rewrite ``out`` with FP16 weights; returns the largest change per output on ``inputs``
     against the torch model."""
-    from model.export import parity
-    from model.quantize import half_weights
-
     try:
         half_weights(out)
     except ValueError as e:
@@ -361,20 +331,16 @@ def store_half_weights(model, out: Path, inputs: np.ndarray) -> dict[str, float]
     return changes
 
 
-def model_inputs(chips: list[np.ndarray], spec) -> np.ndarray:
+def model_inputs(chips: list[np.ndarray], spec: ModelSpec) -> np.ndarray:
     """Chips prepared exactly as in training, as the model's normalised NCHW input."""
-    from model.preprocess import normalize, prepare_chip
-
     crop = float(spec.extra["chip_crop"])
     return normalize(
         np.stack([prepare_chip(c, spec.input_size, crop) for c in chips]), spec.mean, spec.std
     )
 
 
-def export_int8(dst: str, src: Path, root: Path, train_recs, spec) -> dict:
+def export_int8(dst: str, src: Path, root: Path, train_recs, spec: ModelSpec) -> dict:
     """A static INT8 copy of ``src``, calibrated on 256 training chips (never validation)."""
-    from model.quantize import quantize
-
     calib = model_inputs(sample_chips(str(root), train_recs, 256, seed=2), spec)
     q = quantize(src, dst, "static", calib)
     return {"onnx": str(q), "size_mb": round(q.stat().st_size / 2**20, 2)}

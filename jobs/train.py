@@ -1,20 +1,44 @@
-"""Train the multi-task face model: ``python -m jobs.train --config CFG --data DIR_OR_TAR``."""
+"""Train the multi-task face model: ``python -m jobs.train --config CFG --data DIR_OR_TAR``.
+
+The config is config/train.yaml with the ``--config`` file laid over it (``model.train_config``);
+the parts of the run are in ``model.training``, put together here in the order of torchvision's
+reference training script.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import pickle
 import sys
 import time
+from pathlib import Path
 
+import torch
+
+from common.config import ConfigError
 from jobs.cli import ArgumentParser, UserError, check_writable, one_line_warnings, run
+from model import datasets
+from model.losses import MultiTaskLoss
+from model.network import count_flops, count_params
+from model.train_config import TrainConfig, load_config
+from model.training import (
+    build_network,
+    evaluate,
+    load_faces,
+    load_init,
+    make_optimizer,
+    make_scheduler,
+    save_checkpoint,
+    seed_everything,
+    steps_per_epoch,
+    train_one_epoch,
+    write_history,
+    write_run_config,
+)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Exit code 0 when trained; user errors print one line and give 2 (``jobs.cli.run``)."""
-    return run(_train, argv)
-
-
-def _train(argv: list[str] | None) -> int:
+def get_args_parser() -> ArgumentParser:
     ap = ArgumentParser(prog="python -m jobs.train", description=__doc__)
     ap.add_argument("--config", required=True, help="YAML training config")
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
@@ -30,8 +54,7 @@ def _train(argv: list[str] | None) -> int:
         "--variant",
         metavar="NAME",
         help="train another recipe: lay the config's variants.NAME over it (glasses: drawn "
-        "glasses from the first epoch, two of the shipped members; dlib: the pretrained dlib "
-        "backbone at its 64 px input)",
+        "glasses from the first epoch, two of the shipped members)",
     )
     ap.add_argument("--epochs", type=int, help="override train.epochs")
     ap.add_argument(
@@ -40,76 +63,102 @@ def _train(argv: list[str] | None) -> int:
         help="override seed (initialisation, sampling, augmentation; the validation split has "
         "its own data.split_seed): how the members of an ensemble differ",
     )
-    ap.add_argument(
-        "--time-budget-min",
-        type=float,
-        help="override train.time_budget_min: stop after this many minutes of training, the "
-        "learning-rate schedule following the clock (0 = no budget)",
-    )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit code 0 when trained; user errors print one line and give 2 (``jobs.cli.run``)."""
+    args = get_args_parser().parse_args(argv)
     one_line_warnings()
+    return run(lambda _: train(args))
 
-    from model import datasets
-    from model.network import build_model, load_pretrained
-    from model.train import finetune_config, load_config, load_init, train, variant_config
 
-    try:
-        cfg = load_config(args.config)
-        if args.variant:
-            cfg = variant_config(cfg, args.variant)
-        model_cfg = cfg.get("model") or {}
-        model = build_model(model_cfg)  # a bad backbone or option fails now, not after loading
-        _fits_input(model, int((cfg.get("data") or {}).get("input_size", 0)))
-        if args.init:
-            cfg = finetune_config(cfg)
-    except (OSError, ValueError, TypeError, AttributeError) as e:
-        raise UserError(f"cannot read config: {e}") from None
-    if not args.init and model_cfg.get("pretrained"):
-        try:  # installed and readable, checked before the data are loaded
-            load_pretrained(model, model_cfg.get("backbone", "resnet18"))
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot load the pretrained weights: {e}") from None
-    if args.init:  # checked now, before the data are loaded; train() loads it again to use it
-        try:
-            load_init(args.init, cfg["model"])
-        except (OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError) as e:
-            raise UserError(f"cannot fine-tune from {args.init}: {e}") from None
-    if args.epochs:
-        cfg["train"]["epochs"] = args.epochs
-    if args.seed is not None:
-        if not 0 <= args.seed < 2**32:
-            raise UserError("--seed must be between 0 and 2**32 - 1")
-        cfg["seed"] = args.seed
-    if args.time_budget_min is not None:
-        cfg["train"]["time_budget_min"] = args.time_budget_min
-
+def train(args) -> int:
+    """One training run, from scratch or from ``--init``'s weights; see ``model.training`` for
+    what the run folder receives."""
+    cfg = read_config(args)
+    init_state = read_init(args.init, cfg) if args.init else None
     try:  # before the data are loaded: a run folder that cannot be written fails now
         check_writable(args.run_dir, folder=True)
     except UserError as e:
         raise UserError(f"--run-dir: {e}") from None
-
-    def log(msg: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
-
+    run_dir = Path(args.run_dir)
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    device = choose_device(cfg)
+    amp = device.type == "cuda" and cfg.train.amp in ("auto", True)
     try:
-        train(cfg, args.data, args.run_dir, args.manifest, log=log, init=args.init)
+        faces = load_faces(cfg, args.data, args.manifest, run_dir, log)
     except datasets.DataError as e:
         raise UserError(str(e)) from None
+    write_run_config(run_dir, cfg, args.data, args.manifest, args.init)
+    model = build_network(cfg.model, init_state, device, cfg.train.channels_last)
+    if args.init:
+        log(f"fine-tuning from {args.init}")
+    params, flops = count_params(model), count_flops(model, cfg.data.input_size)
+    log(f"model {cfg.model.backbone} params={params} flops/face={flops / 1e9:.3f}G")
+    criterion = MultiTaskLoss(cfg.loss)
+    optimizer = make_optimizer(model, cfg.train)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch(faces, cfg))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict] = []
+    started = time.time()
+    for epoch in range(1, cfg.train.epochs + 1):
+        row = train_one_epoch(
+            model, criterion, optimizer, scheduler, scaler, faces, epoch, gen, cfg, log
+        )
+        row.update(evaluate(model, faces, cfg))
+        history.append(row)
+        log(
+            f"epoch {epoch} "
+            + " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
+        )
+        write_history(run_dir, history)
+    train_s = time.time() - started
+    steps = scheduler.last_epoch  # the scheduler steps once per optimiser step
+    save_checkpoint(
+        run_dir / "final.pt", model, cfg, faces, train_seconds=train_s, steps=steps,
+        epochs_run=steps / steps_per_epoch(faces, cfg), params=params, flops=flops,
+        data=str(args.data), init=args.init, final_metrics=history[-1],
+    )  # fmt: skip
+    log(f"done in {train_s / 60:.1f} min -> {run_dir / 'final.pt'}")
     return 0
 
 
-def _fits_input(model, size: int) -> None:
-    """One face at the config's input size through the network, so a size the backbone cannot
-    take (the dlib networks take 64 px only) fails before the data are loaded."""
-    import torch
-
-    if size < 16:
-        raise ValueError(f"data.input_size must be at least 16, got {size}")
+def read_config(args) -> TrainConfig:
+    """The run's config: the ``--config`` file over the defaults, ``--variant``'s and (with
+    ``--init``) the ``finetune`` overlay, then the command-line overrides."""
     try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, 3, size, size))
-    except (RuntimeError, ValueError) as e:
-        raise ValueError(f"the network cannot take data.input_size {size}: {e}") from None
+        cfg = load_config(args.config, args.variant, finetune=bool(args.init))
+        if args.epochs:
+            cfg = cfg.replace("train", epochs=args.epochs)
+        if args.seed is not None:
+            cfg = dataclasses.replace(cfg, seed=args.seed)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    return cfg
+
+
+def read_init(path: str, cfg: TrainConfig) -> dict:
+    """The weights a fine-tuning starts from, read before the data are loaded."""
+    try:
+        return load_init(path, cfg.model)
+    except (OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError) as e:
+        raise UserError(f"cannot fine-tune from {path}: {e}") from None
+
+
+def choose_device(cfg: TrainConfig) -> torch.device:
+    if cfg.train.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(cfg.train.device)
+    except RuntimeError as e:
+        raise UserError(f"train.device: {e}") from None
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
 
 
 if __name__ == "__main__":

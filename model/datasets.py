@@ -101,7 +101,7 @@ def scan_utkface(source: str | Path) -> list[FaceRecord]:
     return _records_from_names(names, str(source))
 
 
-def read_manifest(csv_path: str | Path) -> list[FaceRecord]:
+def read_face_list(csv_path: str | Path) -> list[FaceRecord]:
     """Records from a ``path,age,gender[,race]`` CSV; paths are relative to the CSV's folder."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -133,7 +133,7 @@ def read_manifest(csv_path: str | Path) -> list[FaceRecord]:
 def load_records(data: str | Path, manifest: str | Path | None = None) -> list[FaceRecord]:
     """UTKFace records from ``data``, or the manifest's records (``data`` then unused)."""
     if manifest:
-        return read_manifest(manifest)
+        return read_face_list(manifest)
     return scan_utkface(data)
 
 

@@ -3,10 +3,10 @@
 Why: in UTKFace, glasses go with age (few children wear them), and a network trained on it
 learns the shortcut. With these glasses drawn onto every validation face, the ensemble trained
 without them went from an age MAE of 4.58 to 6.95 years (children read 8 years older, the
-over-70s 13 younger) and from 94.0 to 89.0 % gender accuracy (MODEL_CARD.md, "Eyeglasses"),
-while many adults at a kiosk wear glasses. Drawing them onto validation faces
-(``jobs.evaluate --eyeglasses``) measures the shortcut; drawing them onto training faces
-(``augment.eyeglasses``) weakens it.
+over-70s 13 younger) and from 94.0 to 89.0 % gender accuracy
+(docs/experiments/2026-11-25-eyeglasses.md), while many adults at a kiosk wear glasses.
+Drawing them onto validation faces (``jobs.evaluate --eyeglasses``) measures the shortcut;
+drawing them onto training faces (``augment.eyeglasses``) weakens it.
 
 The crops are aligned, so the eyes sit at known places (``eyes``: left x, right x and y as
 fractions of the crop, the face template of ``model.template``). Each pair of glasses gets its

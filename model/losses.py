@@ -17,6 +17,8 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+from model.train_config import AgeLossConfig, LossConfig
+
 
 def gaussian_targets(age: torch.Tensor, num_classes: int, sigma: float) -> torch.Tensor:
     """[N] ages -> [N, C] Gaussian label distributions, each row summing to 1."""
@@ -31,44 +33,40 @@ def expected_age(logits: torch.Tensor) -> torch.Tensor:
     return (logits.softmax(1) * classes).sum(1)
 
 
-def age_loss(logits: torch.Tensor, age: torch.Tensor, cfg: Mapping) -> torch.Tensor:
+def age_loss(logits: torch.Tensor, age: torch.Tensor, cfg: AgeLossConfig) -> torch.Tensor:
     logits = logits.float()
-    kind = cfg.get("type", "ce")
-    if kind == "ce":
+    if cfg.type == "ce":
         loss = F.cross_entropy(logits, age)
-    elif kind == "gaussian":
-        target = gaussian_targets(age, logits.shape[1], float(cfg.get("sigma", 2.0)))
+    elif cfg.type == "gaussian":
+        target = gaussian_targets(age, logits.shape[1], float(cfg.sigma))
         loss = -(target * logits.log_softmax(1)).sum(1).mean()
-    elif kind == "mean_variance":
+    elif cfg.type == "mean_variance":
         p = logits.softmax(1)
         classes = torch.arange(logits.shape[1], dtype=p.dtype, device=p.device)
         mean = (p * classes).sum(1)
         var = (p * (classes[None] - mean[:, None]) ** 2).sum(1)
         loss = (
             F.cross_entropy(logits, age)
-            + float(cfg.get("mean_weight", 0.2)) * (0.5 * (mean - age.float()) ** 2).mean()
-            + float(cfg.get("variance_weight", 0.05)) * var.mean()
+            + float(cfg.mean_weight) * (0.5 * (mean - age.float()) ** 2).mean()
+            + float(cfg.variance_weight) * var.mean()
         )
     else:
-        raise ValueError(f"unknown age loss '{kind}' (ce, gaussian, mean_variance)")
-    l1 = float(cfg.get("l1_weight", 0.0))
-    if l1:
-        loss = loss + l1 * (expected_age(logits) - age.float()).abs().mean()
+        raise ValueError(f"unknown age loss '{cfg.type}' (ce, gaussian, mean_variance)")
+    if cfg.l1_weight:
+        loss = loss + float(cfg.l1_weight) * (expected_age(logits) - age.float()).abs().mean()
     return loss
 
 
 class MultiTaskLoss:
     """Callable ``(outputs, targets) -> (total, {head: loss})`` built from the ``loss:`` config.
 
-    ``weights`` default to 1 per head; heads absent from ``targets`` or whose labels are all -1
-    contribute nothing.
+    Heads absent from ``targets`` or whose labels are all -1 contribute nothing.
     """
 
-    def __init__(self, cfg: Mapping | None = None):
-        cfg = dict(cfg or {})
-        self.weights = {k: float(v) for k, v in (cfg.get("weights") or {}).items()}
-        self.age_cfg = dict(cfg.get("age") or {"type": "ce"})
-        self.label_smoothing = float(cfg.get("label_smoothing", 0.0))
+    def __init__(self, cfg: LossConfig):
+        self.weights = {k: float(v) for k, v in cfg.weights.items()}
+        self.age_cfg = cfg.age
+        self.label_smoothing = float(cfg.label_smoothing)
 
     def __call__(
         self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
@@ -89,5 +87,5 @@ class MultiTaskLoss:
                 )
         if not parts:
             raise ValueError("no head has labels in this batch")
-        total = sum(self.weights.get(k, 1.0) * v for k, v in parts.items())
+        total = sum(self.weights[k] * v for k, v in parts.items())
         return total, parts

@@ -17,6 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import (
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_dynamic,
+    quantize_static,
+)
 
 from schemas.model_file import INPUT_NAME, PREFIX
 
@@ -32,15 +41,6 @@ class _Reader:
 
 def quantize(src: str | Path, dst: str | Path, mode: str = "static", calib=None) -> Path:
     """Write an INT8 copy of ``src`` to ``dst``; ``calib`` = normalised NCHW float32 inputs."""
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_dynamic,
-        quantize_static,
-    )
-
     src, dst = Path(src), Path(dst)
     pre = dst.with_suffix(".pre.onnx")
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
@@ -83,8 +83,6 @@ def half_weights(path: str | Path, min_elements: int = 16) -> Path:
 
     Each becomes ``<name>.fp16`` plus a ``Cast`` to FP32 under the original name, so the graph
     around it is unchanged. Tiny tensors (shape constants, scalars) are left as they are."""
-    from onnx import TensorProto, helper, numpy_helper
-
     path = Path(path)
     proto = onnx.load(str(path))
     graph = proto.graph

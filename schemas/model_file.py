@@ -1,7 +1,7 @@
 """The contract of a face-model ONNX file: tensor names and the metadata that travels with it.
 
-The exporter (``model/export.py``) writes it and the pipeline (``pipelines/predictions.py``) reads
-it, so a model file alone is enough to run the model: input size, colour order, normalisation,
+The exporter (``model/onnx_export.py``) writes it and the pipeline (``pipelines/predictions.py``)
+reads it, so a model file alone is enough to run the model: input size, colour order, normalisation,
 the face-crop template the crops must be warped to, and what each head's classes mean.
 """
 

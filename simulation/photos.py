@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from common.messages import first_line
-from model.datasets import DataError, FaceRecord, is_val, read_manifest, scan_utkface
+from model.datasets import DataError, FaceRecord, is_val, read_face_list, scan_utkface
 from model.preprocess import DecodeError, decode_rgb
 from simulation import SimulationError
 
@@ -132,7 +132,7 @@ def _wrap(read, path: Path, hint: str = "") -> list[FaceRecord]:
 
 def _csv_source(csv_path: Path) -> FolderSource:
     hint = " (faces CSV: path,age,gender with gender 0 = male, 1 = female)"
-    return FolderSource(csv_path.parent, _wrap(read_manifest, csv_path, hint), str(csv_path))
+    return FolderSource(csv_path.parent, _wrap(read_face_list, csv_path, hint), str(csv_path))
 
 
 def open_faces(path: str | Path) -> FaceSource:

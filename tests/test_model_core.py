@@ -1,11 +1,13 @@
 """Losses (values by hand), heads from config, metrics on a hand-computed example, ensembles."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from model.augment import degrade, random_erase
 from model.losses import MultiTaskLoss, age_loss, expected_age, gaussian_targets
 from model.metrics import (
     evaluate_predictions,
@@ -16,6 +18,23 @@ from model.metrics import (
     sign_flip_p,
 )
 from model.network import Ensemble, MultiTaskNet, build_model, count_flops, count_params
+from model.train_config import AgeLossConfig, AugmentConfig, LossConfig, ModelConfig
+
+NO_AUGMENT = AugmentConfig(
+    hflip=0, rotate_deg=0, scale=0, translate=0, brightness=0, contrast=0, saturation=0,
+    grayscale=0, erase_prob=0, erase_area=(0.02, 0.2), downscale_prob=0, downscale_px=(20, 64),
+    white_balance=0, gamma=0, noise=0, eyeglasses=0,
+)  # fmt: skip
+
+
+def _augment(**values) -> AugmentConfig:
+    """Every augmentation off but ``values``."""
+    return dataclasses.replace(NO_AUGMENT, **values)
+
+
+def _age_loss(kind: str, **values) -> AgeLossConfig:
+    off = {"sigma": 2.0, "l1_weight": 0.0, "mean_weight": 0.0, "variance_weight": 0.0}
+    return AgeLossConfig(type=kind, **{**off, **values})
 
 
 def test_gaussian_targets_by_hand():
@@ -27,25 +46,23 @@ def test_gaussian_targets_by_hand():
 def test_age_losses_by_hand():
     logits = torch.zeros(1, 3)  # uniform over ages 0, 1, 2
     age = torch.tensor([0])
-    assert float(age_loss(logits, age, {"type": "ce"})) == pytest.approx(math.log(3))
+    assert float(age_loss(logits, age, _age_loss("ce"))) == pytest.approx(math.log(3))
     # soft targets sum to one, so cross-entropy against a uniform prediction is log 3
-    assert float(age_loss(logits, age, {"type": "gaussian", "sigma": 2})) == pytest.approx(
+    assert float(age_loss(logits, age, _age_loss("gaussian", sigma=2))) == pytest.approx(
         math.log(3), rel=1e-6
     )
     # mean 1, variance 2/3: ln3 + 0.2 * (1 - 0)^2 / 2 + 0.05 * 2/3
-    mv = age_loss(
-        logits, age, {"type": "mean_variance", "mean_weight": 0.2, "variance_weight": 0.05}
-    )
+    mv = age_loss(logits, age, _age_loss("mean_variance", mean_weight=0.2, variance_weight=0.05))
     assert float(mv) == pytest.approx(math.log(3) + 0.1 + 0.05 * 2 / 3, rel=1e-6)
-    l1 = age_loss(logits, torch.tensor([2]), {"type": "ce", "l1_weight": 0.5})
+    l1 = age_loss(logits, torch.tensor([2]), _age_loss("ce", l1_weight=0.5))
     assert float(l1) == pytest.approx(math.log(3) + 0.5 * 1.0, rel=1e-6)
     assert float(expected_age(torch.tensor([[0.0, math.log(3)]]))) == pytest.approx(0.75)
-    with pytest.raises(ValueError):
-        age_loss(logits, age, {"type": "nope"})
+    with pytest.raises(ValueError, match="unknown age loss 'nope'"):
+        _age_loss("nope")
 
 
 def test_multitask_weights_and_unknown_labels():
-    crit = MultiTaskLoss({"weights": {"age": 2.0, "gender": 0.5}, "age": {"type": "ce"}})
+    crit = MultiTaskLoss(LossConfig({"age": 2.0, "gender": 0.5}, _age_loss("ce"), 0.0))
     out = {
         "age": torch.zeros(2, 3),
         "gender": torch.tensor([[0.0, math.log(3)], [5.0, 5.0]]),
@@ -56,18 +73,13 @@ def test_multitask_weights_and_unknown_labels():
     assert set(parts) == {"age", "gender"}
     assert float(parts["gender"]) == pytest.approx(math.log(4), rel=1e-6)
     assert float(total) == pytest.approx(2 * math.log(3) + 0.5 * math.log(4), rel=1e-6)
-    smooth = MultiTaskLoss({"label_smoothing": 0.1})
+    smooth = MultiTaskLoss(LossConfig({"age": 1.0, "gender": 1.0}, _age_loss("ce"), 0.1))
     _, p = smooth({"gender": torch.zeros(1, 2)}, {"gender": torch.tensor([1])})
     assert float(p["gender"]) == pytest.approx(math.log(2), rel=1e-6)
 
 
 def test_heads_from_config_add_outputs():
-    cfg = {
-        "backbone": "resnet18",
-        "width": 0.25,
-        "dropout": 0.1,
-        "heads": {"age": 101, "gender": 2, "emotion": 7},
-    }
+    cfg = ModelConfig("resnet18", 0.25, False, 0.1, {"age": 101, "gender": 2, "emotion": 7})
     model = build_model(cfg).eval()
     out = model(torch.zeros(2, 3, 32, 32))
     assert {k: tuple(v.shape) for k, v in out.items()} == {
@@ -78,12 +90,11 @@ def test_heads_from_config_add_outputs():
     assert isinstance(model.heads["emotion"][0], torch.nn.Dropout)
 
 
-@pytest.mark.parametrize(
-    "name,width",
-    [("mobilenet_v3_small", 0.5), ("mobilenet_v3_large", 0.5), ("efficientnet_b0", 0.5)],
-)
-def test_backbones(name, width):
-    model = MultiTaskNet(name, {"age": 101, "gender": 2}, width=width).eval()
+@pytest.mark.parametrize("name,dim", [("resnet34", 128), ("resnet50", 512)])
+def test_backbones(name, dim):
+    model = MultiTaskNet(name, {"age": 101, "gender": 2}, width=0.25, small_input=True).eval()
+    assert model.feature_dim == dim  # 512 channels (x4 for the bottleneck blocks) at width 1/4
+    assert isinstance(model.backbone.maxpool, torch.nn.Identity)
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 32, 32))
     assert out["age"].shape == (1, 101) and out["gender"].shape == (1, 2)
@@ -178,26 +189,23 @@ def _high_freq(x: torch.Tensor) -> float:
 
 
 def test_degrade_blurs_shifts_colour_and_is_seeded():
-    from model.train import degrade
-
     x = torch.rand(16, 3, 40, 40, generator=torch.Generator().manual_seed(0))
-    soft = degrade(x, {"downscale_prob": 1.0, "downscale_px": [8, 12]}, torch.Generator())
+    soft = degrade(x, _augment(downscale_prob=1.0, downscale_px=(8, 12)), torch.Generator())
     assert soft.shape == x.shape
     assert _high_freq(soft) < 0.5 * _high_freq(x)  # 40 px noise through ~10 px is smooth
     assert torch.allclose(soft.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=0.02)  # area-preserving
 
-    cfg = {"white_balance": 0.2, "gamma": 0.3, "noise": 0.05}
-    cfg |= {"downscale_prob": 0.5, "downscale_px": [20, 64]}
+    cfg = _augment(white_balance=0.2, gamma=0.3, noise=0.05, downscale_prob=0.5)
     a = degrade(x, cfg, torch.Generator().manual_seed(3))
     b = degrade(x, cfg, torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and not torch.equal(a, x)
     assert a.min() >= 0 and a.max() <= 1
-    gains = degrade(torch.full((64, 3, 4, 4), 0.5), {"white_balance": 0.2}, torch.Generator())
+    gains = degrade(torch.full((64, 3, 4, 4), 0.5), _augment(white_balance=0.2), torch.Generator())
     per_channel = gains[:, :, 0, 0] / 0.5
     assert per_channel.min() >= 0.8 - 1e-6 and per_channel.max() <= 1.2 + 1e-6
     assert per_channel.std() > 0.05  # channels get their own gains
-    assert torch.equal(degrade(x, {}, torch.Generator()), x)  # off by default
-    tiny = degrade(x, {"downscale_prob": 1.0, "downscale_px": [0, 1]}, torch.Generator())
+    assert torch.equal(degrade(x, NO_AUGMENT, torch.Generator()), x)  # all off: untouched
+    tiny = degrade(x, _augment(downscale_prob=1.0, downscale_px=(0, 1)), torch.Generator())
     assert tiny.shape == x.shape and _high_freq(tiny) < 0.1 * _high_freq(x)  # 2 px at least
 
 
@@ -239,31 +247,6 @@ def test_ensemble_refuses_members_with_other_heads():
     b.head_classes = {"age": 101, "gender": 2, "mask": 3}
     with pytest.raises(ValueError, match="differ in heads"):
         Ensemble([a, b])
-
-
-def test_per_image_standardize_by_hand():
-    from model.network import PerImageStandardize
-
-    x = torch.tensor([0.0, 1.0, 2.0, 3.0]).reshape(1, 1, 2, 2).repeat(2, 3, 1, 1)
-    x[1] = 5.0  # a flat image: its std 0 is clamped, so it maps to zeros, not NaN
-    out = PerImageStandardize(min_std=0.05)(x)
-    want = (np.array([0.0, 1.0, 2.0, 3.0]) - 1.5) / math.sqrt(1.25)
-    assert out[0, 2].flatten().numpy() == pytest.approx(want, abs=1e-6)
-    assert out[1].abs().max().item() == 0.0
-
-
-def test_per_image_input_norm_ignores_exposure_and_is_validated():
-    torch.manual_seed(0)
-    net = build_model({"backbone": "resnet18", "width": 0.125, "input_norm": "per_image"}).eval()
-    fixed = build_model({"backbone": "resnet18", "width": 0.125}).eval()
-    fixed.load_state_dict(net.state_dict())  # the option adds no weights: checkpoints load
-    x = torch.randn(3, 3, 32, 32)
-    washed_out = 0.3 * x + 0.7  # a third of the contrast, brighter
-    with torch.no_grad():
-        assert torch.allclose(net(x)["gender"], net(washed_out)["gender"], atol=1e-4)
-        assert not torch.allclose(fixed(x)["gender"], fixed(washed_out)["gender"], atol=1e-2)
-    with pytest.raises(ValueError, match="input_norm"):
-        build_model({"backbone": "resnet18", "input_norm": "minmax"})
 
 
 def test_eyeglasses_are_drawn_around_the_eyes_only_and_seeded():
@@ -310,42 +293,12 @@ def test_training_glasses_sit_where_the_shipped_template_puts_the_eyes():
     )
 
 
-def test_a_member_with_another_input_sees_its_own_preprocessing():
-    """OtherInput turns the ensemble's 80 px input (mean 0.5, std 0.25) into a 64 px member's
-    own input (its mean and std, OpenCV area resampling) inside the network."""
-    import cv2
-
-    from model.network import OtherInput, area_matrix
-
-    seen = []
-
-    class Probe(torch.nn.Module):
-        head_classes = {"age": 101, "gender": 2}
-
-        def forward(self, x):
-            seen.append(x)
-            return {"age": torch.zeros(len(x), 101), "gender": torch.zeros(len(x), 2)}
-
-    mean, std = [0.48, 0.46, 0.41], [1.0, 1.0, 1.0]
-    net = OtherInput(Probe(), (80, [0.5] * 3, [0.25] * 3), (64, mean, std))
-    rgb = np.random.default_rng(0).integers(0, 256, (80, 80, 3)).astype(np.float32)
-    x80 = torch.from_numpy(((rgb / 255 - 0.5) / 0.25).transpose(2, 0, 1)[None].copy())
-    net(x80)
-    small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA)
-    want = (small / 255 - np.array(mean)) / np.array(std)
-    assert seen[0].shape == (1, 3, 64, 64)
-    np.testing.assert_allclose(seen[0][0].numpy().transpose(1, 2, 0), want, atol=1e-4)
-    assert area_matrix(80, 64).sum(axis=1) == pytest.approx(np.ones(64))
-
-
 def test_random_erase_boxes_cover_the_configured_share_of_the_image():
-    from model.train import random_erase
-
     x = torch.zeros(32, 3, 64, 64)
     for lo, hi in ((0.1, 0.1), (0.3, 0.4)):
-        cfg = {"erase_prob": 1.0, "erase_area": [lo, hi]}
+        cfg = _augment(erase_prob=1.0, erase_area=(lo, hi))
         erased = random_erase(x, cfg, torch.Generator().manual_seed(0))
         share = (erased[:, 0] != 0).float().mean(dim=(1, 2))
         # integer box sides round the area down by up to a side's worth of pixels
         assert share.min() >= lo * 0.8 and share.max() <= hi * 1.05, share
-    assert torch.equal(random_erase(x, {"erase_prob": 0}, torch.Generator()), x)
+    assert torch.equal(random_erase(x, NO_AUGMENT, torch.Generator()), x)

@@ -67,7 +67,7 @@ def test_manifest(tmp_path):
     csv = tmp_path / "faces.csv"
     csv.write_text("path,age,gender\nimg/a.jpg,31,1\nimg/b.png,7,0\nimg/c.jpg,x,0\n")
     with pytest.warns(UserWarning, match="skipped"):
-        recs = datasets.read_manifest(csv)
+        recs = datasets.read_face_list(csv)
     assert [(r.path, r.age, r.gender, r.race) for r in recs] == [
         ("img/a.jpg", 31, 1, -1),
         ("img/b.png", 7, 0, -1),
@@ -76,7 +76,7 @@ def test_manifest(tmp_path):
     assert ok.all() and images.shape == (2, 8, 8, 3)
     (tmp_path / "bad.csv").write_text("file,years\n")
     with pytest.raises(datasets.DataError, match="path,age,gender"):
-        datasets.read_manifest(tmp_path / "bad.csv")
+        datasets.read_face_list(tmp_path / "bad.csv")
 
 
 def test_split_is_stable_and_seeded():
@@ -137,9 +137,9 @@ def test_dev_tar_has_three_malformed_names():
 
 
 def test_pack_keeps_names_labels_and_split(tmp_path):
-    """jobs.pack shrinks every chip to --size WebP under its own name, so the records and the
+    """jobs.dev.pack shrinks every chip to --size WebP under its own name, so the records and the
     seeded validation split read from the pack are those of the source."""
-    from jobs import pack
+    from jobs.dev import pack
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "UTKFace"

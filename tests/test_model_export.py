@@ -14,15 +14,32 @@ import pytest
 import torch
 import yaml
 
-from model.export import ExportWrapper, export_onnx, load_checkpoint, parity
+from jobs import train as train_cli
+from model.onnx_export import ExportWrapper, export_onnx, load_checkpoint, parity
 from model.preprocess import normalize
-from model.train import finetune_config, load_init, train
+from model.train_config import load_config
+from model.training import load_init
 from schemas.model_file import INPUT_NAME, REQUIRED_OUTPUTS, ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "model" / "weights" / "age_gender.onnx"
 SHARED = ROOT.parent / "shared" / "data"
 TEMPLATE = ((10.0, 12.0), (22.0, 12.0), (16.0, 18.0), (11.0, 24.0), (21.0, 24.0))
+# A network small enough to train in seconds, over config/train.yaml.
+TINY = {
+    "data": {"input_size": 32, "cache_dir": None, "val_fraction": 0.25},
+    "model": {"width": 0.125},
+    "train": {"epochs": 1, "batch_size": 8, "log_every": 1, "threads": 1},
+}
+
+
+def _train(config: dict, folder: Path, run: Path, *extra: str) -> Path:
+    """``jobs.train`` with ``config`` laid over the defaults; returns the run folder."""
+    path = run.parent / f"{run.name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    argv = ["--config", str(path), "--data", str(folder), "--run-dir", str(run), *extra]
+    assert train_cli.main(argv) == 0
+    return run
 
 
 def _spec(size, heads, extra=None):
@@ -45,45 +62,46 @@ def test_tiny_train_export_parity(tmp_path):
     for i in range(24):
         img = rng.integers(0, 255, (48, 48, 3), np.uint8)
         cv2.imwrite(str(folder / f"{i * 4}_{i % 2}_{i % 5}_2017{i:04d}.jpg.chip.jpg"), img)
-    cfg = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
-    cfg["data"].update(input_size=32, cache_dir=str(tmp_path / "cache"), val_fraction=0.25)
-    cfg["model"].update(
-        backbone="resnet18",
-        pretrained=False,
-        width=0.125,
-        heads={"age": 101, "gender": 2, "emotion": 7},
-        input_norm="per_image",
-    )
-    cfg["train"].update(epochs=2, batch_size=8, log_every=1, time_budget_min=0, threads=1)
-    run = tmp_path / "run"
-    last = train(cfg, str(folder), str(run), log=lambda m: None)
+    cfg = {**TINY, "data": {**TINY["data"], "cache_dir": str(tmp_path / "cache")}}
+    cfg["model"] = {"width": 0.125, "heads": {"age": 101, "gender": 2, "emotion": 7}}
+    cfg["loss"] = {"weights": {"age": 1.0, "gender": 1.0, "emotion": 1.0}}
+    cfg["train"] = {**TINY["train"], "epochs": 2}
+    run = _train(cfg, folder, tmp_path / "run")
+    last = json.loads((run / "metrics.json").read_text())[-1]
     assert np.isfinite(last["loss"]) and "val_mae" in last
     for name in ("config.yaml", "split.json", "metrics.csv", "metrics.json", "final.pt"):
         assert (run / name).is_file(), name
     assert len(json.loads((run / "metrics.json").read_text())) == 2
     split = json.loads((run / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) == 24 and split["val"]
+    written = yaml.safe_load((run / "config.yaml").read_text())
+    assert written["model"]["heads"]["emotion"] == 7 and written["run"]["init"] is None
+    ckpt = torch.load(run / "final.pt", weights_only=False)  # what jobs.export reads
+    assert (ckpt["input_size"], ckpt["crop"], ckpt["mean"], ckpt["std"]) == (
+        32, 1.0, [0.5] * 3, [0.25] * 3
+    )  # fmt: skip
+    assert ckpt["split"] == {"seed": 0, "val_fraction": 0.25}
+    assert ckpt["n_train"] == 24 - len(split["val"]) and ckpt["n_val"] == len(split["val"])
+    assert ckpt["steps"] == 2 * (ckpt["n_train"] // 8) and ckpt["epochs_run"] == 2.0
+    assert ckpt["config"]["model"]["width"] == 0.125 and ckpt["train_seconds"] > 0
 
     # Fine-tuning: the finetune section is laid over the config and the weights start from the
     # run's; a checkpoint of another network is refused.
     cfg["finetune"] = {"train": {"epochs": 1, "lr": 1e-4}, "augment": {"eyeglasses": 1.0}}
     cfg["finetune"]["loss"] = {"age": {"sigma": 1.0}}
-    tuned = finetune_config(cfg)
-    assert tuned["train"]["epochs"] == 1 and tuned["train"]["batch_size"] == 8
-    assert tuned["loss"]["age"] == {**cfg["loss"]["age"], "sigma": 1.0}  # nested: key by key
-    assert tuned["augment"]["eyeglasses"] == 1.0 and cfg["augment"]["eyeglasses"] < 1.0
-    train(
-        tuned, str(folder), str(tmp_path / "tuned"), log=lambda m: None, init=str(run / "final.pt")
-    )
-    assert torch.load(tmp_path / "tuned" / "final.pt", weights_only=False)["init"] == str(
-        run / "final.pt"
-    )
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(cfg))
+    tuned = load_config(tmp_path / "ft.yaml", finetune=True)
+    assert tuned.train.epochs == 1 and tuned.train.batch_size == 8
+    assert tuned.loss.age.sigma == 1.0 and tuned.loss.age.type == "gaussian"  # key by key
+    assert tuned.augment.eyeglasses == 1.0 and tuned.augment.hflip == 0.5
+    _train(cfg, folder, tmp_path / "tuned", "--init", str(run / "final.pt"))
+    tuned_ckpt = torch.load(tmp_path / "tuned" / "final.pt", weights_only=False)
+    assert tuned_ckpt["init"] == str(run / "final.pt")
+    assert tuned_ckpt["config"]["augment"]["eyeglasses"] == 1.0
+    assert tuned_ckpt["steps"] == ckpt["n_train"] // 8
+    other = load_config(tmp_path / "ft.yaml").replace("model", width=0.25).model
     with pytest.raises(ValueError, match="another model section"):
-        load_init(run / "final.pt", {**cfg["model"], "width": 0.25})
-    with pytest.raises(ValueError, match="finetune.nope"):
-        finetune_config({**cfg, "finetune": {"nope": {"x": 1}}})
-    with pytest.raises(ValueError, match="finetune.augment.eyeglass: no such key"):
-        finetune_config({**cfg, "finetune": {"augment": {"eyeglass": 0.3}}})
+        load_init(run / "final.pt", other)
 
     model, ckpt = load_checkpoint(run / "final.pt")
     heads = {"age": [str(i) for i in range(101)], "gender": ["male", "female"]}
@@ -253,13 +271,8 @@ def test_shipped_model_on_real_validation_faces():
 
 
 def _tiny_run(folder: Path, run: Path, seed: int, size: int = 32) -> Path:
-    cfg = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
-    cfg["seed"] = seed
-    cfg["data"].update(input_size=size, cache_dir=None, val_fraction=0.25)
-    cfg["model"].update(backbone="resnet18", pretrained=False, width=0.125)
-    cfg["train"].update(epochs=1, batch_size=8, log_every=1, time_budget_min=0, threads=1)
-    train(cfg, str(folder), str(run), log=lambda m: None)
-    return run
+    cfg = {**TINY, "seed": seed, "data": {**TINY["data"], "input_size": size}}
+    return _train(cfg, folder, run)
 
 
 def _real_chips_folder(folder: Path, n: int) -> Path:
@@ -288,6 +301,7 @@ def test_export_cli_ensemble_with_half_weights(tmp_path, capsys):
 
     folder = _real_chips_folder(tmp_path / "UTKFace", 40)
     runs = [_tiny_run(folder, tmp_path / f"seed{s}", seed=s) for s in (0, 1)]
+    capsys.readouterr()  # the training logs
     out = tmp_path / "ensemble.onnx"
     args = ["--data", str(folder), "--out", str(out), "--no-bench", "--template-samples", "30"]
     assert export.main([*args, "--run", str(runs[0]), "--run", str(runs[1]), "--half-weights"]) == 0
@@ -310,78 +324,31 @@ def test_export_cli_ensemble_with_half_weights(tmp_path, capsys):
     assert prob == pytest.approx(((probs[0] + probs[1]) / 2).numpy(), abs=2e-3)
     assert age == pytest.approx(want_age, abs=0.05)
 
-    # A member trained at another input size is fed the file's input resampled in the graph.
+    # Members must share the file's input: a member trained at another size is refused.
     other = _tiny_run(folder, tmp_path / "other-size", seed=2, size=24)
-    mixed = tmp_path / "mixed.onnx"
-    out_args = [
-        "--data",
-        str(folder),
-        "--out",
-        str(mixed),
-        "--no-bench",
-        "--template-samples",
-        "30",
-    ]
-    assert export.main([*out_args, "--run", str(runs[0]), "--run", str(other)]) == 0
-    assert json.loads(capsys.readouterr().out)["parity_ok"]
-    sess = ort.InferenceSession(str(mixed), providers=["CPUExecutionProvider"])
-    spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
-    assert (
-        spec.input_size == 32 and "1 x resnet18 width=0.125 at 24 px" in spec.extra["architecture"]
-    )
-    small = load_checkpoint(other / "final.pt")[0]
-    pixels = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
-    x32 = ((pixels / 255 - 0.5) / 0.25).transpose(0, 3, 1, 2).astype(np.float32)
-    x24 = np.stack([cv2.resize(p, (24, 24), interpolation=cv2.INTER_AREA) for p in pixels])
-    x24 = ((x24 / 255 - 0.5) / 0.25).transpose(0, 3, 1, 2).astype(np.float32)
-    (prob,) = sess.run(["gender_prob"], {INPUT_NAME: x32})
-    with torch.no_grad():
-        want = (
-            torch.softmax(members[0](torch.from_numpy(x32))["gender"], 1)[:, 1]
-            + torch.softmax(small(torch.from_numpy(x24))["gender"], 1)[:, 1]
-        ) / 2
-    assert prob == pytest.approx(want.numpy(), abs=2e-3)
+    capsys.readouterr()
+    out_args = ["--data", str(folder), "--out", str(tmp_path / "mixed.onnx"), "--no-bench"]
+    code = export.main([*out_args, "--run", str(runs[0]), "--run", str(other)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "in input_size (24 vs 32)" in err
+    ckpt = torch.load(other / "final.pt", weights_only=False)
+    first = torch.load(runs[0] / "final.pt", weights_only=False)
+    ckpt.update(input_size=32, std=[0.5] * 3, state_dict=first["state_dict"])
+    torch.save(ckpt, other / "final.pt")
+    code = export.main([*out_args, "--run", str(runs[0]), "--run", str(other)])
+    assert code == 2 and "in std ([0.5, 0.5, 0.5] vs [0.25, 0.25, 0.25])" in capsys.readouterr().err
 
     # Members must share the validation split (and the crop): one file, one split.
     ckpt = torch.load(other / "final.pt", weights_only=False)
-    ckpt["split"] = {**ckpt["split"], "val_fraction": 0.5}
+    ckpt.update(std=[0.25] * 3, split={**ckpt["split"], "val_fraction": 0.5})
     torch.save(ckpt, other / "final.pt")
     code = export.main([*out_args, "--run", str(runs[0]), "--run", str(other)])
     assert code == 2 and "split" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (SHARED / "UTKFace-dev.tar.gz").is_file(), reason="shared data absent")
-def test_export_cli_flip_average_reads_the_face_and_its_mirror(tmp_path, capsys):
-    from jobs import export
-
-    folder = _real_chips_folder(tmp_path / "UTKFace", 40)
-    run = _tiny_run(folder, tmp_path / "seed0", seed=0)
-    out = tmp_path / "flip.onnx"
-    args = ["--data", str(folder), "--out", str(out), "--no-bench", "--template-samples", "30"]
-    assert export.main([*args, "--run", str(run), "--flip-average"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["parity_ok"]
-    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
-    assert spec.extra["architecture"].endswith("each face averaged with its mirror image")
-    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    age, prob = sess.run(["age", "gender_prob"], {INPUT_NAME: x})
-    net = load_checkpoint(run / "final.pt")[0]
-    with torch.no_grad():
-        views = [net(torch.from_numpy(v)) for v in (x, np.ascontiguousarray(x[..., ::-1]))]
-    want_prob = sum(torch.softmax(v["gender"], 1)[:, 1] for v in views) / 2
-    want_age = ((sum(torch.softmax(v["age"], 1) for v in views) / 2) * torch.arange(101)).sum(1)
-    assert prob == pytest.approx(want_prob.numpy(), abs=1e-4)
-    assert age == pytest.approx(want_age.numpy(), abs=1e-3)
-    single = net(torch.from_numpy(x))
-    assert not np.allclose(prob, torch.softmax(single["gender"], 1)[:, 1].detach().numpy())
-
-
 def _train_cli_refusal(tmp_path, capsys, edit, *extra: str) -> str:
     """jobs.train on config/train.yaml changed by ``edit(cfg)``: it must stop with exit 2 and a
     one-line error before looking at the (absent) data; returns the line."""
-    from jobs import train as train_cli
-
     cfg = yaml.safe_load((ROOT / "config" / "train.yaml").read_text())
     edit(cfg)
     path = tmp_path / "cfg.yaml"
@@ -394,28 +361,28 @@ def _train_cli_refusal(tmp_path, capsys, edit, *extra: str) -> str:
 
 
 def test_train_cli_rejects_a_bad_model_section_before_loading_data(tmp_path, capsys):
-    err = _train_cli_refusal(tmp_path, capsys, lambda c: c["model"].update(input_norm="minmax"))
-    assert "input_norm" in err
+    err = _train_cli_refusal(tmp_path, capsys, lambda c: c["model"].update(backbone="vgg11"))
+    assert "unknown backbone 'vgg11', choose one of resnet18, resnet34, resnet50" in err
+    err = _train_cli_refusal(tmp_path, capsys, lambda c: c["model"].update(width="half"))
+    assert "setting 'model.width' must be a number, not 'half'" in err
 
 
-def test_train_cli_says_in_one_line_when_pretrained_weights_cannot_be_loaded(tmp_path, capsys):
-    # the resnet18 recipe has no pretrained weights
+def test_train_cli_names_a_removed_option_and_an_unknown_variant(tmp_path, capsys):
     err = _train_cli_refusal(tmp_path, capsys, lambda c: c["model"].update(pretrained=True))
-    assert "cannot load the pretrained weights" in err
-    assert "no pretrained weights for backbone 'resnet18'" in err
+    assert "unknown setting 'model.pretrained'" in err
+    err = _train_cli_refusal(tmp_path, capsys, lambda c: None, "--variant", "dlib")
+    assert "no variant 'dlib' in the config (it has: glasses)" in err
 
+    def typo(cfg):
+        cfg["finetune"]["augment"] = {"eyeglass": 0.3}
 
-def test_train_cli_refuses_an_input_size_the_dlib_networks_cannot_take(tmp_path, capsys):
-    def edit(cfg):
-        cfg["variants"]["dlib"]["data"]["input_size"] = 80
-
-    err = _train_cli_refusal(tmp_path, capsys, edit, "--variant", "dlib")
-    assert "input_size 80" in err and "64 px" in err
+    err = _train_cli_refusal(tmp_path, capsys, typo)  # not fine-tuning: found all the same
+    assert "unknown setting 'finetune.augment.eyeglass'" in err
+    err = _train_cli_refusal(tmp_path, capsys, lambda c: None, "--seed", "-1")
+    assert "seed must be between 0 and 2**32 - 1" in err
 
 
 def test_train_cli_refuses_a_missing_init_checkpoint_in_one_line(tmp_path, capsys):
-    from jobs import train as train_cli
-
     argv = ["--config", str(ROOT / "config" / "train.yaml"), "--data", str(tmp_path / "absent")]
     argv += ["--run-dir", str(tmp_path / "run"), "--init", str(tmp_path / "none.pt")]
     assert train_cli.main(argv) == 2
@@ -425,7 +392,6 @@ def test_train_cli_refuses_a_missing_init_checkpoint_in_one_line(tmp_path, capsy
 
 def test_train_and_export_user_errors_are_one_line(tmp_path, capsys):
     from jobs import export
-    from jobs import train as train_cli
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("train: [\n")

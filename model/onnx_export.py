@@ -20,12 +20,12 @@ from torch import nn
 
 from common.sessions import cpu_session
 from model.network import MultiTaskNet, build_model
+from model.train_config import model_config
 from schemas.model_file import INPUT_NAME, ModelSpec
 
 LICENSE = (
     "Trained on UTKFace (non-commercial research use only); this model inherits that: "
-    "non-commercial research use only. Pretrained weights it may start from (training_data "
-    "says) are public domain (CC0 1.0) and add no restriction."
+    "non-commercial research use only."
 )
 
 
@@ -53,8 +53,9 @@ class ExportWrapper(nn.Module):
 
 
 def load_checkpoint(path: str | Path) -> tuple[MultiTaskNet, dict]:
+    """A training run's network, in eval mode, and its checkpoint (``model.training``)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(ckpt["config"]["model"])
+    model = build_model(model_config(ckpt["config"]["model"]))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model, ckpt
@@ -86,11 +87,6 @@ def export_onnx(
     # The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not a dependency.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        # Shapes read in forward (model/dlib_nets.py: padding, the input-size check) depend on
-        # the image size only, which the file fixes; only the batch axis is dynamic. The tracer
-        # cannot know that, so its warnings and the Slice folding note are false alarms here.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
             wrapper,
             (dummy,),
@@ -107,7 +103,7 @@ def export_onnx(
     for k, v in spec.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
-    proto.producer_name = "kiosk-demographics model/export.py"
+    proto.producer_name = "kiosk-demographics model/onnx_export.py"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
     tmp.replace(path)

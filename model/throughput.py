@@ -1,4 +1,4 @@
-"""ONNX Runtime CPU throughput of a face model (torch-free, reusable by ``make bench``)."""
+"""ONNX Runtime CPU throughput of a face model (torch-free; ``jobs.export`` reports it)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Repack face chips small, to carry a training set to another machine (e.g. a rented GPU).
 
-``python -m jobs.pack --data ../shared/data/UTKFace-dev.tar.gz --size 96 --out utk96.tar.gz``
+``python -m jobs.dev.pack --data ../shared/data/UTKFace-dev.tar.gz --size 96 --out utk96.tar.gz``
 
 Every UTKFace-named chip (its centred square, as training reads it) is resized to ``size`` x
 ``size`` and stored as WebP under its original name, so labels and the seeded validation split
@@ -15,7 +15,10 @@ import io
 import sys
 import tarfile
 
+import cv2
+
 from jobs.cli import ArgumentParser, UserError, check_writable, one_line_warnings, run
+from model import datasets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,18 +27,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pack(argv: list[str] | None) -> int:
-    ap = ArgumentParser(prog="python -m jobs.pack", description=__doc__)
+    ap = ArgumentParser(prog="python -m jobs.dev.pack", description=__doc__)
     ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz")
     ap.add_argument("--size", type=int, default=96, help="side of the packed chips, px")
     ap.add_argument("--quality", type=int, default=90, help="WebP quality 1-100")
     ap.add_argument("--out", required=True, help="output .tar or .tar.gz")
     args = ap.parse_args(argv)
     one_line_warnings()
-
-    import cv2
-
-    from model import datasets
-
     if not datasets.is_tar(args.out):
         raise UserError("--out must end in .tar, .tar.gz or .tgz")
     if not 16 <= args.size <= 1024 or not 1 <= args.quality <= 100:

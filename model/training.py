@@ -1,0 +1,293 @@
+"""The parts of a training run that ``jobs.train`` puts together, in the shape of torchvision's
+reference scripts: data, network, optimiser, learning-rate schedule, ``train_one_epoch``,
+``evaluate`` and the checkpoint.
+
+A run folder receives ``config.yaml`` (the resolved config), ``split.json`` (which faces are
+train/val), ``metrics.csv`` and ``metrics.json`` (one row per epoch) and ``final.pt``. Faces are
+decoded and resized once into a uint8 cache; ``to_input`` turns a batch of them into the
+network's input, through the augmentation of ``model.augment`` in training.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from model import datasets
+from model.augment import augment, random_erase
+from model.losses import MultiTaskLoss, expected_age
+from model.metrics import age_metrics, gender_metrics
+from model.network import MultiTaskNet, build_model
+from model.train_config import ModelConfig, OptimConfig, TrainConfig, as_plain, model_config
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def learning_rate(step: int, total: int, warmup: int, base: float, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``base * min_ratio`` at
+    ``total``."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A scheduler stepped after every optimiser step, giving step ``s`` the rate
+    ``learning_rate(s, ...)`` of ``cfg``'s schedule."""
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    for group in optimizer.param_groups:
+        # LambdaLR multiplies this by the lambda: with 1 the lambda is the rate itself. A factor
+        # times train.lr would round differently in the last bit from base * (step + 1) / warmup.
+        group["initial_lr"] = 1.0
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate(step, total, warmup, cfg.lr, cfg.min_lr_ratio)
+    )
+
+
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weight matrices and kernels only (not biases or norms)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+    )
+
+
+def to_input(
+    batch_u8: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """uint8 NHWC -> the network's float NCHW input ``(x / 255 - mean) / std`` (``mean``, ``std``:
+    [1, 3, 1, 1] on the batch's device); ``transform`` (the augmentation) sees ``x / 255``."""
+    x = batch_u8.permute(0, 3, 1, 2).float().div_(255)
+    if transform is not None:
+        x = transform(x)
+    return (x - mean) / std
+
+
+def normalisation(cfg: TrainConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data's mean and std as [1, 3, 1, 1] tensors for ``to_input``."""
+    mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.data.std).view(1, 3, 1, 1)
+    return mean.to(device), std.to(device)
+
+
+@torch.no_grad()
+def predict(model, images: torch.Tensor, mean, std, batch: int = 512) -> dict[str, torch.Tensor]:
+    """The network's outputs for uint8 NHWC ``images``, in eval mode, on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    outs: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(images), batch):
+        x = to_input(images[i : i + batch], mean, std)
+        for k, v in model(x.to(device)).items():
+            outs.setdefault(k, []).append(v.float().cpu())
+    return {k: torch.cat(v) for k, v in outs.items()}
+
+
+@dataclass
+class Faces:
+    """The decoded faces of a run (uint8 N x S x S x 3, as cached), their labels and split."""
+
+    images: torch.Tensor
+    labels: dict[str, np.ndarray]
+    targets: dict[str, torch.Tensor]  # the labels of the network's heads
+    train: np.ndarray  # indices of the readable training faces
+    val: np.ndarray
+
+
+def load_faces(cfg: TrainConfig, data: str, manifest: str | None, run: Path, log) -> Faces:
+    """The run's faces decoded at the input size (from the cache when there), split by the
+    seeded hash of their names; the split is written to the run folder."""
+    d = cfg.data
+    records = datasets.load_records(data, manifest)
+    root = datasets.image_root(data, manifest)
+    train_recs, val_recs = datasets.split_records(records, d.split_seed, d.val_fraction)
+    datasets.write_split(
+        run / "split.json", train_recs, val_recs, seed=d.split_seed, val_fraction=d.val_fraction
+    )
+    t0 = time.time()
+    images, ok = datasets.cached_images(records, root, d.input_size, d.crop, d.cache_dir)
+    log(f"loaded {len(records)} faces at {d.input_size}px in {time.time() - t0:.1f}s")
+    key_to_idx = {r.path: i for i, r in enumerate(records)}
+    tr_idx = np.array([key_to_idx[r.path] for r in train_recs if ok[key_to_idx[r.path]]])
+    va_idx = np.array([key_to_idx[r.path] for r in val_recs if ok[key_to_idx[r.path]]])
+    if len(tr_idx) == 0:
+        raise datasets.DataError("no training faces")
+    labels = datasets.labels_array(records)
+    targets = {k: torch.from_numpy(v) for k, v in labels.items() if k in cfg.model.heads}
+    return Faces(torch.from_numpy(images), labels, targets, tr_idx, va_idx)
+
+
+def load_init(path: str | Path, cfg: ModelConfig) -> dict:
+    """The weights of the checkpoint a fine-tuning starts from; its network must be ours."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if model_config(ckpt["config"]["model"]) != cfg:
+        raise ValueError(f"{path} was trained with another model section than this config")
+    return ckpt["state_dict"]
+
+
+def build_network(cfg: ModelConfig, init_state: dict | None, device, channels_last: bool):
+    """The network on ``device``: a seeded random start, or the weights ``init_state``."""
+    model = build_model(cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def sample_weights(ages: np.ndarray, bin_years: int, power: float) -> np.ndarray:
+    """Per-face weights ``count(age bin) ** -power`` for class-balanced sampling."""
+    bins = ages // bin_years
+    counts = np.bincount(bins)
+    w = counts[bins].astype(np.float64) ** -power
+    return w / w.sum()
+
+
+def steps_per_epoch(faces: Faces, cfg: TrainConfig) -> int:
+    return max(1, len(faces.train) // cfg.train.batch_size)
+
+
+def epoch_batches(faces: Faces, cfg: TrainConfig, gen: torch.Generator) -> list[torch.Tensor]:
+    """One epoch's batches of face indices: a shuffle, or class-balanced draws."""
+    bs, steps = cfg.train.batch_size, steps_per_epoch(faces, cfg)
+    if cfg.sampling.balanced:
+        ages = faces.labels["age"][faces.train]
+        weights = sample_weights(ages, cfg.sampling.bin_years, cfg.sampling.power)
+        order = torch.multinomial(torch.from_numpy(weights), steps * bs, True, generator=gen)
+    else:
+        order = torch.randperm(len(faces.train), generator=gen)
+    return list(torch.from_numpy(faces.train)[order].split(bs)[:steps])
+
+
+def train_one_epoch(
+    model: MultiTaskNet,
+    criterion: MultiTaskLoss,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    faces: Faces,
+    epoch: int,
+    gen: torch.Generator,
+    cfg: TrainConfig,
+    log: Callable[[str], None],
+) -> dict:
+    """One pass over a shuffle of the training faces, augmented from ``gen``; returns the epoch's
+    row of metrics (mean losses, the last rate)."""
+    model.train()
+    device = next(model.parameters()).device
+    mean, std = normalisation(cfg, device)
+    batches = epoch_batches(faces, cfg, gen)
+    t0, sums, lr = time.time(), {}, 0.0
+    for b, idx in enumerate(batches):
+        lr = optimizer.param_groups[0]["lr"]
+        x = to_input(
+            faces.images[idx].to(device, non_blocking=True),
+            mean,
+            std,
+            lambda x: augment(x, cfg.augment, gen, cfg.data.crop),
+        )
+        x = random_erase(x, cfg.augment, gen)
+        if cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        targets = {k: v[idx].to(device) for k, v in faces.targets.items()}
+        with torch.autocast(device.type, enabled=scaler.is_enabled()):
+            outputs = model(x)
+        loss, parts = criterion(outputs, targets)
+        _step(optimizer, scaler, loss, model, cfg.train.grad_clip)
+        scheduler.step()
+        for k, v in {"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        if b % cfg.train.log_every == 0:
+            log(
+                f"epoch {epoch} step {b}/{len(batches)} loss {float(loss.detach()):.4f} "
+                f"lr {lr:.2e} {time.time() - t0:.0f}s"
+            )
+    row = {"epoch": epoch, "steps": max(1, len(batches)), "lr": lr}
+    row.update({k: v / max(1, len(batches)) for k, v in sums.items()})
+    row["epoch_s"] = round(time.time() - t0, 1)
+    return row
+
+
+def _step(opt, scaler, loss: torch.Tensor, model: torch.nn.Module, grad_clip: float) -> None:
+    """One backward pass and optimiser step (gradients scaled under mixed precision)."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
+    scaler.step(opt)
+    scaler.update()
+
+
+def evaluate(model: torch.nn.Module, faces: Faces, cfg: TrainConfig) -> dict[str, float]:
+    """The validation faces' age metrics and gender accuracy, as ``val_*`` columns."""
+    if not len(faces.val):
+        return {}
+    mean, std = normalisation(cfg)
+    out = predict(model, faces.images[torch.from_numpy(faces.val)], mean, std, 512)
+    am = age_metrics(faces.labels["age"][faces.val], expected_age(out["age"]).numpy())
+    row = {f"val_{k}": v for k, v in am.items() if k != "n"}
+    if "gender" in out:
+        pf = out["gender"].softmax(1)[:, 1].numpy()
+        row["val_gender_acc"] = gender_metrics(faces.labels["gender"][faces.val], pf)["gender_acc"]
+    return row
+
+
+def write_history(run: Path, history: list[dict]) -> None:
+    (run / "metrics.json").write_text(json.dumps(history, indent=1))
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+
+
+def write_run_config(run: Path, cfg: TrainConfig, data: str, manifest, init) -> None:
+    """The resolved config in the run folder, with where the run's data and start came from."""
+    plain = {**as_plain(cfg), "run": {"data": str(data), "manifest": manifest, "init": init}}
+    (run / "config.yaml").write_text(yaml.safe_dump(plain, sort_keys=False))
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, cfg: TrainConfig, faces: Faces, **run):
+    """``final.pt``: the weights, the config and what export reads (input size, crop, mean, std,
+    split, sizes); ``run`` adds the run's own facts (steps, seconds, metrics, data, init)."""
+    mean, std = normalisation(cfg)
+    ckpt = {
+        "state_dict": model.state_dict(),
+        "config": as_plain(cfg),
+        "input_size": cfg.data.input_size,
+        "crop": float(cfg.data.crop),
+        "mean": mean.flatten().tolist(),
+        "std": std.flatten().tolist(),
+        "split": {"seed": cfg.data.split_seed, "val_fraction": float(cfg.data.val_fraction)},
+        "n_train": int(len(faces.train)),
+        "n_val": int(len(faces.val)),
+        **run,
+    }
+    torch.save(ckpt, path)
