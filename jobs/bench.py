@@ -22,6 +22,13 @@ from pathlib import Path
 
 from jobs import analyze
 from jobs.cli import EXIT_OK, ArgumentParser, UserError, run, setup_logging
+from pipelines.frames import VideoError, VideoReader
+from simulation import SimulationError
+from simulation.clip_maker import RENDERER, render_clip
+from simulation.ground_truth import truth_path_for
+from simulation.photos import held_out, open_faces
+from simulation.render_options import RenderOptions
+from simulation.scoring import score
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FACES = REPO.parent / "shared" / "data" / "UTKFace-dev.tar.gz"
@@ -29,10 +36,6 @@ STAGES = ("decode", "detect", "align", "infer", "track", "write")
 
 
 def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
-    from simulation import SimulationError
-    from simulation.clip_maker import RENDERER, render_clip
-    from simulation.photos import held_out, open_faces
-    from simulation.render_options import RenderOptions
 
     name = (
         f"bench_1080p30_{int(seconds)}s_seed{seed}_r{RENDERER}.mp4"  # redrawn when drawing changes
@@ -68,7 +71,6 @@ def worker_counts(text: str) -> list[int]:
 
 
 def decode_only(clip: Path, fps: float, threads: int) -> dict:
-    from pipelines.frames import VideoError, VideoReader
 
     started = time.perf_counter()
     try:
@@ -105,8 +107,6 @@ def pipeline(clip: Path, workers: int, extra: list[str]) -> dict:
         started = time.perf_counter()
         summary = analyze.analyse(args, beam_args)
         summary["wall_total_s"] = time.perf_counter() - started
-        from simulation.ground_truth import truth_path_for
-        from simulation.scoring import score
 
         summary["score"] = score(truth_path_for(clip), out).to_dict()
     return summary
@@ -193,13 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", type=Path, help="benchmark this clip instead (needs its truth JSON)")
     args, extra = p.parse_known_args(argv)
     setup_logging()
-    if args.clip:
-        from simulation.ground_truth import truth_path_for
-
-        if not truth_path_for(args.clip).is_file():  # scored after each run: check it first
-            raise UserError(f"no ground truth {truth_path_for(args.clip)} for --clip {args.clip}")
+    if args.clip and not truth_path_for(args.clip).is_file():  # scored after each run: check first
+        raise UserError(f"no ground truth {truth_path_for(args.clip)} for --clip {args.clip}")
     clip = args.clip or bench_clip(args.faces, args.seconds, args.seed)
-    settings = analyze.load_settings(analyze.parse_args(["--input", str(clip), *extra])[0])
+    settings = analyze.settings_for(analyze.parse_args(["--input", str(clip), *extra])[0])
     decode = decode_only(clip, settings.decode.fps, settings.decode.threads)
     runs = {w: pipeline(clip, w, extra) for w in args.workers}
     report(decode, runs)

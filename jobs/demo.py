@@ -12,6 +12,9 @@ from pathlib import Path
 
 from jobs import analyze
 from jobs.cli import EXIT_OK, ArgumentParser, run
+from schemas.views import connect
+from simulation.ground_truth import truth_path_for
+from simulation.scoring import score
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO / "demo"
@@ -28,9 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if code != EXIT_OK:
         return code
-    from schemas.views import connect
-    from simulation.ground_truth import truth_path_for
-    from simulation.scoring import score
 
     con = connect(args.output)
     print("\nvideos:")

@@ -35,15 +35,15 @@ from jobs.cli import (
 from model import datasets
 from model.metrics import evaluate_predictions, format_comparison, format_report, paired_by_key
 from model.preprocess import prepare_chip
-
-# The pipelines modules are imported inside the functions that use them, after setup_logging:
-# Beam, which they import, logs notes at import time that setup_logging filters.
+from pipelines.crops import align_face
+from pipelines.faces import MtcnnDetector, face_on_chip
+from pipelines.predictions import ModelFileError, open_session, read_spec
+from pipelines.predictions import predict as predict_batch
 
 
 def open_model(path: str, threads: int):
     """An ONNX Runtime session and the spec of a face model file, checked as the pipeline
     checks it."""
-    from pipelines.predictions import ModelFileError, open_session, read_spec  # see the top
 
     if not Path(path).is_file():
         raise UserError(f"model not found: {path}")
@@ -57,10 +57,11 @@ def open_model(path: str, threads: int):
 def run_model(sess, spec, images: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
     """``age`` and ``gender_prob`` of every image (N x S x S x 3 RGB uint8), as the pipeline
     predicts them."""
-    from pipelines.predictions import predict  # see the top
 
     preds = [
-        p for i in range(0, len(images), batch) for p in predict(sess, spec, images[i : i + batch])
+        p
+        for i in range(0, len(images), batch)
+        for p in predict_batch(sess, spec, images[i : i + batch])
     ]
     return {
         "age": np.array([p.age for p in preds], np.float32),
@@ -156,8 +157,6 @@ def _pipeline_prepare(spec, crop: float):
     """Feed chips as the video pipeline does: MTCNN landmarks on the (border-padded) chip, then a
     similarity warp onto the model's crop template. Chips without a detection fall back to the
     training preprocessing and are counted."""
-    from pipelines.crops import align_face  # see the top
-    from pipelines.faces import MtcnnDetector, face_on_chip
 
     detector = MtcnnDetector(min_face_px=40, threads=2)
     template = np.asarray(spec.crop_template, np.float64)

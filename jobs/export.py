@@ -35,6 +35,7 @@ from model.preprocess import DecodeError, decode_rgb, normalize, prepare_chip
 from model.quantize import half_weights, quantize
 from model.template import estimate_template
 from model.throughput import benchmark_table
+from pipelines.faces import MtcnnDetector, face_on_chip
 from schemas.model_file import ModelSpec
 
 MAX_FILE_MB = 20  # issue 3: the shipped ONNX file is at most 20 MB
@@ -255,9 +256,6 @@ def _chips_from_tar(path: Path, wanted: set[str]) -> list[np.ndarray]:
 def detect_chip_landmarks(chips: list[np.ndarray]) -> np.ndarray:
     """Landmarks (M, 5, 2) in chip pixels of the face found on each chip (chips where no face is
     found are left out)."""
-    # Imported here, after setup_logging: Beam, which pipelines modules import, logs notes at
-    # import time that setup_logging filters.
-    from pipelines.faces import MtcnnDetector, face_on_chip
 
     detector = MtcnnDetector(min_face_px=40, threads=1)
     out = []

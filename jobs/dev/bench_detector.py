@@ -13,20 +13,15 @@ import sys
 import time
 from collections.abc import Iterable
 from itertools import islice
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from common.config import ConfigError
 from jobs.cli import EXIT_OK, ArgumentParser, UserError, run, setup_logging
-
-if TYPE_CHECKING:
-    from pipelines.faces import FaceDetector
-    from pipelines.settings import DetectorSettings
-
-# pipelines modules are imported after setup_logging: importing Beam (through pipelines.inputs)
-# logs notes that the job's logging filters out.
+from pipelines.faces import FaceDetector, create_detector
+from pipelines.frames import VideoError, VideoReader
+from pipelines.settings import DetectorSettings, load_settings
 
 FRAME_SIZE = (1920, 1080)
 
@@ -34,7 +29,6 @@ FRAME_SIZE = (1920, 1080)
 def sample_frames(paths: Iterable[str], per_clip: int, threads: int) -> list[np.ndarray]:
     """``per_clip`` frames spread over each clip, upright RGB at 1920x1080 (``threads``:
     decoding threads)."""
-    from pipelines.frames import VideoError, VideoReader
 
     frames = []
     for path in paths:
@@ -51,7 +45,6 @@ def sample_frames(paths: Iterable[str], per_clip: int, threads: int) -> list[np.
 def _seconds(path: str, threads: int) -> float:
     """How long the clip is: what the container states, else (a raw stream, a recording cut
     short) the span found by decoding it once at a frame a second."""
-    from pipelines.frames import VideoReader
 
     with VideoReader(path, fps=1.0, threads=threads) as probe:
         if probe.info.duration_s:
@@ -132,8 +125,6 @@ def _bench(argv: list[str] | None) -> int:
     if args.frames < 1:
         raise UserError("--frames must be at least 1")
     setup_logging()
-    from pipelines.faces import create_detector
-    from pipelines.settings import load_settings
 
     try:
         settings = load_settings(args.config)
