@@ -36,6 +36,9 @@ REMOTE = {extra: [f"apache-beam[{extra}]=={BEAM}"] for extra in ("gcp", "aws", "
 DEV = [
     "pytest==9.2.0",
     "ruff==0.17.6",
+    # Drives the system's Chromium (Debian's `chromium` package) in tests/test_report_page.py to
+    # check the HTML report renders; the test skips where no chromium is installed.
+    "playwright==1.65.2",
 ]
 
 setup(

@@ -48,8 +48,9 @@ examples:
   python -m jobs.report --list
 
 formats: table (readable terminal table), csv (one report: plain CSV; several: each after a
-'# name' line; with --out: one NAME.csv per report), markdown, html (one self-contained page
-with the charts embedded; with --out: report.html). Without --out the result goes to stdout.
+'# name' line; with --out: one NAME.csv per report), markdown, html (one self-contained page for
+a store manager: a summary with the model's accuracy and licence, the charts with plain captions,
+then the tables; with --out: report.html). Without --out the result goes to stdout.
 
 exit status: 0 done (also when there are no rows yet); 1 a report failed while reading the data
 (e.g. a damaged Parquet file); 2 usage error (bad option, date or band, unknown report, missing

@@ -5,9 +5,18 @@ Each report is one plain ``.sql`` file (a single SELECT) that reads the views of
 The file opens with a comment block: its first line is the report's title, the following lines
 its description, and lines of the form ``-- @key: value`` are settings:
 
-``@chart: <bar|line> x=<column> y=<column>[,<column>...] [series=<column>] [ylabel=<word>]``
+``@chart: <bar|line> x=<column> y=<column>[,<column>...] [series=<column>] [options]``
     the chart drawn in the HTML report (optional; y values are summed per x and series; with
-    ``series``, one bar or line per value of that column, of the first y column);
+    ``series``, one bar or line per value of that column, of the first y column). Options:
+    ``xlabel=<words>``, ``ylabel=<words>`` (axis titles, ``_`` for spaces), ``min_x=<n>`` (draw
+    only with at least n x values: a trend over one day is a dot), ``panels`` (one small chart
+    per y column, for columns of different units);
+``@caption: <plain text>``
+    what the chart shows and how to read it, for the HTML page's readers: plain words, no SQL
+    or parameter names (default: the description). Indented comment lines continue it;
+``@layout: summary``
+    a one-row report that the HTML page shows as the summary block at its top, and the text
+    and markdown formats as ``item value`` lines;
 ``@order: <number>``
     where the report comes in listings and in the full report (default 1000, then by name).
 
@@ -59,6 +68,11 @@ class ReportError(ValueError):
     """A problem with a report or its parameters that the user can fix; the message says how."""
 
 
+_CHART_USAGE = (
+    "want: bar|line x=COL y=COL[,COL] [series=COL] [xlabel=WORDS] [ylabel=WORDS] [min_x=N] [panels]"
+)
+
+
 @dataclass(frozen=True)
 class Chart:
     kind: str  # "bar" or "line"
@@ -66,18 +80,41 @@ class Chart:
     y: tuple[str, ...]
     series: str | None = None
     ylabel: str | None = None
+    xlabel: str | None = None
+    min_x: int = 1
+    panels: bool = False
 
     @classmethod
     def parse(cls, spec: str, where: str) -> Chart:
-        kind, *pairs = spec.split()
-        opts = dict(p.split("=", 1) for p in pairs if "=" in p)
-        if kind not in ("bar", "line") or "x" not in opts or "y" not in opts:
-            raise ReportError(
-                f"{where}: bad @chart '{spec}' "
-                "(want: bar|line x=COL y=COL[,COL] [series=COL] [ylabel=WORD])"
-            )
+        kind, *words = spec.split() or [""]
+        opts = dict(w.split("=", 1) for w in words if "=" in w)
+        flags = {w for w in words if "=" not in w}
+        known = {"x", "y", "series", "xlabel", "ylabel", "min_x"}
+        min_x = opts.get("min_x", "1")
+        if (
+            kind not in ("bar", "line")
+            or "x" not in opts
+            or "y" not in opts
+            or not set(opts) <= known
+            or not flags <= {"panels"}
+            or not min_x.isdigit()
+        ):
+            raise ReportError(f"{where}: bad @chart '{spec}' ({_CHART_USAGE})")
+
+        def words_of(key: str) -> str | None:  # axis titles are one token: _ stands for a space
+            return opts[key].replace("_", " ") if key in opts else None
+
         y = tuple(opts["y"].split(","))
-        return cls(kind, opts["x"], y, opts.get("series"), opts.get("ylabel"))
+        return cls(
+            kind,
+            opts["x"],
+            y,
+            opts.get("series"),
+            words_of("ylabel"),
+            words_of("xlabel"),
+            int(min_x),
+            "panels" in flags,
+        )
 
 
 @dataclass(frozen=True)
@@ -98,15 +135,23 @@ class Report:
         paragraphs = self.description.split("\n\n")
         return "\n\n".join(p for p in paragraphs if not p.startswith("Parameters:"))
 
+    @property
+    def caption(self) -> str:
+        """The plain-language caption of the HTML page (``@caption``), else the summary."""
+        return self.settings.get("caption") or self.summary
+
+    @property
+    def layout(self) -> str | None:
+        return self.settings.get("layout")
+
 
 def _strip_comments(sql: str) -> str:
     """The SQL without ``--`` comments and string literals (to find ``$names`` in the code)."""
     return re.sub(r"--[^\n]*|'(?:[^']|'')*'", " ", sql)
 
 
-def load_report(path: str | Path) -> Report:
-    path = Path(path)
-    sql = path.read_text(encoding="utf-8")
+def _header(sql: str) -> list[str]:
+    """The opening comment block's lines, after ``--`` (indentation kept, for continuations)."""
     header: list[str] = []
     for line in sql.splitlines():
         stripped = line.strip()
@@ -116,15 +161,32 @@ def load_report(path: str | Path) -> Report:
             if header:
                 header.append("")
             continue
-        header.append(stripped[2:].strip())
+        header.append(stripped[2:].rstrip())
+    return header
+
+
+def _split_header(header: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Settings (``@key: value``, continued by the indented lines after it) and the text lines."""
     settings: dict[str, str] = {}
     text: list[str] = []
+    key = None
     for line in header:
-        m = _SETTING.match(line)
+        m = _SETTING.match(line.strip())
         if m:
-            settings[m.group(1)] = m.group(2).strip()
+            key = m.group(1)
+            settings[key] = m.group(2).strip()
+        elif key and line.startswith("  ") and line.strip():
+            settings[key] = f"{settings[key]} {line.strip()}"
         else:
-            text.append(line)
+            key = None
+            text.append(line.strip())
+    return settings, text
+
+
+def load_report(path: str | Path) -> Report:
+    path = Path(path)
+    sql = path.read_text(encoding="utf-8")
+    settings, text = _split_header(_header(sql))
     while text and not text[0]:
         text.pop(0)
     title = text.pop(0) if text else path.stem.replace("_", " ").capitalize()

@@ -172,7 +172,9 @@ def test_reports_are_listed_with_titles_and_in_order():
     reports = catalog.list_reports()
     names = [r.name for r in reports]
     assert names == [
+        "summary",
         "daily_summary",
+        "cameras",
         "visitors_by_hour",
         "age_gender",
         "age_gender_broad",
@@ -362,7 +364,7 @@ def test_every_format_writes_every_report(output, tmp_path, capsys):
         assert f'id="{n}"' in page
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     charted = [r for r in catalog.list_reports() if r.chart]
-    assert len(images) == len(charted) == 6
+    assert len(images) == len(charted) == 7  # two days and two cameras: every chart applies
     assert all(base64.b64decode(b).startswith(b"\x89PNG\r\n\x1a\n") for b in images)
     assert not re.search(r'(src|href)="(https?:|//|file:)|<link|<script', page)  # self-contained
     assert "wrote" in capsys.readouterr().out

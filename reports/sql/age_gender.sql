@@ -1,4 +1,4 @@
--- Age band x gender
+-- Visitors by age group and gender
 --
 -- Visitors per age band, split by gender, with each band's share of all visitors. Bands are
 -- computed (in _macros.sql) from the estimated `age` (years), not taken from the stored `age_band`, so they
@@ -8,7 +8,10 @@
 -- Every band is listed, with 0 where no visitor falls in it; ages outside all bands are left out.
 --
 -- Parameters: $from, $to (DATE, inclusive), $camera (camera id), NULL = no filter; $age_bands.
--- @chart: bar x=band y=female,male ylabel=visitors
+-- @chart: bar x=band y=female,male xlabel=age_group_(years) ylabel=visitors
+-- @caption: Visitors in each age group, women and men side by side. Ages are estimated from
+--   faces (see the note on the model above): read the overall shape rather than one bar, as a
+--   visitor near the edge of a group may be counted in the next one.
 -- @order: 30
 
 SELECT * FROM age_gender_by_bands($age_bands, $from, $to, $camera)

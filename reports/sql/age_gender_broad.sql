@@ -1,4 +1,4 @@
--- Age band x gender, three broad bands
+-- Visitors by broad age group and gender
 --
 -- Visitors per age band, split by gender, with each band's share of all visitors. Bands are
 -- computed (in _macros.sql) from the estimated `age` (years), not taken from the stored `age_band`, so they
@@ -9,7 +9,9 @@
 --
 -- Parameters: $from, $to (DATE, inclusive), $camera (camera id), NULL = no filter;
 -- $broad_age_bands.
--- @chart: bar x=band y=female,male ylabel=visitors
+-- @chart: bar x=band y=female,male xlabel=age_group_(years) ylabel=visitors
+-- @caption: The same visitors in a few broad age groups, women and men side by side. Broad
+--   groups are less affected by errors in the estimated ages than the detailed ones.
 -- @order: 31
 
 SELECT * FROM age_gender_by_bands($broad_age_bands, $from, $to, $camera)

@@ -5,7 +5,11 @@
 -- A day is the recording day of the video (the `date` partition, from the video's start time).
 --
 -- Parameters: $from, $to (DATE, inclusive) and $camera (camera id); NULL means no filter.
--- @chart: bar x=date y=visitors
+-- The chart is a trend, drawn only when the period has two days with video or more (min_x=2).
+-- @chart: line x=date y=visitors ylabel=visitors min_x=2
+-- @caption: Visitors counted on each day of the period with video, one point per day. Follow
+--   the line for the trend; a day far below its neighbours was either quiet or lost some video
+--   (see Failed videos below).
 -- @order: 10
 
 WITH v AS (

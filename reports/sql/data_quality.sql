@@ -6,7 +6,10 @@
 -- The failed videos themselves, with their errors, are listed by the `failed_videos` report.
 --
 -- Parameters: $from, $to (DATE, inclusive) and $camera (camera id); NULL means no filter.
--- @chart: bar x=date y=visitors,visitors_dropped ylabel=tracks
+-- @chart: bar x=date y=visitors,visitors_dropped ylabel=people_seen
+-- @caption: For each day, the visitors counted beside the faces seen too briefly or too small
+--   to count as a visitor (dropped). Many dropped beside few counted can mean a camera that is
+--   badly placed or needs its lens cleaned.
 -- @order: 50
 
 SELECT

@@ -1,4 +1,4 @@
--- Dwell time distribution
+-- How long visitors stayed
 --
 -- A histogram of how long visitors stayed in front of the kiosk: visitors per dwell-time bucket
 -- and each bucket's share of all visitors. $dwell_buckets lists the buckets' lower edges in
@@ -8,7 +8,11 @@
 -- in no bucket and left out.
 --
 -- Parameters: $from, $to (DATE, inclusive), $camera (camera id), NULL = no filter; $dwell_buckets.
--- @chart: bar x=bucket y=visitors
+-- @chart: bar x=bucket y=visitors xlabel=time_in_front_of_the_kiosk ylabel=visitors
+-- @caption: How long visitors stayed in front of the kiosk: each bar counts the visitors whose
+--   stay fell in that time range, from the shortest stays on the left to the longest on the
+--   right. Passers-by make the bars on the left; visitors who used the kiosk, those further
+--   right.
 -- @order: 40
 
 WITH edges AS (

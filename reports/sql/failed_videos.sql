@@ -4,6 +4,8 @@
 -- remedy is usually in the error; rerunning the analysis for that day retries them.
 --
 -- Parameters: $from, $to (DATE, inclusive) and $camera (camera id); NULL means no filter.
+-- @caption: Videos that could not be analysed, with the reason. Their visitors are missing from
+--   every figure above; rerunning the analysis of that day tries them again.
 -- @order: 51
 
 SELECT

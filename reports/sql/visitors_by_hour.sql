@@ -1,11 +1,14 @@
--- Visitors by hour of day and camera
+-- Visitors by hour of the day
 --
 -- How many visitors each camera saw in each hour of the day (local wall-clock time of the
 -- moment a visitor was first seen), summed over the selected days, with their mean dwell time.
 -- Hours without visitors are left out.
 --
 -- Parameters: $from, $to (DATE, inclusive) and $camera (camera id); NULL means no filter.
--- @chart: bar x=hour y=visitors series=camera
+-- @chart: bar x=hour y=visitors series=camera xlabel=hour_of_the_day ylabel=visitors
+-- @caption: How many visitors arrived in each hour of the day, added up over every day of the
+--   period, one bar per camera (9 is 09:00 to 10:00). The tallest bars are the busy hours;
+--   an hour without a bar had no visitors.
 -- @order: 20
 
 SELECT
