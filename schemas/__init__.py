@@ -3,6 +3,8 @@
 from schemas.tables import (
     DETECTIONS,
     KEY_COLUMNS,
+    PARTITION_COLUMNS,
+    PARTITIONING,
     STATUS_FAILED,
     STATUS_OK,
     TABLES,
@@ -14,6 +16,8 @@ from schemas.tables import (
 __all__ = [
     "DETECTIONS",
     "KEY_COLUMNS",
+    "PARTITION_COLUMNS",
+    "PARTITIONING",
     "STATUS_FAILED",
     "STATUS_OK",
     "TABLES",

@@ -32,6 +32,8 @@ def read_manifest(output: str) -> dict[str, ManifestEntry]:
     ``schemas.views.TablesError`` when a file under the output cannot be read."""
     if is_remote(output):
         return {}
+    # The views give mtime as TIMESTAMPTZ whether a file stored it naive (before the UTC type)
+    # or with its zone, so epoch_us is the instant either way and old videos match unchanged.
     sql = (
         "SELECT video, size_bytes, epoch_us(mtime) / 1e6, fingerprint, model_version, status, "
         "date, camera FROM videos"

@@ -1,6 +1,7 @@
 """Publishing one video's rows as Parquet files, atomically (stage 8, visitors → tables).
 
-Each video owns one file per table, ``<output>/<table>/date=D/camera=C/<video_id>.parquet``. A
+Each video owns one file per table, ``<output>/<table>/date=D/camera=C/<video_id>.parquet``; the
+partition values are the folder names only, not columns of the file (``schemas.tables``). A
 file is written under a temporary name in the same folder and renamed into place, so a reader
 sees the old file or the new one, never half of one; a rerun replaces a video's rows as a whole.
 The ``videos`` file is published last and is the video's commit record: readers (``schemas.views``)
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,7 +40,24 @@ def to_arrow(table: str, rows: list[dict]) -> pa.Table:
             raise ValueError(
                 f"{table} row does not fit the schema: extra {extra}, missing {missing}"
             )
+    _check_zones(table, rows)
     return pa.Table.from_pylist(rows, schema=TABLES[table])
+
+
+def _check_zones(table: str, rows: list[dict]) -> None:
+    """A UTC column takes only aware datetimes and a wall-clock column only naive ones: Arrow
+    would store a naive value as if it were UTC, and an aware one as its UTC time, each silently
+    hours off when a builder hands in the other kind."""
+    for field in TABLES[table]:
+        if not pa.types.is_timestamp(field.type):
+            continue
+        aware = field.type.tz is not None
+        for row in rows:
+            value = row[field.name]
+            if isinstance(value, datetime) and (value.tzinfo is not None) != aware:
+                kind = "a naive" if aware else "an aware"
+                want = "UTC, with its zone" if aware else "naive site-local time"
+                raise ValueError(f"{table}.{field.name} got {kind} datetime {value}: want {want}")
 
 
 def publish(output: str, table: str, rows: list[dict], day: date, camera: str, name: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class VideoKey:
-    """The columns every table carries: which video, which analysis of it, which partition."""
+    """Which video, which analysis of it, which partition (``schemas.publish``'s folder)."""
 
     video_id: str
     analysis_id: str
@@ -25,7 +25,8 @@ class VideoKey:
     date: date
 
     def columns(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every row's key columns; ``camera`` and ``date`` name the folder, not columns."""
+        return {"video_id": self.video_id, "analysis_id": self.analysis_id, "video": self.video}
 
 
 def visitor_rows(key: VideoKey, visitors, video_start: datetime) -> list[dict]:
@@ -85,7 +86,7 @@ def video_row(
         "start_time": record.start_time,
         "start_time_source": record.start_time_source,
         "size_bytes": record.video.size_bytes,
-        "mtime": datetime.fromtimestamp(record.video.mtime, UTC).replace(tzinfo=None),
+        "mtime": datetime.fromtimestamp(record.video.mtime, UTC),
         "fingerprint": record.fingerprint,
         "duration_s": stream.video_duration_s() if stream else None,
         "fps": stream.fps if stream else None,
@@ -104,7 +105,7 @@ def video_row(
         "processing_s": processing_s,
         # UTC, like mtime: the views keep a video's latest analysis by it, which a local clock
         # gets wrong across a DST fall-back hour or between workers in other zones.
-        "processed_at": datetime.now(UTC).replace(tzinfo=None),
+        "processed_at": datetime.now(UTC),
         "model_version": model_version,
         "detector_version": detector_version,
     }

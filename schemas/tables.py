@@ -1,13 +1,38 @@
 """The Parquet tables the analysis writes, defined once.
 
 Every table is Hive-partitioned on disk as ``<table>/date=YYYY-MM-DD/camera=ID/<video_id>.parquet``
-and holds one file per analysed video, so a rerun replaces a video's rows as a whole. The partition
-values are repeated as ordinary columns (``date`` is derived from ``start_time``) so a single file
-is self-describing; DuckDB's ``hive_partitioning`` reads the same values from the path.
+and holds one file per analysed video, so a rerun replaces a video's rows as a whole. ``date``
+(the day of the video's ``start_time``) and ``camera`` live in the folder names only, the standard
+Hive layout that Spark writes: with a column both in the files and in the path, pyarrow, pandas
+and Polars refuse the folder ("Unable to merge: Field date has incompatible types"). The schemas
+below are the files' columns; ``PARTITIONING`` is the path's.
 
-Wall-clock times (``start_time`` and friends) are naive timestamps in the site's local time, the
-clock a store manager reads; see ``pipelines/inputs.py`` for where a video's start time comes from.
-The two bookkeeping times, ``mtime`` and ``processed_at``, are naive UTC.
+Each reader guesses the path's types from the folder names unless told them. Read plainly, a
+folder ``output/visitors`` gives (tests/test_storage_readers.py checks every line):
+
+- DuckDB ``read_parquet('output/visitors/**/*.parquet')``: ``date`` DATE, ``camera`` VARCHAR,
+  but BIGINT when every camera folder is named by a number;
+- pyarrow ``ds.dataset(path, partitioning="hive")``: both strings, ``camera`` int32 likewise;
+- pandas ``pd.read_parquet(path)``: both categoricals of strings, of numbers for such cameras;
+- Polars ``pl.read_parquet(path)``: ``date`` Date, ``camera`` String, Int64 likewise.
+
+The exact types, ``date`` a date and ``camera`` always text:
+
+- DuckDB: ``hive_partitioning = true, hive_types = {'date': DATE, 'camera': VARCHAR}``;
+- pyarrow: ``partitioning=ds.partitioning(PARTITIONING, flavor="hive")``;
+- pandas: the same ``partitioning=`` argument: ``date`` holds ``datetime.date`` objects, or
+  ``date32[pyarrow]`` with ``dtype_backend="pyarrow"``;
+- Polars: ``hive_schema={"date": pl.Date, "camera": pl.String}``.
+
+``schemas.views`` reads through DuckDB with the exact types, and is the only reader of a folder
+that also holds files written before this layout (they repeat ``date`` and ``camera`` and store
+the two UTC times naive): the others refuse such a mix.
+
+Wall-clock times (``start_time``, ``end_time``, ``time``) are naive timestamps on purpose: the
+site's local time, the clock a store manager reads (9:00 is opening time whatever the offset that
+day); see ``pipelines/inputs.py`` for where a video's start time comes from. The two bookkeeping
+times, ``mtime`` and ``processed_at``, are instants: ``timestamp[us, tz=UTC]``, which every reader
+maps to its zone-aware type.
 """
 
 import re
@@ -18,18 +43,22 @@ import pyarrow as pa
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 
-_TS = pa.timestamp("us")
+_TS = pa.timestamp("us")  # site-local wall clock, no zone
+_UTC = pa.timestamp("us", tz="UTC")
 
-# Columns every table carries: which video, which analysis of it, where it sits on disk.
+# Columns every table's files carry: which video, which analysis of it.
 _VIDEO_KEY = [
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("analysis_id", pa.string(), nullable=False),
     pa.field("video", pa.string(), nullable=False),
-    pa.field("camera", pa.string(), nullable=False),
-    pa.field("date", pa.date32(), nullable=False),
 ]
 # A Parquet file under a table's folder that lacks one of these is not one of ours.
 KEY_COLUMNS = tuple(f.name for f in _VIDEO_KEY)
+
+# The folder levels, outermost first: ``date=YYYY-MM-DD/camera=ID``. ``camera`` is text even
+# where a folder is named ``1``.
+PARTITIONING = pa.schema([pa.field("date", pa.date32()), pa.field("camera", pa.string())])
+PARTITION_COLUMNS = tuple(PARTITIONING.names)
 
 
 def camera_id(name: str) -> str:
@@ -46,7 +75,7 @@ VIDEOS = pa.schema(
         pa.field("start_time", _TS, nullable=False),
         pa.field("start_time_source", pa.string(), nullable=False),
         pa.field("size_bytes", pa.int64(), nullable=False),
-        pa.field("mtime", _TS, nullable=False),  # file modification time, UTC
+        pa.field("mtime", _UTC, nullable=False),  # file modification time, UTC
         pa.field("fingerprint", pa.string(), nullable=False),
         pa.field("duration_s", pa.float64()),
         pa.field("fps", pa.float64()),
@@ -63,7 +92,7 @@ VIDEOS = pa.schema(
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
         pa.field("processing_s", pa.float64(), nullable=False),
-        pa.field("processed_at", _TS, nullable=False),  # when this analysis was written, UTC
+        pa.field("processed_at", _UTC, nullable=False),  # when this analysis was written, UTC
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("detector_version", pa.string(), nullable=False),
     ]
@@ -112,3 +141,12 @@ DETECTIONS = pa.schema(
 )
 
 TABLES = {"videos": VIDEOS, "visitors": VISITORS, "detections": DETECTIONS}
+
+
+def with_partitions(schema: pa.Schema) -> pa.Schema:
+    """A table as readers see it: the files' columns with the path's ``camera`` and ``date``
+    after the key, where they stood when the files held them."""
+    fields = [*schema]
+    at = len(_VIDEO_KEY)
+    partitions = [PARTITIONING.field(n).with_nullable(False) for n in ("camera", "date")]
+    return pa.schema(fields[:at] + partitions + fields[at:])

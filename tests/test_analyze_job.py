@@ -130,13 +130,13 @@ def test_rerun_after_fixing_and_force(tiny_model, tmp_path, east_of_utc):
     write_clip(root / "cam" / "20261122_100000.mp4", seconds=1, fps=10)
     (root / "cam" / "20261122_110000.mp4").write_bytes(b"")
     out = tmp_path / "out"
-    before = datetime.now(UTC).replace(tzinfo=None)
+    before = datetime.now(UTC)
     assert run_job(tiny_model, root, out) == 1
     write_clip(root / "cam" / "20261122_110000.mp4", seconds=1, fps=10)  # recording recovered
     assert run_job(tiny_model, root, out) == 0
     stamps = connect(str(out)).execute("SELECT processed_at FROM videos").fetchall()
     # UTC, not the site's clock (which is 9 h ahead here)
-    assert all(before <= t <= datetime.now(UTC).replace(tzinfo=None) for (t,) in stamps)
+    assert all(before <= t <= datetime.now(UTC) for (t,) in stamps)
     assert [r[2] for r in videos(out)] == ["ok", "ok"]
     ids = connect(str(out)).execute("SELECT analysis_id FROM videos ORDER BY video").fetchall()
     assert run_job(tiny_model, root, out, "--force") == 0

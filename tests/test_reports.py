@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -60,8 +60,10 @@ def _band(age: float) -> str:
 
 
 def _write(output: Path, table: str, rows: list[dict], name: str) -> None:
-    """Publish rows the way the pipeline does (one file per video in its date/camera partition)."""
-    publish(str(output), table, rows, rows[0]["date"], rows[0]["camera"], name)
+    """Publish rows the way the pipeline does (one file per video in its date/camera partition,
+    whose folder names hold those two, not the file)."""
+    files = [{k: v for k, v in row.items() if k not in ("date", "camera")} for row in rows]
+    publish(str(output), table, files, rows[0]["date"], rows[0]["camera"], name)
 
 
 def _video(vid, day, camera, status, error, decoded, analysed, kept, dropped) -> dict:
@@ -76,7 +78,7 @@ def _video(vid, day, camera, status, error, decoded, analysed, kept, dropped) ->
         "start_time": start,
         "start_time_source": "filename",
         "size_bytes": 1000,
-        "mtime": start,
+        "mtime": start.replace(tzinfo=UTC),
         "fingerprint": f"fp-{vid}",
         "duration_s": 3600.0 if status == "ok" else None,
         "fps": 5.0,
@@ -93,7 +95,7 @@ def _video(vid, day, camera, status, error, decoded, analysed, kept, dropped) ->
         "status": status,
         "error": error,
         "processing_s": 60.0,
-        "processed_at": start + timedelta(days=1),
+        "processed_at": start.replace(tzinfo=UTC) + timedelta(days=1),
         "model_version": "m1",
         "detector_version": "d1",
     }

@@ -13,7 +13,7 @@ SELECT
     camera,
     video,
     error,
-    processed_at AS processed_at_utc  -- the job's clock; the other times are the site's
+    timezone('UTC', processed_at) AS processed_at_utc  -- the job's clock; the other times are the site's
 FROM videos
 WHERE status = 'failed'
   AND ($from IS NULL OR date >= $from)
