@@ -39,6 +39,9 @@ DEV = [
     # Drives the system's Chromium (Debian's `chromium` package) in tests/test_report_page.py to
     # check the HTML report renders; the test skips where no chromium is installed.
     "playwright==1.65.2",
+    # Read the output folders in tests/test_storage_readers.py, as users' tools do.
+    "pandas==3.1.1",
+    "polars==2.1.0",
 ]
 
 setup(
