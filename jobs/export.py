@@ -30,7 +30,7 @@ from common.messages import first_line
 from jobs.cli import ArgumentParser, UserError, one_line_warnings, run, setup_logging
 from model import datasets
 from model.network import Ensemble, count_flops, count_params
-from model.onnx_export import LICENSE, export_onnx, head_labels, load_checkpoint, parity
+from model.onnx_export import export_onnx, head_labels, license_text, load_checkpoint, parity
 from model.preprocess import DecodeError, decode_rgb, normalize, prepare_chip
 from model.quantize import half_weights, quantize
 from model.template import estimate_template
@@ -199,20 +199,26 @@ def load_members(ckpt_paths: list[Path]):
     first = loaded[0][1]
     for path, (_, ckpt) in zip(ckpt_paths[1:], loaded[1:], strict=True):
         for key in SAME_IN_EVERY_MEMBER:
-            if ckpt[key] != first[key]:
+            if _shared(ckpt, key) != _shared(first, key):
                 raise UserError(
                     f"{path} differs from {ckpt_paths[0]} in {key} ({ckpt[key]} vs "
                     f"{first[key]}): ensemble members must share input size, mean, std, crop "
                     "and split"
                 )
-        if ckpt["config"]["model"]["heads"] != first["config"]["model"]["heads"]:
-            raise UserError(
-                f"{path} has other heads than {ckpt_paths[0]}: ensemble members must share them"
-            )
     ckpts = [ckpt for _, ckpt in loaded]
     if len(loaded) == 1:
         return loaded[0][0], ckpts
-    return Ensemble([model for model, _ in loaded]).eval(), ckpts
+    try:
+        return Ensemble([model for model, _ in loaded]).eval(), ckpts
+    except ValueError as e:
+        raise UserError(f"{e}: the runs cannot be averaged into one file") from None
+
+
+def _shared(ckpt: dict, key: str):
+    """What members must agree on; of the split, the UTKFace part (a member trained on further
+    sets also records how those were split)."""
+    value = ckpt[key]
+    return (value["seed"], value["val_fraction"]) if key == "split" else value
 
 
 def architecture(ckpts: list[dict]) -> str:
@@ -286,33 +292,65 @@ def model_spec(args, ckpts: list[dict], template, params: int, flops: int) -> Mo
     """The file's metadata (``schemas.model_file.ModelSpec``) from the first member's
     checkpoint, the template and the network's size."""
     ckpt = ckpts[0]
-    cfg, size, split = ckpt["config"], int(ckpt["input_size"]), ckpt["split"]
+    cfg, size = ckpt["config"], int(ckpt["input_size"])
     name = "+".join(Path(run).name for run in args.run)
     version = (
         args.version or f"{cfg['model']['backbone']}-{size}px-{name}-{time.strftime('%Y%m%d')}"
     )
-    data_name = Path(args.manifest).name if args.manifest else Path(args.data).name
+    heads = _heads(ckpts)
     return ModelSpec(
         input_size=size,
         mean=tuple(float(v) for v in ckpt["mean"]),
         std=tuple(float(v) for v in ckpt["std"]),
         crop_template=tuple((float(x), float(y)) for x, y in template),
-        heads=head_labels(cfg["model"]["heads"]),
+        heads=head_labels(heads),
         model_version=version,
-        training_data=f"{data_name} ({ckpt['n_train']} training faces)",
-        license=LICENSE,
+        training_data=_training_data(args, ckpts),
+        license=license_text(heads),
         extra={
             "architecture": architecture(ckpts),
             "age_output": "expected age in years: sum_k k * softmax(age_logits)_k, k = 0..100",
             "chip_crop": str(float(ckpt["crop"])),
             "chip_preprocess": "centred square crop of chip_crop * shorter side, area resize",
-            "val_split": json.dumps(
-                {"seed": split["seed"], "val_fraction": split["val_fraction"], "hash": "sha1"}
-            ),
+            "val_split": json.dumps(_val_split(ckpts)),
             "params": str(params),
             "flops_per_face": str(flops),
         },
     )
+
+
+def _heads(ckpts: list[dict]) -> dict[str, int]:
+    """Every head of the members, in the order they first appear."""
+    heads: dict[str, int] = {}
+    for c in ckpts:
+        for name, n in c["config"]["model"]["heads"].items():
+            heads.setdefault(name, n)
+    return heads
+
+
+def _training_data(args, ckpts: list[dict]) -> str:
+    """The face sets the members were trained on, with the training faces of each member."""
+    sets = []
+    for c in ckpts:
+        for path in c.get("data") if isinstance(c.get("data"), list) else [args.data]:
+            if Path(path).name not in sets:
+                sets.append(Path(path).name)
+    if args.manifest:
+        sets[0] = Path(args.manifest).name
+    faces = ", ".join(str(c["n_train"]) for c in ckpts)
+    return f"{' + '.join(sets)} (training faces per member: {faces})"
+
+
+def _val_split(ckpts: list[dict]) -> dict:
+    """How the validation faces were held out: UTKFace faces by file name, grouped sets (the
+    mask crops) by photo."""
+    split = {"seed": ckpts[0]["split"]["seed"], "val_fraction": ckpts[0]["split"]["val_fraction"]}
+    grouped = [
+        c["split"]["group_val_fraction"] for c in ckpts if "group_val_fraction" in c["split"]
+    ]
+    if grouped:
+        split["group_val_fraction"] = grouped[0]
+    return {**split, "hash": "sha1"}
 
 
 def store_half_weights(model, out: Path, inputs: np.ndarray) -> dict[str, float]:

@@ -25,24 +25,33 @@ from model.train_config import TrainConfig, load_config
 from model.training import (
     build_network,
     evaluate,
-    load_faces,
     load_init,
     make_optimizer,
     make_scheduler,
     save_checkpoint,
     seed_everything,
-    steps_per_epoch,
     train_one_epoch,
     write_history,
     write_run_config,
 )
+from model.training_data import load_faces, steps_per_epoch, write_split
 
 
 def get_args_parser() -> ArgumentParser:
     ap = ArgumentParser(prog="python -m jobs.train", description=__doc__)
     ap.add_argument("--config", required=True, help="YAML training config")
-    ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
-    ap.add_argument("--manifest", help="CSV path,age,gender[,race] (paths relative to the CSV)")
+    ap.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="a labelled face set, folder or .tar.gz; repeat it for several: UTKFace first (age, "
+        "gender), then an emotion set (FER-2013 layout) or mask crops (labels.csv); each head "
+        "learns from the faces labelled for it",
+    )
+    ap.add_argument(
+        "--manifest",
+        help="CSV path,age,gender[,race] replacing the first --data (paths relative to the CSV)",
+    )
     ap.add_argument("--run-dir", required=True, help="output folder for config, metrics, final.pt")
     ap.add_argument(
         "--init",
@@ -88,16 +97,18 @@ def train(args) -> int:
     device = choose_device(cfg)
     amp = device.type == "cuda" and cfg.train.amp in ("auto", True)
     try:
-        faces = load_faces(cfg, args.data, args.manifest, run_dir, log)
+        faces = load_faces(cfg, args.data, args.manifest, log)
     except datasets.DataError as e:
         raise UserError(str(e)) from None
+    write_split(run_dir / "split.json", faces)
     write_run_config(run_dir, cfg, args.data, args.manifest, args.init)
     model = build_network(cfg.model, init_state, device, cfg.train.channels_last)
     if args.init:
         log(f"fine-tuning from {args.init}")
     params, flops = count_params(model), count_flops(model, cfg.data.input_size)
     log(f"model {cfg.model.backbone} params={params} flops/face={flops / 1e9:.3f}G")
-    criterion = MultiTaskLoss(cfg.loss)
+    train_labels = {k: v[faces.train] for k, v in faces.targets.items()}
+    criterion = MultiTaskLoss(cfg.loss, train_labels, cfg.model.heads)
     optimizer = make_optimizer(model, cfg.train)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch(faces, cfg))
@@ -120,7 +131,7 @@ def train(args) -> int:
     save_checkpoint(
         run_dir / "final.pt", model, cfg, faces, train_seconds=train_s, steps=steps,
         epochs_run=steps / steps_per_epoch(faces, cfg), params=params, flops=flops,
-        data=str(args.data), init=args.init, final_metrics=history[-1],
+        data=list(args.data), init=args.init, final_metrics=history[-1],
     )  # fmt: skip
     log(f"done in {train_s / 60:.1f} min -> {run_dir / 'final.pt'}")
     return 0

@@ -1,12 +1,15 @@
-"""Face data sources: UTKFace (folder or .tar.gz) and a generic CSV manifest; split; uint8 cache.
-
-Torch-free: training and evaluation both read faces through here.
+"""Face records and their images: UTKFace (folder or .tar.gz), a CSV face list, the split, the
+uint8 cache. The other labelled face sets (emotion, mask status) are read by
+``model.face_sets`` into the same records. Torch-free: training and evaluation both read faces
+through here.
 
 * UTKFace names: ``<age>_<gender>_<race>_<datetime>.jpg.chip.jpg``, gender 0 = male, 1 = female,
   race 0 white, 1 black, 2 asian, 3 indian, 4 other. Malformed names are skipped with a warning.
 * Manifest: CSV with header ``path,age,gender`` (optional ``race``), paths relative to the CSV.
-* Split: a face is in the validation part when a seeded SHA-1 of its file name falls below
-  ``val_fraction``, so the split depends only on the names and the seed, never on file order.
+* Split: a face is in the validation part when a seeded SHA-1 of its file name (or of its
+  group, e.g. the photo a face was cut from) falls below ``val_fraction``, so the split depends
+  only on the names and the seed, never on file order; a set that comes split (FER-2013's
+  folders) keeps its own split.
 """
 
 from __future__ import annotations
@@ -37,10 +40,17 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class FaceRecord:
+    """One labelled face image; -1 where its set has no label of that kind."""
+
     path: str  # member name in the tar, or path relative to the folder / manifest directory
     age: int  # years, clipped to 0..MAX_AGE
     gender: int  # 0 male, 1 female, -1 unknown
     race: int = -1  # UTKFace race group, -1 unknown
+    mask: int = -1  # index in schemas.model_file.CLASS_NAMES["mask"]
+    emotion: int = -1  # index in schemas.model_file.CLASS_NAMES["emotion"]
+    box: tuple[float, float, float, float] | None = None  # the face in a loose crop, pixels
+    group: str = ""  # faces of one group (one photo) fall on the same side of the split
+    split: str = ""  # "train" or "val" where the set comes split
 
     @property
     def key(self) -> str:
@@ -149,10 +159,12 @@ def is_val(key: str, seed: int, val_fraction: float) -> bool:
 def split_records(
     records: list[FaceRecord], seed: int, val_fraction: float
 ) -> tuple[list[FaceRecord], list[FaceRecord]]:
-    """(train, val) by a seeded stable hash of each file name."""
+    """(train, val): the set's own split where it has one, else a seeded stable hash of each
+    face's group or file name."""
     train, val = [], []
     for r in records:
-        (val if is_val(r.key, seed, val_fraction) else train).append(r)
+        in_val = r.split == "val" if r.split else is_val(r.group or r.key, seed, val_fraction)
+        (val if in_val else train).append(r)
     return train, val
 
 
@@ -179,22 +191,24 @@ def load_images(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode and prepare every record -> (uint8 [N, size, size, 3], bool ok[N]).
 
-    ``prepare(rgb) -> size x size x 3 uint8`` replaces ``prepare_chip(rgb, size, crop)`` when
-    given. Reads a tar archive in one sequential pass; unreadable images are warned about and
-    left black with ``ok`` False.
+    ``prepare(rgb, record) -> size x size x 3 uint8`` replaces ``prepare_chip(rgb, size, crop)``
+    when given (``model.alignment`` aligns loose crops through it). Reads a tar archive in one
+    sequential pass; unreadable images are left black with ``ok`` False and counted in one
+    warning.
     """
     root = Path(root)
     out = np.zeros((len(records), size, size, 3), np.uint8)
     ok = np.zeros(len(records), bool)
     index = {r.path: i for i, r in enumerate(records)}
+    unreadable: list[str] = []
 
     def put(i: int, data: bytes, name: str) -> None:
         try:
             rgb = decode_rgb(data)
-            out[i] = prepare(rgb) if prepare else prepare_chip(rgb, size, crop)
+            out[i] = prepare(rgb, records[i]) if prepare else prepare_chip(rgb, size, crop)
             ok[i] = True
         except DecodeError:
-            warnings.warn(f"cannot decode {name}, skipped", stacklevel=3)
+            unreadable.append(name)
 
     if root.is_file() and is_tar(root):
         try:
@@ -208,19 +222,21 @@ def load_images(
     else:
         for r, i in index.items():
             p = root / r
-            if not p.is_file():
-                warnings.warn(f"image not found: {p}, skipped", stacklevel=2)
-                continue
-            put(i, p.read_bytes(), str(p))
+            if p.is_file():
+                put(i, p.read_bytes(), str(p))
+            else:
+                unreadable.append(str(p))
+    if unreadable:
+        shown = ", ".join(os.path.basename(n) for n in unreadable[:3])
+        warnings.warn(f"skipped {len(unreadable)} unreadable image(s): {shown}", stacklevel=2)
     return out, ok
 
 
+LABELS = ("age", "gender", "race", "mask", "emotion")
+
+
 def labels_array(records: list[FaceRecord]) -> dict[str, np.ndarray]:
-    return {
-        "age": np.array([r.age for r in records], np.int64),
-        "gender": np.array([r.gender for r in records], np.int64),
-        "race": np.array([r.race for r in records], np.int64),
-    }
+    return {k: np.array([getattr(r, k) for r in records], np.int64) for k in LABELS}
 
 
 def cached_images(
@@ -229,14 +245,16 @@ def cached_images(
     size: int,
     crop: float,
     cache_dir: str | Path | None = "cache",
+    prepare=None,
+    prepare_key: str = "",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``load_images`` memoised in ``cache_dir`` (keyed by source, its mtime/size, records, size,
-    crop); pass ``cache_dir=None`` to disable."""
+    crop and ``prepare_key``, which names what ``prepare`` does); ``cache_dir=None``: no cache."""
     if cache_dir is None:
-        return load_images(records, root, size, crop)
+        return load_images(records, root, size, crop, prepare)
     root = Path(root)
     h = hashlib.sha1()
-    h.update(f"{root.resolve()}|{size}|{crop}|v1".encode())
+    h.update(f"{root.resolve()}|{size}|{crop}|{prepare_key}|v1".encode())
     if root.is_file():
         st = root.stat()
         h.update(f"{st.st_mtime_ns}|{st.st_size}".encode())
@@ -250,7 +268,7 @@ def cached_images(
     if path.is_file():
         with np.load(path) as z:
             return z["images"], z["ok"]
-    images, ok = load_images(records, root, size, crop)
+    images, ok = load_images(records, root, size, crop, prepare)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, images=images, ok=ok)

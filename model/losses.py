@@ -7,7 +7,10 @@ Age (101 classes, one per year) supports:
 * ``mean_variance``: ``ce`` plus Pan et al.'s mean loss ``(E[a] - age)^2 / 2`` and variance loss
   ``Var[a]`` weighted by ``mean_weight`` / ``variance_weight``.
 ``l1_weight`` adds ``|E[a] - age|`` to any of them. Every other head is cross-entropy with
-``label_smoothing``; labels of -1 (unknown) are ignored.
+``label_smoothing`` and, with ``class_weight_power`` p > 0, each class weighted by its share of
+the training labels to the power -p (rare classes, such as disgust or a mask worn wrongly,
+count more). Labels of -1 (unknown: a face from a set without that label) are ignored, so each
+head learns only from the faces labelled for it.
 """
 
 from __future__ import annotations
@@ -57,16 +60,33 @@ def age_loss(logits: torch.Tensor, age: torch.Tensor, cfg: AgeLossConfig) -> tor
     return loss
 
 
+def class_weights(labels, classes: int, power: float) -> torch.Tensor | None:
+    """Per-class loss weights ``share ** -power`` normalised to a labelled-face mean of 1 (None
+    for power 0): ``labels`` are a head's training labels, -1 for unlabelled faces."""
+    if not power:
+        return None
+    y = torch.as_tensor(labels)
+    counts = torch.bincount(y[y >= 0], minlength=classes).double().clamp(min=1)
+    w = (counts / counts.sum()) ** -power
+    return (w / (w * counts).sum() * counts.sum()).float()
+
+
 class MultiTaskLoss:
-    """Callable ``(outputs, targets) -> (total, {head: loss})`` built from the ``loss:`` config.
+    """Callable ``(outputs, targets) -> (total, {head: loss})`` built from the ``loss:`` config
+    and, for ``class_weight_power``, the training labels of each head.
 
     Heads absent from ``targets`` or whose labels are all -1 contribute nothing.
     """
 
-    def __init__(self, cfg: LossConfig):
+    def __init__(self, cfg: LossConfig, train_labels: Mapping | None = None, heads=None):
         self.weights = {k: float(v) for k, v in cfg.weights.items()}
         self.age_cfg = cfg.age
         self.label_smoothing = float(cfg.label_smoothing)
+        self.class_weights = {
+            head: class_weights(train_labels[head], n, cfg.class_weight_power)
+            for head, n in (heads or {}).items()
+            if head != "age" and train_labels is not None and head in train_labels
+        }
 
     def __call__(
         self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
@@ -82,8 +102,12 @@ class MultiTaskLoss:
             if name == "age":
                 parts[name] = age_loss(logits[known], y[known], self.age_cfg)
             else:
+                weight = self.class_weights.get(name)
                 parts[name] = F.cross_entropy(
-                    logits[known].float(), y[known], label_smoothing=self.label_smoothing
+                    logits[known].float(),
+                    y[known],
+                    weight=None if weight is None else weight.to(logits.device),
+                    label_smoothing=self.label_smoothing,
                 )
         if not parts:
             raise ValueError("no head has labels in this batch")

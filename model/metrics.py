@@ -1,4 +1,5 @@
-"""Age/gender metrics in plain numpy (no torch): used by training logs and ``jobs.evaluate``."""
+"""Metrics in plain numpy (no torch) for training logs and ``jobs.evaluate``: age, gender, the
+classification heads (mask status, emotion), and paired comparisons of two models."""
 
 from __future__ import annotations
 
@@ -209,3 +210,62 @@ def format_comparison(c: dict, name_a: str = "a", name_b: str = "b", unit: str =
             f"{c['gender_only_b']}, exact McNemar p = {c['gender_p']:.3f}",
         ]
     )
+
+
+def class_metrics(true, probs, names: tuple[str, ...] | None = None) -> dict:
+    """A classification head's accuracy, macro-F1 (the mean of the classes' F1, so a rare class
+    counts as much as a common one), per-class recall and the [true, predicted] confusion
+    matrix, over the items with a label (>= 0)."""
+    t = np.asarray(true, np.int64)
+    p = np.asarray(probs, np.float64)
+    known = t >= 0
+    t, pred = t[known], p[known].argmax(1)
+    k = p.shape[1]
+    names = tuple(names) if names and len(names) == k else tuple(str(i) for i in range(k))
+    if t.size == 0:
+        return {"n": 0}
+    cm = confusion_matrix(t, pred, k)
+    recall = np.diag(cm) / np.maximum(cm.sum(1), 1)
+    precision = np.diag(cm) / np.maximum(cm.sum(0), 1)
+    f1 = np.where(recall + precision > 0, 2 * recall * precision / (recall + precision + 1e-12), 0)
+    present = cm.sum(1) > 0
+    return {
+        "n": int(t.size),
+        "accuracy": float((pred == t).mean()),
+        "macro_f1": float(f1[present].mean()),
+        "recall": {n: float(r) for n, r, ok in zip(names, recall, present, strict=True) if ok},
+        "classes": list(names),
+        "confusion": cm.tolist(),
+    }
+
+
+def format_class_report(head: str, m: dict) -> str:
+    """A head's figures as lines: accuracy, macro-F1, recall per class, confusion matrix."""
+    if not m.get("n"):
+        return f"{head}: no labelled faces"
+    width = max(len(c) for c in m["classes"])
+    lines = [
+        f"{head} ({m['n']} faces): accuracy {100 * m['accuracy']:.2f} %, macro-F1 "
+        f"{m['macro_f1']:.3f}",
+        "  recall   " + ", ".join(f"{c} {100 * r:.1f} %" for c, r in m["recall"].items()),
+        "  confusion (rows true, columns predicted):",
+        "  " + " " * width + " " + " ".join(f"{c[:7]:>7}" for c in m["classes"]),
+    ]
+    for name, row in zip(m["classes"], m["confusion"], strict=True):
+        lines.append(f"  {name:>{width}} " + " ".join(f"{v:>7}" for v in row))
+    return "\n".join(lines)
+
+
+def paired_classes(right_a, right_b) -> dict:
+    """Two models on the same labelled items of one head: right with each, right with one only,
+    and the exact McNemar p."""
+    ra, rb = np.asarray(right_a, bool), np.asarray(right_b, bool)
+    only_a, only_b = int((ra & ~rb).sum()), int((rb & ~ra).sum())
+    return {
+        "n": int(ra.size),
+        "right_a": int(ra.sum()),
+        "right_b": int(rb.sum()),
+        "only_a": only_a,
+        "only_b": only_b,
+        "p": mcnemar_exact_p(only_a, only_b),
+    }

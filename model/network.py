@@ -87,25 +87,31 @@ class MultiTaskNet(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """Several trained networks with the same heads, answering as one: each head's output is
-    the log of the members' mean class probabilities, so a softmax of it gives that mean (what
-    averaging does for accuracy, and the expected age stays a mean over the averaged
+    """Several trained networks answering as one: each head's output is the log of the mean
+    class probabilities of the members that have that head, so a softmax of it gives that mean
+    (what averaging does for accuracy; the expected age stays a mean over the averaged
     distribution). Members differ by seed or recipe; averaging removes the part of each one's
-    error that is seed noise, which averaging one person's frames cannot."""
+    error that is seed noise, which averaging one person's frames cannot. A member may have
+    heads the others lack (a member trained on more label sets): those heads are its alone."""
 
     def __init__(self, members: Sequence[nn.Module]):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        heads = dict(members[0].head_classes)
-        for m in members[1:]:
-            if dict(m.head_classes) != heads:
-                raise ValueError(f"ensemble members differ in heads: {m.head_classes} vs {heads}")
+        heads: dict[str, int] = {}
+        for m in members:
+            for name, n in m.head_classes.items():
+                if heads.setdefault(name, n) != n:
+                    raise ValueError(f"ensemble members differ in the classes of head {name}")
         self.members = nn.ModuleList(members)
         self.head_classes = heads
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return mean_probabilities([m(x) for m in self.members], self.head_classes)
+        outs = [m(x) for m in self.members]
+        return {
+            head: mean_probabilities([o for o in outs if head in o], [head])[head]
+            for head in self.head_classes
+        }
 
 
 def mean_probabilities(

@@ -3,8 +3,8 @@
 The exported graph has one input, ``image`` (float32 [N, 3, S, S], RGB, ``(x/255 - mean)/std``),
 and the outputs ``age_logits`` [N, 101], ``gender_logits`` [N, 2], ``age`` [N] (expected age in
 years, softmax-weighted mean of the classes, computed in the graph), ``gender_prob`` [N]
-(P(female), in the graph) and ``<head>_logits`` for any further head. Metadata follow
-``schemas.model_file.ModelSpec``.
+(P(female), in the graph) and, for any further head (mask, emotion), ``<head>_logits`` and its
+class probabilities ``<head>_prob``. Metadata follow ``schemas.model_file.ModelSpec``.
 """
 
 from __future__ import annotations
@@ -21,16 +21,33 @@ from torch import nn
 from common.sessions import cpu_session
 from model.network import MultiTaskNet, build_model
 from model.train_config import model_config
-from schemas.model_file import INPUT_NAME, ModelSpec
+from schemas.model_file import CLASS_NAMES, INPUT_NAME, ModelSpec
 
 LICENSE = (
     "Trained on UTKFace (non-commercial research use only); this model inherits that: "
     "non-commercial research use only."
 )
+# The sets the further heads learn from, and their terms.
+HEAD_DATA = {
+    "emotion": "FER-2013 (research use)",
+    "mask": "face-mask-dataset-ilc-2021 (research use)",
+}
+
+
+def license_text(heads) -> str:
+    """The file's licence line: UTKFace's terms, and those of the sets its further heads were
+    trained on."""
+    others = [HEAD_DATA[h] for h in heads if h in HEAD_DATA]
+    if not others:
+        return LICENSE
+    return (
+        f"Trained on UTKFace (non-commercial research use only) and {' and '.join(others)}; "
+        "this model inherits that: non-commercial research use only."
+    )
 
 
 class ExportWrapper(nn.Module):
-    """``image -> (age_logits, gender_logits, age, gender_prob, *<head>_logits)``."""
+    """``image -> (age_logits, gender_logits, age, gender_prob, *<head>_logits, *<head>_prob)``."""
 
     def __init__(self, model: MultiTaskNet):
         super().__init__()
@@ -41,15 +58,16 @@ class ExportWrapper(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        return ["age_logits", "gender_logits", "age", "gender_prob"] + [
-            f"{h}_logits" for h in self.extra
-        ]
+        extra = [f"{h}_logits" for h in self.extra] + [f"{h}_prob" for h in self.extra]
+        return ["age_logits", "gender_logits", "age", "gender_prob", *extra]
 
     def forward(self, image: torch.Tensor):
         out = self.model(image)
         age = (torch.softmax(out["age"], dim=1) * self.ages).sum(dim=1)
         gender_prob = torch.softmax(out["gender"], dim=1)[:, 1]
-        return (out["age"], out["gender"], age, gender_prob, *[out[h] for h in self.extra])
+        logits = [out[h] for h in self.extra]
+        probs = [torch.softmax(v, dim=1) for v in logits]
+        return (out["age"], out["gender"], age, gender_prob, *logits, *probs)
 
 
 def load_checkpoint(path: str | Path) -> tuple[MultiTaskNet, dict]:
@@ -62,13 +80,12 @@ def load_checkpoint(path: str | Path) -> tuple[MultiTaskNet, dict]:
 
 
 def head_labels(heads: Mapping[str, int]) -> dict[str, list[str]]:
-    """Class names per head: ages '0'..'100', gender male/female, others '0'..'k-1'."""
+    """Class names per head: those of ``schemas.model_file.CLASS_NAMES`` where the head has that
+    many classes, else '0'..'k-1' (ages are years)."""
     out = {}
     for name, n in heads.items():
-        if name == "gender" and n == 2:
-            out[name] = ["male", "female"]
-        else:
-            out[name] = [str(i) for i in range(n)]
+        names = CLASS_NAMES.get(name, ())
+        out[name] = list(names) if len(names) == n else [str(i) for i in range(n)]
     return out
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from common import config
 from common.config import ConfigError, require
+from model.face_sets import KINDS as FACE_SETS
 
 DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
 BACKBONES = ("resnet18", "resnet34", "resnet50")
@@ -33,6 +34,7 @@ class DataConfig:
     std: tuple[float, float, float]
     split_seed: int
     val_fraction: float
+    group_val_fraction: float
     cache_dir: str | None
 
     def __post_init__(self):
@@ -41,6 +43,7 @@ class DataConfig:
         require(len(self.mean) == 3 and len(self.std) == 3, "data.mean and data.std: 3 numbers")
         require(all(s > 0 for s in self.std), "data.std must be positive")
         require(0 <= self.val_fraction < 1, "data.val_fraction must be in [0, 1)")
+        require(0 <= self.group_val_fraction < 1, "data.group_val_fraction must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,11 @@ class LossConfig:
     weights: dict[str, float]
     age: AgeLossConfig
     label_smoothing: float
+    class_weight_power: float
 
     def __post_init__(self):
         require(0 <= self.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)")
+        require(0 <= self.class_weight_power <= 1, "loss.class_weight_power must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -129,9 +134,14 @@ class SamplingConfig:
     balanced: bool
     bin_years: int
     power: float
+    repeats: dict[str, float]
 
     def __post_init__(self):
         require(self.bin_years >= 1, "sampling.bin_years must be at least 1")
+        require(
+            set(self.repeats) <= set(FACE_SETS) and all(r > 0 for r in self.repeats.values()),
+            f"sampling.repeats: a positive number per face set ({', '.join(FACE_SETS)})",
+        )
 
 
 def _probability(value: float, name: str) -> None:
@@ -196,8 +206,8 @@ class TrainConfig:
 def load_config(
     path: str | Path | None = None, variant: str | None = None, finetune: bool = False
 ) -> TrainConfig:
-    """The config of a run: the defaults, the file at ``path`` laid over them, then
-    ``variants.<variant>`` and, for a fine-tuning, the ``finetune`` section."""
+    """The config of a run: the defaults, the file at ``path`` laid over them, then, for a
+    fine-tuning, the ``finetune`` section, and last ``variants.<variant>``."""
     raw = config.read_yaml(DEFAULTS_FILE)
     if path is not None:
         raw = config.merge(raw, config.read_yaml(path), TrainConfig)
@@ -210,10 +220,10 @@ def load_config(
     if variant is not None and variant not in variants:
         known = ", ".join(variants) or "none"
         raise ConfigError(f"no variant '{variant}' in the config (it has: {known})")
-    if variant is not None:
-        raw = _with_overlay(raw, variants[variant], f"variants.{variant}.")
     if finetune:
         raw = _with_overlay(raw, overlays["finetune"], "finetune.")
+    if variant is not None:  # last: a recipe that is a fine-tuning sets its own schedule
+        raw = _with_overlay(raw, variants[variant], f"variants.{variant}.")
     return config.build(TrainConfig, raw)
 
 

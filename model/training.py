@@ -11,24 +11,24 @@ network's input, through the augmentation of ``model.augment`` in training.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-from model import datasets
 from model.augment import augment, random_erase
 from model.losses import MultiTaskLoss, expected_age
-from model.metrics import age_metrics, gender_metrics
+from model.metrics import age_metrics, class_metrics, gender_metrics
 from model.network import MultiTaskNet, build_model
 from model.train_config import ModelConfig, OptimConfig, TrainConfig, as_plain, model_config
+from model.training_data import Faces, epoch_batches
 
 
 def seed_everything(seed: int) -> None:
@@ -110,79 +110,34 @@ def predict(model, images: torch.Tensor, mean, std, batch: int = 512) -> dict[st
     return {k: torch.cat(v) for k, v in outs.items()}
 
 
-@dataclass
-class Faces:
-    """The decoded faces of a run (uint8 N x S x S x 3, as cached), their labels and split."""
-
-    images: torch.Tensor
-    labels: dict[str, np.ndarray]
-    targets: dict[str, torch.Tensor]  # the labels of the network's heads
-    train: np.ndarray  # indices of the readable training faces
-    val: np.ndarray
-
-
-def load_faces(cfg: TrainConfig, data: str, manifest: str | None, run: Path, log) -> Faces:
-    """The run's faces decoded at the input size (from the cache when there), split by the
-    seeded hash of their names; the split is written to the run folder."""
-    d = cfg.data
-    records = datasets.load_records(data, manifest)
-    root = datasets.image_root(data, manifest)
-    train_recs, val_recs = datasets.split_records(records, d.split_seed, d.val_fraction)
-    datasets.write_split(
-        run / "split.json", train_recs, val_recs, seed=d.split_seed, val_fraction=d.val_fraction
-    )
-    t0 = time.time()
-    images, ok = datasets.cached_images(records, root, d.input_size, d.crop, d.cache_dir)
-    log(f"loaded {len(records)} faces at {d.input_size}px in {time.time() - t0:.1f}s")
-    key_to_idx = {r.path: i for i, r in enumerate(records)}
-    tr_idx = np.array([key_to_idx[r.path] for r in train_recs if ok[key_to_idx[r.path]]])
-    va_idx = np.array([key_to_idx[r.path] for r in val_recs if ok[key_to_idx[r.path]]])
-    if len(tr_idx) == 0:
-        raise datasets.DataError("no training faces")
-    labels = datasets.labels_array(records)
-    targets = {k: torch.from_numpy(v) for k, v in labels.items() if k in cfg.model.heads}
-    return Faces(torch.from_numpy(images), labels, targets, tr_idx, va_idx)
-
-
 def load_init(path: str | Path, cfg: ModelConfig) -> dict:
-    """The weights of the checkpoint a fine-tuning starts from; its network must be ours."""
+    """The weights of the checkpoint a fine-tuning starts from. Its network must be this
+    config's, but for heads this config adds (a network taught to read more): those start
+    fresh."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if model_config(ckpt["config"]["model"]) != cfg:
+    trained = model_config(ckpt["config"]["model"])
+    same_heads = all(cfg.heads.get(h) == n for h, n in trained.heads.items())
+    if dataclasses.replace(trained, heads=cfg.heads) != cfg or not same_heads:
         raise ValueError(f"{path} was trained with another model section than this config")
     return ckpt["state_dict"]
 
 
 def build_network(cfg: ModelConfig, init_state: dict | None, device, channels_last: bool):
-    """The network on ``device``: a seeded random start, or the weights ``init_state``."""
+    """The network on ``device``: a seeded random start, or the weights ``init_state`` (heads
+    it lacks keep their random start)."""
     model = build_model(cfg)
     if init_state is not None:
-        model.load_state_dict(init_state)
+        missing, unexpected = model.load_state_dict(init_state, strict=False)
+        known = _heads_of(init_state)
+        new_heads = [k for k in missing if k.startswith("heads.") and k.split(".")[1] not in known]
+        if unexpected or len(new_heads) != len(missing):
+            raise ValueError(f"the start weights do not fit the network: {missing + unexpected}")
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def sample_weights(ages: np.ndarray, bin_years: int, power: float) -> np.ndarray:
-    """Per-face weights ``count(age bin) ** -power`` for class-balanced sampling."""
-    bins = ages // bin_years
-    counts = np.bincount(bins)
-    w = counts[bins].astype(np.float64) ** -power
-    return w / w.sum()
-
-
-def steps_per_epoch(faces: Faces, cfg: TrainConfig) -> int:
-    return max(1, len(faces.train) // cfg.train.batch_size)
-
-
-def epoch_batches(faces: Faces, cfg: TrainConfig, gen: torch.Generator) -> list[torch.Tensor]:
-    """One epoch's batches of face indices: a shuffle, or class-balanced draws."""
-    bs, steps = cfg.train.batch_size, steps_per_epoch(faces, cfg)
-    if cfg.sampling.balanced:
-        ages = faces.labels["age"][faces.train]
-        weights = sample_weights(ages, cfg.sampling.bin_years, cfg.sampling.power)
-        order = torch.multinomial(torch.from_numpy(weights), steps * bs, True, generator=gen)
-    else:
-        order = torch.randperm(len(faces.train), generator=gen)
-    return list(torch.from_numpy(faces.train)[order].split(bs)[:steps])
+def _heads_of(state: dict) -> set[str]:
+    return {k.split(".")[1] for k in state if k.startswith("heads.")}
 
 
 def train_one_epoch(
@@ -246,16 +201,27 @@ def _step(opt, scaler, loss: torch.Tensor, model: torch.nn.Module, grad_clip: fl
 
 
 def evaluate(model: torch.nn.Module, faces: Faces, cfg: TrainConfig) -> dict[str, float]:
-    """The validation faces' age metrics and gender accuracy, as ``val_*`` columns."""
+    """Each head's validation figures on the validation faces labelled for it, as ``val_*``
+    columns: age MAE and friends, gender accuracy, the other heads' accuracy and macro-F1."""
     if not len(faces.val):
         return {}
     mean, std = normalisation(cfg)
     out = predict(model, faces.images[torch.from_numpy(faces.val)], mean, std, 512)
-    am = age_metrics(faces.labels["age"][faces.val], expected_age(out["age"]).numpy())
-    row = {f"val_{k}": v for k, v in am.items() if k != "n"}
-    if "gender" in out:
-        pf = out["gender"].softmax(1)[:, 1].numpy()
-        row["val_gender_acc"] = gender_metrics(faces.labels["gender"][faces.val], pf)["gender_acc"]
+    row: dict[str, float] = {}
+    for head, logits in out.items():
+        truth = faces.labels[head][faces.val]
+        known = truth >= 0
+        if not known.any():
+            continue
+        if head == "age":
+            am = age_metrics(truth[known], expected_age(logits[known]).numpy())
+            row.update({f"val_{k}": v for k, v in am.items() if k != "n"})
+        elif head == "gender":
+            pf = logits[known].softmax(1)[:, 1].numpy()
+            row["val_gender_acc"] = gender_metrics(truth[known], pf)["gender_acc"]
+        else:
+            m = class_metrics(truth[known], logits[known].softmax(1).numpy())
+            row[f"val_{head}_acc"], row[f"val_{head}_macro_f1"] = m["accuracy"], m["macro_f1"]
     return row
 
 
@@ -285,7 +251,11 @@ def save_checkpoint(path: Path, model: torch.nn.Module, cfg: TrainConfig, faces:
         "crop": float(cfg.data.crop),
         "mean": mean.flatten().tolist(),
         "std": std.flatten().tolist(),
-        "split": {"seed": cfg.data.split_seed, "val_fraction": float(cfg.data.val_fraction)},
+        "split": {
+            "seed": cfg.data.split_seed,
+            "val_fraction": float(cfg.data.val_fraction),
+            "group_val_fraction": float(cfg.data.group_val_fraction),
+        },
         "n_train": int(len(faces.train)),
         "n_val": int(len(faces.val)),
         **run,

@@ -9,9 +9,17 @@ import json
 from dataclasses import dataclass, field
 
 INPUT_NAME = "image"
-# Outputs every age/gender model must have; further heads add ``<head>_logits`` outputs.
+# Outputs every age/gender model must have; further heads add ``<head>_logits`` and
+# ``<head>_prob`` outputs.
 REQUIRED_OUTPUTS = ("age_logits", "gender_logits", "age", "gender_prob")
 PREFIX = "kiosk."
+# What the classes of the named heads mean, in the order of their outputs. Mask status and
+# emotion are those of the data sets they are trained on (face-mask-dataset-ilc-2021, FER-2013).
+CLASS_NAMES = {
+    "gender": ("male", "female"),
+    "mask": ("with_mask", "with_incorrect_mask", "without_mask"),
+    "emotion": ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"),
+}
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,7 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
-from model.augment import degrade, random_erase
-from model.losses import MultiTaskLoss, age_loss, expected_age, gaussian_targets
 from model.metrics import (
     evaluate_predictions,
     format_comparison,
@@ -17,8 +14,20 @@ from model.metrics import (
     paired_comparison,
     sign_flip_p,
 )
-from model.network import Ensemble, MultiTaskNet, build_model, count_flops, count_params
 from model.train_config import AgeLossConfig, AugmentConfig, LossConfig, ModelConfig
+
+torch = pytest.importorskip("torch", reason="needs the train extra (make install-train)")
+
+# Imported after the skip: these modules import torch.
+from model.augment import degrade, random_erase  # noqa: E402
+from model.losses import MultiTaskLoss, age_loss, expected_age, gaussian_targets  # noqa: E402
+from model.network import (  # noqa: E402
+    Ensemble,
+    MultiTaskNet,
+    build_model,
+    count_flops,
+    count_params,
+)
 
 NO_AUGMENT = AugmentConfig(
     hflip=0, rotate_deg=0, scale=0, translate=0, brightness=0, contrast=0, saturation=0,
@@ -62,7 +71,7 @@ def test_age_losses_by_hand():
 
 
 def test_multitask_weights_and_unknown_labels():
-    crit = MultiTaskLoss(LossConfig({"age": 2.0, "gender": 0.5}, _age_loss("ce"), 0.0))
+    crit = MultiTaskLoss(LossConfig({"age": 2.0, "gender": 0.5}, _age_loss("ce"), 0.0, 0.0))
     out = {
         "age": torch.zeros(2, 3),
         "gender": torch.tensor([[0.0, math.log(3)], [5.0, 5.0]]),
@@ -73,7 +82,7 @@ def test_multitask_weights_and_unknown_labels():
     assert set(parts) == {"age", "gender"}
     assert float(parts["gender"]) == pytest.approx(math.log(4), rel=1e-6)
     assert float(total) == pytest.approx(2 * math.log(3) + 0.5 * math.log(4), rel=1e-6)
-    smooth = MultiTaskLoss(LossConfig({"age": 1.0, "gender": 1.0}, _age_loss("ce"), 0.1))
+    smooth = MultiTaskLoss(LossConfig({"age": 1.0, "gender": 1.0}, _age_loss("ce"), 0.1, 0.0))
     _, p = smooth({"gender": torch.zeros(1, 2)}, {"gender": torch.tensor([1])})
     assert float(p["gender"]) == pytest.approx(math.log(2), rel=1e-6)
 
@@ -241,11 +250,34 @@ def test_ensemble_averages_member_probabilities():
     )
 
 
-def test_ensemble_refuses_members_with_other_heads():
+class _MaskNet(_FixedNet):
+    """A member that also reads mask status."""
+
+    def __init__(self, age_logits, gender_logits, mask_logits):
+        super().__init__(age_logits, gender_logits)
+        self.mask = torch.tensor(mask_logits, dtype=torch.float32)
+        self.head_classes = {"age": 101, "gender": 2, "mask": 3}
+
+    def forward(self, x):
+        return super().forward(x) | {"mask": self.mask.expand(x.shape[0], -1)}
+
+
+def test_a_head_one_member_has_is_that_members_and_shared_heads_average():
+    a = _FixedNet([0.0] * 101, [2.0, -1.0])
+    b = _MaskNet([0.0] * 101, [-1.0, 1.0], [3.0, 0.0, -1.0])
+    out = Ensemble([a, b])(torch.zeros(2, 3, 8, 8))
+    assert torch.softmax(out["mask"], 1)[0].numpy() == pytest.approx(
+        torch.softmax(b.mask, 0).numpy(), abs=1e-6
+    )
+    want_gender = (1 / (1 + np.exp(3.0)) + 1 / (1 + np.exp(-2.0))) / 2
+    assert torch.softmax(out["gender"], 1)[0, 1].item() == pytest.approx(want_gender, abs=1e-6)
+
+
+def test_ensemble_refuses_members_whose_heads_disagree_in_classes():
     a = _FixedNet([0.0] * 101, [0.0, 0.0])
     b = _FixedNet([0.0] * 101, [0.0, 0.0])
-    b.head_classes = {"age": 101, "gender": 2, "mask": 3}
-    with pytest.raises(ValueError, match="differ in heads"):
+    b.head_classes = {"age": 101, "gender": 3}
+    with pytest.raises(ValueError, match="differ in the classes of head gender"):
         Ensemble([a, b])
 
 
