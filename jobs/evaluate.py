@@ -1,4 +1,5 @@
-"""Evaluate an exported ONNX age/gender model with ONNX Runtime (no torch needed).
+"""Evaluate an exported ONNX face model with ONNX Runtime (no torch needed): age and gender on
+UTKFace, the mask-status or emotion head on a mask or emotion set.
 
 ``python -m jobs.evaluate --model model.onnx --data DIR_OR_TAR [--manifest CSV] [--realign]
 [--split val|all] [--split-seed N] [--eyeglasses SEED] [--against OTHER.onnx] [--json out.json]
@@ -11,6 +12,14 @@ split seed/fraction stored in the model's metadata (override with ``--split-seed
 ``--val-fraction``). ``--against`` runs a second model on the same faces, each prepared for its
 own model, and tests the difference face by face (``model.metrics.paired_comparison``): the
 figure to quote when choosing between two files, not the two MAEs side by side.
+
+An emotion set (FER-2013 folders) or a mask set (``labels.csv`` and crops) is told by what
+``--data`` holds (``model.face_sets``). Its faces are aligned onto each model's own crop template
+as training aligned them (``model.alignment``: detected landmarks, else the face's box), and the
+head the set labels is reported: accuracy, macro-F1, recall per class, the confusion matrix, and
+the face detector's recall per class. ``--split val`` is the set's own val folder (emotion) or
+the photos the model's seeded split held out (mask); ``--against`` compares the head face by
+face (exact McNemar).
 """
 
 from __future__ import annotations
@@ -21,7 +30,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from jobs.cli import (
     ArgumentParser,
@@ -32,13 +40,26 @@ from jobs.cli import (
     run,
     setup_logging,
 )
-from model import datasets
-from model.metrics import evaluate_predictions, format_comparison, format_report, paired_by_key
+from jobs.evaluate_plots import write_head_plots, write_plots
+from model import datasets, evaluation
+from model.alignment import chip_detector
+from model.face_sets import read_face_set
+from model.metrics import (
+    class_metrics,
+    evaluate_predictions,
+    format_class_comparison,
+    format_class_report,
+    format_comparison,
+    format_detection,
+    format_report,
+    paired_by_key,
+)
 from model.preprocess import prepare_chip
 from pipelines.crops import align_face
 from pipelines.faces import MtcnnDetector, face_on_chip
 from pipelines.predictions import ModelFileError, open_session, read_spec
 from pipelines.predictions import predict as predict_batch
+from schemas.model_file import CLASS_NAMES
 
 
 def open_model(path: str, threads: int):
@@ -56,29 +77,28 @@ def open_model(path: str, threads: int):
 
 def run_model(sess, spec, images: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
     """``age`` and ``gender_prob`` of every image (N x S x S x 3 RGB uint8), as the pipeline
-    predicts them."""
+    predicts them, and the class probabilities (N x K) of each further head, by its name."""
 
     preds = [
         p
         for i in range(0, len(images), batch)
         for p in predict_batch(sess, spec, images[i : i + batch])
     ]
-    return {
+    out = {
         "age": np.array([p.age for p in preds], np.float32),
         "gender_prob": np.array([p.gender_prob for p in preds], np.float32),
     }
+    for head in preds[0].extra if preds else ():
+        out[head] = np.stack([p.extra[head] for p in preds])
+    return out
 
 
-def predict(sess, spec, args) -> dict:
-    """One model's predictions on the faces ``args`` select, prepared for that model: its spec,
-    the records it read, their labels and its ``age`` / ``gender_prob`` outputs."""
-    split_info = json.loads(spec.extra.get("val_split", "{}") or "{}")
-    seed = args.split_seed if args.split_seed is not None else int(split_info.get("seed", 0))
-    frac = args.val_fraction
-    if frac is None:
-        frac = float(split_info.get("val_fraction", 0.1))
+def predict(sess, spec, args, records: list) -> dict:
+    """One model's predictions on the UTKFace ``records`` ``args`` select, prepared for that
+    model: its spec, the records it read, their labels and its ``age`` / ``gender_prob``."""
+    split = evaluation.split_settings(spec.extra, "utkface", args.split_seed, args.val_fraction)
+    seed, frac = split["seed"], split["val_fraction"]
     crop = float(spec.extra.get("chip_crop", "1.0"))
-    records = datasets.load_records(args.data, args.manifest)
     records = datasets.select_split(records, args.split, seed, frac)
     if not records:
         raise UserError("no faces in the selected split")
@@ -91,15 +111,7 @@ def predict(sess, spec, args) -> dict:
     records = [records[i] for i in keep]
     if not records:
         raise UserError("no readable faces")
-    images = images[keep]
-    if args.eyeglasses is not None:
-        try:  # model.eyeglasses needs torch, which the rest of this job runs without
-            from model.eyeglasses import draw_on_images, eyes_in_template
-        except ImportError:
-            raise UserError("--eyeglasses needs torch: pip install -e .[train]") from None
-
-        eyes = eyes_in_template(spec.crop_template, spec.input_size)
-        images = draw_on_images(images, args.eyeglasses, eyes)
+    images = with_eyeglasses(images[keep], spec, args.eyeglasses)
     return {
         "spec": spec,
         "records": records,
@@ -110,10 +122,27 @@ def predict(sess, spec, args) -> dict:
     }
 
 
+def with_eyeglasses(images: np.ndarray, spec, seed: int | None) -> np.ndarray:
+    """``images`` with synthetic glasses drawn on (seeded), or as they are when ``seed`` is
+    None."""
+    if seed is None:
+        return images
+    try:  # model.eyeglasses needs torch, which the rest of this job runs without
+        from model.eyeglasses import draw_on_images, eyes_in_template
+    except ImportError:
+        raise UserError("--eyeglasses needs torch: pip install -e .[train]") from None
+
+    eyes = eyes_in_template(spec.crop_template, spec.input_size)
+    return draw_on_images(images, seed, eyes)
+
+
 def evaluate(args) -> dict:
     sess, spec = open_model(args.model, args.threads)
     other = open_model(args.against, args.threads) if args.against else None  # fail early
-    run = predict(sess, spec, args)
+    kind, records = read_face_set(args.data, args.manifest)
+    if kind != "utkface":
+        return evaluate_head(args, kind, records, (sess, spec), other)
+    run = predict(sess, spec, args, records)
     labels, pred = run["labels"], run["pred"]
     metrics = evaluate_predictions(
         labels["age"], pred["age"], labels["gender"], pred["gender_prob"], labels["race"]
@@ -128,11 +157,81 @@ def evaluate(args) -> dict:
         metrics["against"] = {
             "model": str(args.against),
             "model_version": other[1].model_version,
-            "paired": compare(run, predict(*other, args)),
+            "paired": compare(run, predict(*other, args, records)),
         }
     if args.plots:
         write_plots(Path(args.plots), labels["age"], pred["age"], metrics)
     return metrics
+
+
+def evaluate_head(args, kind: str, records: list, model, other) -> dict:
+    """An emotion or mask set: the head it labels (named as the set) on its faces aligned onto
+    each model's template, the detector's recall on them, and ``--against`` face by face."""
+    if args.realign:
+        raise UserError(f"--realign is for UTKFace chips: {kind} faces are always aligned")
+    head = kind
+    for path, pair in ((args.model, model), (args.against, other)):
+        if pair is not None:
+            require_head(path, *pair, head, kind)
+    split = evaluation.split_settings(model[1].extra, kind, args.split_seed, args.val_fraction)
+    selected = datasets.select_split(
+        records, args.split, split["seed"], split["group_val_fraction"]
+    )
+    if not selected:
+        raise UserError("no faces in the selected split")
+    detector = evaluation.MemoDetector(chip_detector())
+    relative = evaluation.landmark_calibration(records, args.data, detector)
+    run = predict_head(*model, head, selected, detector, relative, args)
+    metrics = {
+        "data_kind": kind,
+        "n": len(run["records"]),
+        head: class_metrics(run["labels"][head], run["probs"][head], CLASS_NAMES[head]),
+        "detection": evaluation.detection_summary(run["aligner"], head, relative is not None),
+        "split": {"split": args.split, "by": evaluation.split_basis(selected), **split},
+        "model": str(args.model),
+        "model_version": model[1].model_version,
+        "eyeglasses_seed": args.eyeglasses,
+    }
+    if other is not None:
+        paired = evaluation.paired_heads(
+            run, predict_head(*other, head, selected, detector, relative, args), [head]
+        )
+        metrics["against"] = {
+            "model": str(args.against),
+            "model_version": other[1].model_version,
+            "paired": paired,
+        }
+    if args.plots:
+        write_head_plots(Path(args.plots), metrics, [head])
+    return metrics
+
+
+def require_head(path: str, sess, spec, head: str, kind: str) -> None:
+    """A one-line error unless the model has ``head`` in its metadata and its outputs."""
+    outputs = {o.name for o in sess.get_outputs()}
+    if head not in spec.heads or f"{head}_logits" not in outputs:
+        heads = ", ".join(
+            h for h in spec.heads if h in ("age", "gender") or f"{h}_logits" in outputs
+        )
+        raise UserError(f"{path} has no {head} head for this {kind} set (its heads: {heads})")
+
+
+def predict_head(sess, spec, head: str, records: list, detector, relative, args) -> dict:
+    """One model's ``head`` on the records, each face aligned onto that model's template: the
+    records it read, their labels, the head's probabilities (in ``CLASS_NAMES`` order) and the
+    aligner with the detector's counts."""
+    images, ok, aligner = evaluation.aligned_faces(records, args.data, spec, detector, relative)
+    keep = np.flatnonzero(ok)
+    if not keep.size:
+        raise UserError("no readable faces")
+    records = [records[i] for i in keep]
+    pred = run_model(sess, spec, with_eyeglasses(images[keep], spec, args.eyeglasses))
+    return {
+        "records": records,
+        "labels": datasets.labels_array(records),
+        "probs": {head: evaluation.in_class_order(head, spec.heads[head], pred[head])},
+        "aligner": aligner,
+    }
 
 
 def compare(a: dict, b: dict) -> dict:
@@ -173,51 +272,6 @@ def _pipeline_prepare(spec, crop: float):
     return prepare, stats
 
 
-def write_plots(folder: Path, true_age, pred_age, metrics: dict) -> None:
-    """The gender confusion matrix (when genders are known) and the age error by true age, as
-    PNG files in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if metrics.get("gender_n"):
-        gender_confusion_plot(metrics).savefig(folder / "gender_confusion.png", dpi=100)
-    age_error_plot(true_age, pred_age, metrics).savefig(folder / "age_error_by_age.png", dpi=100)
-
-
-def gender_confusion_plot(metrics: dict) -> Figure:
-    c = np.asarray(metrics["gender_confusion"])
-    fig = Figure(figsize=(4, 3.5))
-    ax = fig.subplots()
-    ax.imshow(c, cmap="Blues")
-    for i in range(2):
-        for j in range(2):
-            ax.text(j, i, str(c[i, j]), ha="center", va="center")
-    ax.set_xticks([0, 1], ["male", "female"])
-    ax.set_yticks([0, 1], ["male", "female"])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"gender (acc {100 * metrics['gender_acc']:.1f}%)")
-    fig.tight_layout()
-    return fig
-
-
-def age_error_plot(true_age, pred_age, metrics: dict) -> Figure:
-    t = np.asarray(true_age)
-    err = np.asarray(pred_age) - t
-    fig = Figure(figsize=(7, 3.5))
-    ax = fig.subplots()
-    ages = np.arange(0, 101)
-    mae = [np.abs(err[t == a]).mean() if (t == a).any() else np.nan for a in ages]
-    bias = [err[t == a].mean() if (t == a).any() else np.nan for a in ages]
-    ax.plot(ages, mae, label="MAE")
-    ax.plot(ages, bias, label="mean error (pred - true)", alpha=0.7)
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.set_xlabel("true age (years)")
-    ax.set_ylabel("years")
-    ax.set_title(f"age error by true age (MAE {metrics['mae']:.2f}, n={metrics['n']})")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
 def main(argv: list[str] | None = None) -> int:
     """Exit code 0 when done; user errors print one line and give 2 (``jobs.cli.run``)."""
     return run(_evaluate, argv)
@@ -226,17 +280,29 @@ def main(argv: list[str] | None = None) -> int:
 def get_args_parser() -> ArgumentParser:
     ap = ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
     ap.add_argument("--model", required=True, help="exported .onnx model")
-    ap.add_argument("--data", required=True, help="UTKFace folder or .tar.gz (or manifest root)")
+    ap.add_argument(
+        "--data",
+        required=True,
+        help="folder or .tar.gz: UTKFace chips, an emotion set (FER-2013 folders) or a mask set "
+        "(labels.csv and crops); or the root of a --manifest",
+    )
     ap.add_argument("--manifest", help="CSV path,age,gender[,race] (paths relative to the CSV)")
     ap.add_argument(
         "--split",
         choices=("val", "all"),
         default="all",
-        help="val: the faces the model did not train on (its own split of UTKFace, from its "
-        "metadata); all (default): every face, for a dataset the model never saw",
+        help="val: the faces the model did not train on (UTKFace and mask sets: its own seeded "
+        "split, from its metadata; an emotion set: its val folder); all (default): every face, "
+        "for a dataset the model never saw",
     )
     ap.add_argument("--split-seed", type=int, default=None, help="default: model metadata")
-    ap.add_argument("--val-fraction", type=float, default=None, help="default: model metadata")
+    ap.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="default: model metadata (val_fraction; for a mask set group_val_fraction, the "
+        "share of photos, 0.2 where the metadata lacks it)",
+    )
     ap.add_argument("--json", help="write the metrics as JSON here")
     ap.add_argument("--plots", help="folder for PNG charts")
     ap.add_argument("--threads", type=int, default=2)
@@ -276,12 +342,26 @@ def _evaluate(argv: list[str] | None) -> int:
     except datasets.DataError as e:
         raise UserError(str(e)) from None
     with reader_may_leave():
-        print(format_report(metrics))
-        if "against" in metrics:
-            print(format_comparison(metrics["against"]["paired"], args.model, args.against))
+        print(format_metrics(metrics, args))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=1))
     return 0
+
+
+def format_metrics(metrics: dict, args) -> str:
+    """The report printed: age and gender for UTKFace; for an emotion or mask set its head and
+    the detector's recall; then the paired comparison with ``--against``."""
+    paired = metrics.get("against", {}).get("paired")
+    if "data_kind" not in metrics:
+        lines = [format_report(metrics)]
+        if paired is not None:
+            lines.append(format_comparison(paired, args.model, args.against))
+        return "\n".join(lines)
+    head = metrics["data_kind"]
+    lines = [format_class_report(head, metrics[head]), format_detection(metrics["detection"])]
+    if paired is not None:
+        lines.append(format_class_comparison(paired, args.model, args.against))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -269,3 +269,35 @@ def paired_classes(right_a, right_b) -> dict:
         "only_b": only_b,
         "p": mcnemar_exact_p(only_a, only_b),
     }
+
+
+def format_detection(d: dict) -> str:
+    """The face detector's recall on the faces a head was evaluated on (``Aligner.recall`` per
+    class): how many were aligned from detected landmarks rather than from their box."""
+    lines = [
+        f"face detector: found the face on {d['detected']} of {d['faces']} crops "
+        f"({100 * d['recall']:.1f} %); the others aligned from their box "
+        f"(landmark positions: {d['fallback_landmarks']})"
+    ]
+    for name, v in d["per_class"].items():
+        lines.append(
+            f"  the detector found the face on {v['detected']} of {v['faces']} {name} crops "
+            f"({100 * v['recall']:.1f} %)"
+        )
+    return "\n".join(lines)
+
+
+def format_class_comparison(paired: dict, name_a: str = "a", name_b: str = "b") -> str:
+    """Human-readable lines of ``paired_classes`` output per head."""
+    lines = []
+    for head, c in paired.items():
+        if not c["n"]:
+            lines.append(f"paired comparison of {head}: no faces in common")
+            continue
+        lines += [
+            f"paired comparison of {head} over {c['n']} faces ({name_a} against {name_b})",
+            f"  {head} right   {c['right_a']} against {c['right_b']} of {c['n']}: right only "
+            f"with {name_a} {c['only_a']}, only with {name_b} {c['only_b']}, exact McNemar "
+            f"p = {c['p']:.3f}",
+        ]
+    return "\n".join(lines)
