@@ -59,5 +59,5 @@ def build(
     return (
         {"faces": faces, "records": analysed[AnalyseVideo.RECORDS]}
         | "ByVideo" >> beam.CoGroupByKey()
-        | "Publish" >> beam.ParDo(PublishVideo(settings, run), known)
+        | "Publish" >> beam.ParDo(PublishVideo(settings, run, spec.heads), known)
     )

@@ -218,9 +218,10 @@ class PublishVideo(beam.DoFn):
     """Track one video's faces, aggregate visitors and publish its rows in every table; the
     manifest comes as a side input (a video that moved partitions leaves its old files)."""
 
-    def __init__(self, settings: Settings, run: RunOptions):
+    def __init__(self, settings: Settings, run: RunOptions, classes: dict):
         self._settings = settings
         self._run = run
+        self._classes = classes  # the model's class names by head (ModelSpec.heads)
         self._timers = {n: Metrics.distribution(NAMESPACE, f"{n}_ms") for n in ("track", "write")}
         # The run's summary comes from these counters where the output is not local.
         self._counts = {
@@ -239,7 +240,9 @@ class PublishVideo(beam.DoFn):
         tracks = track_faces(observations, self._settings.tracker)
         interval = record.sample_interval_s
         needed = frames_needed(self._settings.visitors, 1.0 / self._settings.decode.fps, interval)
-        visitors = [aggregate(t, self._settings.visitors, interval, needed) for t in tracks]
+        visitors = [
+            aggregate(t, self._settings.visitors, interval, needed, self._classes) for t in tracks
+        ]
         kept = [v for v in visitors if v is not None]
         t_tracked = time.perf_counter()
         self._timers["track"].update(int((t_tracked - started) * 1000))
@@ -261,7 +264,9 @@ class PublishVideo(beam.DoFn):
         publish(out, "visitors", rows.visitor_rows(key, kept, record.start_time), day, camera, name)
         if self._settings.output.detections:
             kept_ids = {v.track_id for v in kept}
-            detections = rows.detection_rows(key, record.start_time, tracks, kept_ids)
+            detections = rows.detection_rows(
+                key, record.start_time, tracks, kept_ids, self._classes
+            )
             publish(out, "detections", detections, day, camera, name)
         row = rows.video_row(
             key,

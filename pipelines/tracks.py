@@ -73,6 +73,10 @@ class Observation:
         return self.prediction.gender_prob
 
     @property
+    def extra(self) -> dict[str, np.ndarray]:  # class probabilities of further heads
+        return self.prediction.extra
+
+    @property
     def size(self) -> float:
         return box_size(self.box)
 

@@ -9,6 +9,7 @@ weighted mean P(female). Tracks too short or with too small a face are dropped, 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,14 @@ class Visitor:
     gender_score: float  # weighted mean P(female)
     face_px: float  # median face size
     quality: float  # mean per-frame weight, 0-1 scale of confidence x frontalness
+    # Where the model has the heads (None otherwise): mask status and emotion of the weighted
+    # mean probabilities, that mask status's probability, every emotion's mean probability,
+    # and the share of frames whose most likely emotion is happy.
+    mask: str | None = None
+    mask_score: float | None = None
+    emotion: str | None = None
+    emotion_scores: dict[str, float] | None = None
+    happy_share: float | None = None
 
 
 def frames_needed(settings: VisitorSettings, picked_s: float, frame_interval_s: float) -> int:
@@ -58,11 +67,16 @@ def frame_weights(track: Track) -> np.ndarray:
 
 
 def aggregate(
-    track: Track, settings: VisitorSettings, frame_interval_s: float, min_frames: int | None = None
+    track: Track,
+    settings: VisitorSettings,
+    frame_interval_s: float,
+    min_frames: int | None = None,
+    classes: Mapping[str, Sequence[str]] | None = None,
 ) -> Visitor | None:
     """The visitor a track stands for, or None when the track is too weak to trust: seen in
     fewer than ``min_frames`` analysed frames (default ``settings.min_frames``; see
-    ``frames_needed``) or with a median face under ``settings.min_face_px``."""
+    ``frames_needed``) or with a median face under ``settings.min_face_px``. ``classes``: the
+    model's class names by head (``ModelSpec.heads``), for the mask and emotion columns."""
     obs = track.observations
     face_px = float(np.median([o.size for o in obs]))
     needed = settings.min_frames if min_frames is None else min_frames
@@ -93,4 +107,27 @@ def aggregate(
         gender_score=female,
         face_px=face_px,
         quality=quality,
+        **attributes(obs, weights, classes or {}),
     )
+
+
+def attributes(obs, weights: np.ndarray, classes: Mapping[str, Sequence[str]]) -> dict:
+    """The mask and emotion columns of a visitor from its frames' probabilities, weighted as
+    age and gender are; empty where the model lacks the head."""
+    out: dict = {}
+    for head in ("mask", "emotion"):
+        names = classes.get(head)
+        if not names or any(head not in o.extra for o in obs):
+            continue
+        frames = np.stack([o.extra[head] for o in obs])
+        mean = weights @ frames
+        best = int(np.argmax(mean))
+        out[head] = names[best]
+        if head == "mask":
+            out["mask_score"] = float(mean[best])
+        else:
+            out["emotion_scores"] = {n: float(p) for n, p in zip(names, mean, strict=True)}
+            happy = list(names).index("happy") if "happy" in names else None
+            read_happy = frames.argmax(1) == happy if happy is not None else np.zeros(len(obs))
+            out["happy_share"] = float(np.mean(read_happy))
+    return out

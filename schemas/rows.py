@@ -41,9 +41,12 @@ def visitor_rows(key: VideoKey, visitors, video_start: datetime) -> list[dict]:
     return rows
 
 
-def detection_rows(key: VideoKey, video_start: datetime, tracks, kept_ids: set[int]) -> list[dict]:
+def detection_rows(
+    key: VideoKey, video_start: datetime, tracks, kept_ids: set[int], classes=None
+) -> list[dict]:
     """``detections`` rows: every face of every track (``pipelines.tracks.Track``); faces of a
-    track that made no visitor get track_id -1."""
+    track that made no visitor get track_id -1. ``classes``: the model's class names by head,
+    for the frame's mask status and emotion."""
     rows = []
     for track in tracks:
         track_id = track.track_id if track.track_id in kept_ids else -1
@@ -62,9 +65,22 @@ def detection_rows(key: VideoKey, video_start: datetime, tracks, kept_ids: set[i
                     "frontalness": o.frontalness,
                     "age": o.age,
                     "gender_score": o.gender_prob,
+                    **_frame_classes(o.extra, classes or {}),
                 }
             )
     return rows
+
+
+def _frame_classes(extra: dict, classes: dict) -> dict:
+    """The frame's most likely mask status and emotion with their probabilities; None where the
+    model lacks the head."""
+    out = {"mask": None, "mask_score": None, "emotion": None, "emotion_score": None}
+    for head, score in (("mask", "mask_score"), ("emotion", "emotion_score")):
+        probs, names = extra.get(head), classes.get(head)
+        if probs is not None and names:
+            best = int(np.argmax(probs))
+            out[head], out[score] = names[best], float(probs[best])
+    return out
 
 
 def video_row(

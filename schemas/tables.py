@@ -40,6 +40,8 @@ import unicodedata
 
 import pyarrow as pa
 
+from schemas.model_file import CLASS_NAMES
+
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 
@@ -98,6 +100,9 @@ VIDEOS = pa.schema(
     ]
 )
 
+# One probability per emotion the model reads, by name.
+EMOTION_SCORES = pa.struct([pa.field(name, pa.float32()) for name in CLASS_NAMES["emotion"]])
+
 VISITORS = pa.schema(
     _VIDEO_KEY
     + [
@@ -115,6 +120,15 @@ VISITORS = pa.schema(
         pa.field("gender_score", pa.float32(), nullable=False),
         pa.field("face_px", pa.float32(), nullable=False),
         pa.field("quality", pa.float32(), nullable=False),
+        # Mask status and emotion, where the model has those heads (null otherwise): the class
+        # of the quality-weighted mean probabilities over the visitor's frames, with that
+        # class's probability; the emotions' mean probabilities; the share of the frames whose
+        # most likely emotion is happy.
+        pa.field("mask", pa.string()),
+        pa.field("mask_score", pa.float32()),
+        pa.field("emotion", pa.string()),
+        pa.field("emotion_scores", EMOTION_SCORES),
+        pa.field("happy_share", pa.float32()),
     ]
 )
 
@@ -137,6 +151,12 @@ DETECTIONS = pa.schema(
         pa.field("frontalness", pa.float32(), nullable=False),
         pa.field("age", pa.float32(), nullable=False),
         pa.field("gender_score", pa.float32(), nullable=False),
+        # The frame's most likely mask status and emotion, with their probabilities (null where
+        # the model lacks the head).
+        pa.field("mask", pa.string()),
+        pa.field("mask_score", pa.float32()),
+        pa.field("emotion", pa.string()),
+        pa.field("emotion_score", pa.float32()),
     ]
 )
 

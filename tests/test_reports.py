@@ -25,6 +25,7 @@ from jobs import report as report_job
 from pipelines.settings import load_settings
 from reports import catalog, formats
 from schemas.bands import labels_of_edges
+from schemas.model_file import CLASS_NAMES
 from schemas.publish import publish
 from schemas.views import connect
 
@@ -50,6 +51,16 @@ VISITOR_ROWS = [
     ("v2", 61.0, "female", 200.0, "14:30"),
     ("v3", 59.99, "male", 1.0, "09:00"),
     ("v3", 60.0, "male", 700.0, "11:15"),
+]
+# Mask status and dominant emotion (with the share of frames read happy) of each visitor above.
+ATTRIBUTES = [
+    ("with_mask", "happy", 0.8),
+    ("without_mask", "neutral", 0.1),
+    ("with_incorrect_mask", "sad", 0.0),
+    ("without_mask", "happy", 0.6),
+    ("with_mask", "angry", 0.0),
+    ("without_mask", "surprise", 0.2),
+    (None, None, None),  # analysed by a model without the mask and emotion heads
 ]
 # A visitor of an analysis that never committed (no videos row): no report may count it.
 ORPHAN = ("v9", 45.0, "female", 1000.0, "12:00")
@@ -101,7 +112,9 @@ def _video(vid, day, camera, status, error, decoded, analysed, kept, dropped) ->
     }
 
 
-def _visitor(i, vid, day, camera, age, gender, dwell, clock, analysis_id=None) -> dict:
+def _visitor(
+    i, vid, day, camera, age, gender, dwell, clock, analysis_id=None, attributes=(None,) * 3
+) -> dict:
     hh, mm = (int(v) for v in clock.split(":"))
     start = datetime.combine(day, datetime.min.time()) + timedelta(hours=hh, minutes=mm)
     return {
@@ -124,6 +137,20 @@ def _visitor(i, vid, day, camera, age, gender, dwell, clock, analysis_id=None) -
         "gender_score": 0.9 if gender == "male" else 0.1,
         "face_px": 80.0,
         "quality": 0.8,
+        **_attribute_columns(*attributes),
+    }
+
+
+def _attribute_columns(mask, emotion, happy_share) -> dict:
+    scores = None
+    if emotion is not None:
+        scores = {e: (0.7 if e == emotion else 0.05) for e in CLASS_NAMES["emotion"]}
+    return {
+        "mask": mask,
+        "mask_score": None if mask is None else 0.9,
+        "emotion": emotion,
+        "emotion_scores": scores,
+        "happy_share": happy_share,
     }
 
 
@@ -131,9 +158,12 @@ def make_output(output: Path) -> Path:
     where = {v[0]: (v[1], v[2]) for v in VIDEO_ROWS}
     for row in VIDEO_ROWS:
         _write(output, "videos", [_video(*row)], row[0])
-        people = [r for r in VISITOR_ROWS if r[0] == row[0]]
+        people = [(r, a) for r, a in zip(VISITOR_ROWS, ATTRIBUTES, strict=True) if r[0] == row[0]]
         if people:
-            rows = [_visitor(i, vid, *where[vid], *rest) for i, (vid, *rest) in enumerate(people)]
+            rows = [
+                _visitor(i, vid, *where[vid], *rest, attributes=attributes)
+                for i, ((vid, *rest), attributes) in enumerate(people)
+            ]
             _write(output, "visitors", rows, row[0])
     vid, *rest = ORPHAN
     orphan = _visitor(0, vid, D1, "cam1", *rest, analysis_id="a-uncommitted")
@@ -180,6 +210,9 @@ def test_reports_are_listed_with_titles_and_in_order():
         "visitors_by_hour",
         "age_gender",
         "age_gender_broad",
+        "mask_by_group",
+        "mood_by_hour",
+        "mood_by_age_band",
         "dwell_distribution",
         "data_quality",
         "failed_videos",
@@ -366,7 +399,7 @@ def test_every_format_writes_every_report(output, tmp_path, capsys):
         assert f'id="{n}"' in page
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     charted = [r for r in catalog.list_reports() if r.chart]
-    assert len(images) == len(charted) == 7  # two days and two cameras: every chart applies
+    assert len(images) == len(charted) == 10  # two days and two cameras: every chart applies
     assert all(base64.b64decode(b).startswith(b"\x89PNG\r\n\x1a\n") for b in images)
     assert not re.search(r'(src|href)="(https?:|//|file:)|<link|<script', page)  # self-contained
     assert "wrote" in capsys.readouterr().out
@@ -605,3 +638,33 @@ def test_systemd_units_verify(tmp_path):
         ["systemd-analyze", "calendar", on_calendar], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_mask_status_by_broad_age_group_and_gender_lists_all_eighteen_classes(results):
+    got = {(r["band"], r["gender"]): r for r in results["mask_by_group"]}
+    assert len(got) == 6  # 3 broad bands x 2 genders, each with 3 mask columns: 18 classes
+    assert [(r["band"], r["gender"]) for r in results["mask_by_group"]][:2] == [
+        ("<30", "female"),
+        ("<30", "male"),
+    ]
+    # v1 5 y female with_mask; v1 25 y male without; v2 29.9 y male without
+    assert (got["<30", "female"]["with_mask"], got["<30", "female"]["visitors"]) == (1, 1)
+    assert (got["<30", "male"]["without_mask"], got["<30", "male"]["visitors"]) == (2, 2)
+    # v1 34.5 female incorrect; v3 59.99 male without; v2 61 female with_mask; 60 male: none
+    assert got["30-59", "female"]["with_incorrect_mask"] == 1
+    assert got["30-59", "male"]["without_mask"] == 1
+    assert got["60+", "female"]["with_mask"] == 1 and got["60+", "male"]["visitors"] == 0
+    assert sum(r["visitors"] for r in results["mask_by_group"]) == 6  # the 7th has no mask head
+
+
+def test_mood_by_hour_and_by_age_band(results):
+    by_hour = {r["hour"]: r for r in results["mood_by_hour"]}
+    # 09:10 happy, 09:40 neutral, 09:00 surprise; 10:05 sad; 14:00 happy, 14:30 angry
+    assert (by_hour[9]["happy"], by_hour[9]["neutral"], by_hour[9]["surprise"]) == (1, 1, 1)
+    assert by_hour[9]["happy_frames_pct"] == pytest.approx(100 * (0.8 + 0.1 + 0.2) / 3, abs=0.1)
+    assert (by_hour[10]["negative"], by_hour[14]["happy"], by_hour[14]["negative"]) == (1, 1, 1)
+    assert 11 not in by_hour  # the 11:15 visitor has no emotion reading
+    by_band = {r["band"]: r for r in results["mood_by_age_band"]}
+    assert by_band["0-9"]["happy"] == 1 and by_band["30-39"]["negative"] == 1
+    assert by_band["50-59"]["surprise"] == 1
+    assert (by_band["60+"]["visitors"], by_band["60+"]["negative"]) == (1, 1)

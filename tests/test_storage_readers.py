@@ -88,6 +88,7 @@ def _face(t_s: float) -> SimpleNamespace:
         frontalness=0.8,
         age=30.0,
         gender_prob=0.1,
+        extra={},
     )
 
 

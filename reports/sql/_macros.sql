@@ -1,27 +1,43 @@
 -- Shared SQL of the reports (not a report: files starting with "_" are run before every report).
 --
+-- band_table(bands): one row per band label, in order: band_no, band, and the ages [lo, hi) it
+-- holds (NULL: open). Each label is '<N' (under N), 'A-B' (A to B years inclusive, i.e.
+-- A <= age < B+1) or 'N+' (N and over); in_band(age, lo, hi) tests an age against a row.
+--
 -- age_gender_by_bands(bands, date_from, date_to, cam): visitors per age band and gender, each
 -- band's share of all visitors. Bands are computed from the estimated `age` (years), not taken
 -- from the stored `age_band`: each label is '<N' (under N), 'A-B' (A to B years inclusive, i.e.
 -- A <= age < B+1) or 'N+' (N and over). Every band is listed, with 0 where no visitor falls in
 -- it; ages outside all bands are left out. NULL date_from / date_to / cam mean no filter.
 
+CREATE OR REPLACE MACRO band_table(bands) AS TABLE
+    SELECT
+        b.i AS band_no,
+        b.label AS band,
+        CASE
+            WHEN b.label LIKE '<%' THEN NULL
+            ELSE CAST(regexp_extract(b.label, '^(\d+)', 1) AS DOUBLE)
+        END AS lo,
+        CASE
+            WHEN b.label LIKE '<%' THEN CAST(substr(b.label, 2) AS DOUBLE)
+            WHEN b.label LIKE '%+' THEN NULL
+            ELSE CAST(regexp_extract(b.label, '-(\d+)$', 1) AS DOUBLE) + 1
+        END AS hi
+    FROM (SELECT unnest(bands) AS label, generate_subscripts(bands, 1) AS i) AS b;
+
+CREATE OR REPLACE MACRO in_band(age, lo, hi) AS
+    (lo IS NULL OR age >= lo) AND (hi IS NULL OR age < hi);
+
+-- Emotions grouped for charts: the two calm readings, surprise, and the four negative ones.
+CREATE OR REPLACE MACRO mood_group(emotion) AS
+    CASE
+        WHEN emotion IN ('happy', 'neutral', 'surprise') THEN emotion
+        WHEN emotion IS NULL THEN NULL
+        ELSE 'negative'
+    END;
+
 CREATE OR REPLACE MACRO age_gender_by_bands(bands, date_from, date_to, cam) AS TABLE
-    WITH bands AS (
-        SELECT
-            b.i AS band_no,
-            b.label AS band,
-            CASE
-                WHEN b.label LIKE '<%' THEN NULL
-                ELSE CAST(regexp_extract(b.label, '^(\d+)', 1) AS DOUBLE)
-            END AS lo,
-            CASE
-                WHEN b.label LIKE '<%' THEN CAST(substr(b.label, 2) AS DOUBLE)
-                WHEN b.label LIKE '%+' THEN NULL
-                ELSE CAST(regexp_extract(b.label, '-(\d+)$', 1) AS DOUBLE) + 1
-            END AS hi
-        FROM (SELECT unnest(bands) AS label, generate_subscripts(bands, 1) AS i) AS b
-    ),
+    WITH bands AS (SELECT * FROM band_table(bands)),
     people AS (
         SELECT age, gender
         FROM visitors
@@ -37,8 +53,6 @@ CREATE OR REPLACE MACRO age_gender_by_bands(bands, date_from, date_to, cam) AS T
         round(100.0 * count(people.age) / nullif((SELECT count(*) FROM people), 0), 1)
             AS share_pct
     FROM bands
-    LEFT JOIN people
-        ON (bands.lo IS NULL OR people.age >= bands.lo)
-       AND (bands.hi IS NULL OR people.age < bands.hi)
+    LEFT JOIN people ON in_band(people.age, bands.lo, bands.hi)
     GROUP BY bands.band_no, bands.band
     ORDER BY bands.band_no;
