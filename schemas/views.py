@@ -140,23 +140,39 @@ def run_counts(output: str, run_id: str) -> dict:
     }
 
 
-def _columns(table: str, alias: str) -> str:
+def _columns(con: duckdb.DuckDBPyConnection, output: str, table: str, alias: str) -> str:
     """The view's select list: the table's columns and the folders', in schema order; the UTC
-    columns as TIMESTAMPTZ, which makes a folder of older files alone read as a new one does."""
+    columns as TIMESTAMPTZ, which makes a folder of older files alone read as a new one does;
+    a column no file has yet (files written before it was added) as a typed NULL."""
+    schema = with_partitions(TABLES[table])
+    types = con.from_arrow(pa.Table.from_batches([], schema=schema)).dtypes
+    present = _file_columns(con, output, table)
     columns = []
-    for field in with_partitions(TABLES[table]):
+    for field, duck_type in zip(schema, types, strict=True):
         name = f'{alias}."{field.name}"'
-        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+        if present is not None and field.name not in present | set(PARTITIONING.names):
+            name = f'CAST(NULL AS {duck_type}) AS "{field.name}"'
+        elif pa.types.is_timestamp(field.type) and field.type.tz is not None:
             name = f'CAST({name} AS TIMESTAMPTZ) AS "{field.name}"'
         columns.append(name)
     return ", ".join(columns)
+
+
+def _file_columns(con: duckdb.DuckDBPyConnection, output: str, table: str) -> set[str] | None:
+    """The columns any of the table's files has; None when it has no files yet."""
+    if not _has_files(output, table):
+        return None
+    glob = table_glob(output, table).replace("'", "''")
+    rows = con.execute(f"SELECT DISTINCT name FROM parquet_schema('{glob}')").fetchall()
+    return {name for (name,) in rows}
 
 
 def _create_views(output: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     con.execute(
         f"""
         CREATE OR REPLACE VIEW videos AS
-        SELECT {_columns("videos", "t")} FROM {_raw_relation(con, output, "videos")} AS t
+        SELECT {_columns(con, output, "videos", "t")}
+        FROM {_raw_relation(con, output, "videos")} AS t
         QUALIFY row_number() OVER (PARTITION BY t.video_id ORDER BY t.processed_at DESC) = 1
         """
     )
@@ -164,7 +180,7 @@ def _create_views(output: str, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBP
         con.execute(
             f"""
             CREATE OR REPLACE VIEW {table} AS
-            SELECT {_columns(table, "t")}
+            SELECT {_columns(con, output, table, "t")}
             FROM {_raw_relation(con, output, table)} AS t
             SEMI JOIN videos AS v USING (video_id, analysis_id)
             """

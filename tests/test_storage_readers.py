@@ -367,3 +367,21 @@ def test_foreign_files_are_refused_with_one_line(output, tmp_path):
         r"ysis \(it lacks analysis_id, video\): move it out",
     ):
         connect(str(copy))
+
+
+def test_views_open_files_written_before_a_column_was_added(tmp_path):
+    """Outputs written before the mask and emotion columns still open: those columns read as
+    typed NULLs, and reports over them count nothing rather than fail."""
+    rows = _tables("v1", date(2026, 11, 22), "lobby", 2)
+    newer = ("mask", "mask_score", "emotion", "emotion_scores", "happy_share")
+    old = pa.schema([f for f in TABLES["visitors"] if f.name not in newer])
+    folder = tmp_path / "visitors" / "date=2026-11-22" / "camera=lobby"
+    folder.mkdir(parents=True)
+    visitors = [{k: v for k, v in r.items() if k in old.names} for r in rows["visitors"]]
+    pq.write_table(pa.Table.from_pylist(visitors, schema=old), folder / "v1.parquet")
+    publish(str(tmp_path), "videos", rows["videos"], date(2026, 11, 22), "lobby", "v1")
+    con = connect(str(tmp_path))
+    got = con.execute("SELECT count(*), count(mask), count(emotion_scores) FROM visitors")
+    assert got.fetchall() == [(2, 0, 0)]
+    kinds = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE visitors)").fetchall())
+    assert kinds["mask"] == "VARCHAR" and kinds["emotion_scores"].startswith("STRUCT(angry FLOAT")
