@@ -23,7 +23,7 @@ from simulation.backdrop import make_background
 from simulation.choreography import MAX_SWAY_SCALE, ScriptedVisit, plan_visits, trajectory
 from simulation.figures import composite, make_figure
 from simulation.ground_truth import clip_truth, dump_truth, truth_path_for, visit_truth
-from simulation.photos import FaceSource, LabelledPhoto, sample_faces
+from simulation.photos import FaceMix, FaceSource, LabelledPhoto, sample_faces
 from simulation.render_options import DEFAULT_CRF, DEFAULT_PRESET, RenderOptions
 
 # How clips are drawn (backdrop, figures, choreography), recorded in the truth and in cached clips'
@@ -33,9 +33,13 @@ RENDERER = 2
 
 
 def render_clip(
-    out: str | Path, faces: FaceSource | list[LabelledPhoto], opt: RenderOptions, progress=None
+    out: str | Path,
+    faces: FaceSource | FaceMix | list[LabelledPhoto],
+    opt: RenderOptions,
+    progress=None,
 ) -> dict:
     """Render the clip to ``out`` and its truth to ``<out>.truth.json``; return the truth.
+    ``faces``: a source, several (:class:`simulation.photos.FaceMix`), or the photos themselves.
     ``progress``, when given, is called with 1 after each frame is encoded."""
     opt.validate()
     out = Path(out)
@@ -70,11 +74,14 @@ def _check_output(out: Path) -> None:
 
 
 def _cast(
-    plans: list[ScriptedVisit], faces: FaceSource | list[LabelledPhoto], seed: int
+    plans: list[ScriptedVisit], faces: FaceSource | FaceMix | list[LabelledPhoto], seed: int
 ) -> list[LabelledPhoto]:
-    """One distinct photo per visit: drawn from a source with ``seed``, or a list's first ones."""
+    """One distinct photo per visit: drawn from a source or sources with ``seed``, or a list's
+    first ones."""
     if isinstance(faces, FaceSource):
         return sample_faces(faces, len(plans), seed)
+    if isinstance(faces, FaceMix):
+        return faces.cast(len(plans), seed)
     if len(faces) < len(plans):
         raise SimulationError(f"need {len(plans)} distinct faces, got {len(faces)}")
     return list(faces[: len(plans)])

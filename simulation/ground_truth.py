@@ -5,9 +5,15 @@ All times are in seconds from the start of the clip::
     {"version": 1,
      "clip": {"file", "renderer", "width", "height", "fps", "frames", "duration_s", "codec",
               "seed", ...},
-     "visitors": [{"id", "age", "gender", "face", "enter_s", "leave_s", "appear_s",
-                   "disappear_s", "entry_side", "exit_side", "face_px",
-                   "boxes": [[t_s, x1, y1, x2, y2], ...]}, ...]}
+     "visitors": [{"id", "age", "gender", "face", ["source",] ["mask",] ["emotion",]
+                   "enter_s", "leave_s", "appear_s", "disappear_s", "entry_side",
+                   "exit_side", "face_px", "boxes": [[t_s, x1, y1, x2, y2], ...]}, ...]}
+
+A visitor's labels are those of their face's set: ``age`` (years) and ``gender`` (``male`` or
+``female``) for UTKFace and face lists, null for a face of an emotion or mask set; ``mask`` and
+``emotion``, class names of ``schemas.model_file.CLASS_NAMES``, only where the face's set labels
+them. ``face`` is the image's path in its source, and ``source`` the path of that source where
+the clip was drawn from several.
 
 ``enter_s``/``leave_s`` bound the frames where the visitor's face box (the square the face image is
 drawn into) lies wholly inside the frame; ``appear_s``/``disappear_s`` where any part of the
@@ -86,9 +92,10 @@ def visit_truth(
     idx_full, idx_in = np.flatnonzero(full), np.flatnonzero(in_frame)
     rec = {
         "id": v.id,
-        "age": int(photo.age),
+        "age": None if photo.age is None else int(photo.age),
         "gender": photo.gender,
         "face": photo.key,
+        **_labels(photo),
         "enter_s": round(float(times[idx_full[0]]), 3) if idx_full.size else None,
         "leave_s": round(float(times[idx_full[-1]]), 3) if idx_full.size else None,
         "appear_s": round(float(times[idx_in[0]]), 3) if idx_in.size else None,
@@ -101,6 +108,13 @@ def visit_truth(
     if opt.boxes_every_s > 0:
         rec["boxes"] = _sample_boxes(times, idx_full, (x1, y1, x2, y2), opt.boxes_every_s)
     return rec
+
+
+def _labels(photo: LabelledPhoto) -> dict:
+    """The face's source and its mask and emotion labels, where it has them (a UTKFace-only
+    clip's truth stays as it was)."""
+    found = {"source": photo.source, "mask": photo.mask, "emotion": photo.emotion}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _sample_boxes(times, idx_full, corners, every_s: float) -> list[list[float]]:

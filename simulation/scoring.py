@@ -9,7 +9,13 @@ by earlier start), keeping pairs with IoU >= ``min_iou``. Reported:
 - visitor count error: predicted - true, and its absolute value;
 - matched pairs, true visitors left unmatched (missed), predicted left unmatched (spurious, or a
   person split into several tracks);
-- over the matched pairs: gender accuracy, age MAE and mean signed age error (bias), mean IoU.
+- over the matched pairs: gender accuracy, age MAE and mean signed age error (bias), mean IoU,
+  each over the visitors whose truth has that label (a face from an emotion or mask set has no
+  age or gender);
+- mask accuracy and emotion accuracy over the matched visitors whose truth has that label and
+  whom the analysis read: the ``visitors`` table's ``mask`` and ``emotion`` columns (class names),
+  where it has them. An analysis without them (an older pipeline, a model without those heads)
+  scores the rest, with a note.
 
 Several clips pool into one set of totals (:func:`pool`), and two analyses of the same clips (two
 models, say) compare visitor by visitor (:func:`compare`), which is how models are chosen on video
@@ -22,9 +28,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from model.metrics import paired_by_key
+from model.metrics import paired_by_key, paired_classes
+from schemas.model_file import CLASS_NAMES
 from schemas.views import TablesError, connect, fetch
 from simulation import SimulationError
+from simulation.score_text import HEADS, head_readings, result_table
 
 
 @dataclass
@@ -32,10 +40,14 @@ class Pair:
     truth_id: int
     track_id: int
     iou: float
-    true_age: float
+    true_age: float | None  # None: the face's set has no age (an emotion or mask set)
     pred_age: float
-    true_gender: str
+    true_gender: str | None
     pred_gender: str
+    true_mask: str | None = None  # class names; None where the truth has no such label
+    pred_mask: str | None = None  # None where the analysis has no such reading
+    true_emotion: str | None = None
+    pred_emotion: str | None = None
 
 
 @dataclass
@@ -49,50 +61,32 @@ class ScoreResult:
     matched: int
     unmatched_true: int
     unmatched_predicted: int
-    gender_accuracy: float | None  # over matched pairs; None when nothing matched
-    age_mae: float | None
+    gender_accuracy: float | None  # over the gender_n matched pairs with a true gender
+    gender_n: int
+    age_mae: float | None  # over the age_n matched pairs with a true age
     age_bias: float | None  # mean(predicted - true)
+    age_n: int
     mean_iou: float | None
+    mask_accuracy: float | None  # over the mask_n matched pairs with a true and a read status
+    mask_n: int
+    emotion_accuracy: float | None
+    emotion_n: int
     pairs: list[Pair] = field(default_factory=list)
     fingerprint: str | None = None  # the analysed file's content fingerprint (videos table)
     model_version: str | None = None  # the model the analysis used
+    labelled: list[str] = field(default_factory=list)  # HEADS some true visitor is labelled for
+    notes: list[str] = field(default_factory=list)  # e.g. no mask readings in the analysis
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def table(self) -> str:
-        def f(v, fmt):
-            return "-" if v is None else format(v, fmt)
-
-        rows = [
-            ("clip", self.clip),
-            ("video", self.video or "-"),
-            ("visitors true / predicted", f"{self.true_visitors} / {self.predicted_visitors}"),
-            ("count error (pred - true)", f"{self.count_error:+d} (abs {self.abs_count_error})"),
-            ("matched", str(self.matched)),
-            ("unmatched true (missed)", str(self.unmatched_true)),
-            ("unmatched predicted", str(self.unmatched_predicted)),
-            ("gender accuracy", f(self.gender_accuracy, ".3f")),
-            ("age MAE (years)", f(self.age_mae, ".2f")),
-            ("age bias (years)", f(self.age_bias, "+.2f")),
-            ("mean temporal IoU", f(self.mean_iou, ".3f")),
-        ]
-        width = max(len(k) for k, _ in rows)
-        lines = [f"{k:<{width}}  {v}" for k, v in rows]
-        if self.pairs:
-            lines.append("")
-            lines.append(" truth  track    iou  age true/pred  gender true/pred")
-            for p in self.pairs:
-                lines.append(
-                    f"{p.truth_id:>6}  {p.track_id:>5}  {p.iou:5.2f}  "
-                    f"{p.true_age:>8.0f} / {p.pred_age:<5.1f}  {p.true_gender:>6} / {p.pred_gender}"
-                )
-        return "\n".join(lines)
+        return result_table(self)
 
 
 def load_truth(path: str | Path) -> dict:
     """Read a truth file, checked for what scoring needs (``clip.file``; each visitor's id, age
-    and gender)."""
+    and gender, null where unknown; ``mask`` and ``emotion``, where given, class names)."""
     p = Path(path)
     try:
         truth = json.loads(p.read_text())
@@ -107,7 +101,13 @@ def load_truth(path: str | Path) -> dict:
     needed = ("id", "age", "gender")
     for v in truth["visitors"] if isinstance(truth["visitors"], list) else [None]:
         if not isinstance(v, dict) or any(k not in v for k in needed):
-            raise SimulationError(f"{p}: every visitor needs {', '.join(needed)}")
+            raise SimulationError(f"{p}: every visitor needs {', '.join(needed)} (null: unknown)")
+        for head in HEADS:
+            if v.get(head) is not None and v[head] not in CLASS_NAMES[head]:
+                raise SimulationError(
+                    f"{p}: visitor {v['id']} has {head} {v[head]!r}, not one of "
+                    f"{', '.join(CLASS_NAMES[head])}"
+                )
     return truth
 
 
@@ -143,7 +143,8 @@ def _basename(path: str) -> str:
 
 def predicted_visitors(output: str | Path, clip_file: str) -> tuple[dict, list[dict]]:
     """The analysis of ``clip_file`` (its videos row: ``video``, ``fingerprint``,
-    ``model_version``) and its visitor rows, via the DuckDB views."""
+    ``model_version``) and its visitor rows, via the DuckDB views: ``mask`` and ``emotion``
+    None where the table lacks those columns (written before the pipeline had them)."""
     if not Path(output).is_dir():
         raise SimulationError(f"analysis output folder not found: {output}")
     try:
@@ -160,32 +161,54 @@ def predicted_visitors(output: str | Path, clip_file: str) -> tuple[dict, list[d
     video, status, error, fingerprint, model_version = hits[0]
     if status != "ok":
         raise SimulationError(f"the analysis of {video} failed: {error or status}")
-    sql = (
-        "SELECT track_id, start_s, end_s, age, gender FROM visitors WHERE video = ? "
-        "ORDER BY start_s, track_id"
-    )
     try:
+        have = {row[0] for row in fetch(con, "DESCRIBE visitors")}
+        cols = ("track_id", "start_s", "end_s", "age", "gender", *(h for h in HEADS if h in have))
+        sql = f"SELECT {', '.join(cols)} FROM visitors WHERE video = ? ORDER BY start_s, track_id"
         rows = fetch(con, sql, [video])
     except TablesError as e:
         raise SimulationError(f"cannot read the tables in {output}: {e}") from None
-    cols = ("track_id", "start_s", "end_s", "age", "gender")
     analysed = {"video": video, "fingerprint": fingerprint, "model_version": model_version}
-    return analysed, [dict(zip(cols, r, strict=True)) for r in rows]
+    empty = dict.fromkeys(HEADS)
+    return analysed, [{**empty, **dict(zip(cols, r, strict=True))} for r in rows]
+
+
+def _mean(xs: list) -> float | None:
+    return sum(xs) / len(xs) if xs else None
 
 
 def pair_means(pairs: list[Pair]) -> dict:
-    """Gender accuracy, age MAE, age bias and mean IoU over matched pairs (None when none)."""
-    n = len(pairs)
-
-    def mean(xs):
-        return sum(xs) / n if n else None
-
-    return {
-        "gender_accuracy": mean([p.true_gender == p.pred_gender for p in pairs]),
-        "age_mae": mean([abs(p.pred_age - p.true_age) for p in pairs]),
-        "age_bias": mean([p.pred_age - p.true_age for p in pairs]),
-        "mean_iou": mean([p.iou for p in pairs]),
+    """Over matched pairs, each figure over the pairs whose truth has its label: gender
+    accuracy, age MAE and bias, and per head in HEADS its accuracy over the pairs the analysis
+    read too; with the number of pairs behind each, and the mean IoU (None when none)."""
+    gender = [p for p in pairs if p.true_gender is not None]
+    aged = [p for p in pairs if p.true_age is not None]
+    out = {
+        "gender_accuracy": _mean([p.true_gender == p.pred_gender for p in gender]),
+        "gender_n": len(gender),
+        "age_mae": _mean([abs(p.pred_age - p.true_age) for p in aged]),
+        "age_bias": _mean([p.pred_age - p.true_age for p in aged]),
+        "age_n": len(aged),
+        "mean_iou": _mean([p.iou for p in pairs]),
     }
+    for head in HEADS:
+        right = [t == r for t, r in head_readings(pairs, head)]
+        out[f"{head}_accuracy"], out[f"{head}_n"] = _mean(right), len(right)
+    return out
+
+
+def _pair(t: dict, p: dict, iou: float) -> Pair:
+    """A matched true visitor ``t`` and predicted visitor ``p``."""
+    return Pair(
+        truth_id=int(t["id"]),
+        track_id=int(p["track_id"]),
+        iou=round(iou, 4),
+        true_age=None if t["age"] is None else float(t["age"]),
+        pred_age=float(p["age"]),
+        true_gender=None if t["gender"] is None else str(t["gender"]),
+        pred_gender=str(p["gender"]),
+        **{f"{side}_{h}": v.get(h) for h in HEADS for side, v in (("true", t), ("pred", p))},
+    )
 
 
 def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) -> ScoreResult:
@@ -195,19 +218,11 @@ def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) ->
     clip = truth["clip"]["file"]
     true = [v for v in truth["visitors"] if v.get("enter_s") is not None]
     analysed, pred = predicted_visitors(output, clip)
-    pairs = match(true, pred, min_iou)
-    out_pairs = [
-        Pair(
-            truth_id=int(true[i]["id"]),
-            track_id=int(pred[j]["track_id"]),
-            iou=round(iou, 4),
-            true_age=float(true[i]["age"]),
-            pred_age=float(pred[j]["age"]),
-            true_gender=str(true[i]["gender"]),
-            pred_gender=str(pred[j]["gender"]),
-        )
-        for i, j, iou in pairs
-    ]
+    out_pairs = [_pair(true[i], pred[j], iou) for i, j, iou in match(true, pred, min_iou)]
+    labelled = [h for h in HEADS if any(v.get(h) is not None for v in true)]
+    read = {h for h in HEADS if any(v[h] is not None for v in pred)}
+    # with no visitor found there is nothing the analysis could have read: the count says it
+    notes = [f"no {h} predictions in the analysis" for h in labelled if pred and h not in read]
     n = len(out_pairs)
     return ScoreResult(
         clip=clip,
@@ -223,13 +238,17 @@ def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) ->
         pairs=out_pairs,
         fingerprint=analysed["fingerprint"],
         model_version=analysed["model_version"],
+        labelled=labelled,
+        notes=notes,
     )
 
 
 def pool(results: list[ScoreResult]) -> dict:
     """Totals over several clips' scores: counts summed (``abs_count_error`` is the sum of each
     clip's absolute count error), accuracy and errors over all matched pairs (so a clip weighs
-    by its visitors), ``gender_right`` and ``n_clips``. Each clip must appear once."""
+    by its visitors), the right calls per label (``gender_right``, ``mask_right``, ...), the
+    heads any clip's truth labels, the clips' notes and ``n_clips``. Each clip must appear
+    once."""
     clips = [r.clip for r in results]
     if len(set(clips)) < len(clips):
         dup = next(c for c in clips if clips.count(c) > 1)
@@ -248,24 +267,18 @@ def pool(results: list[ScoreResult]) -> dict:
         "unmatched_true": true - n,
         "unmatched_predicted": predicted - n,
         "gender_right": sum(p.true_gender == p.pred_gender for p in pairs),
+        **{f"{h}_right": sum(t == r for t, r in head_readings(pairs, h)) for h in HEADS},
         **pair_means(pairs),
+        "labelled": [h for h in HEADS if any(h in r.labelled for r in results)],
+        "notes": list(dict.fromkeys(note for r in results for note in r.notes)),
     }
 
 
-def pooled_line(p: dict, label: str) -> str:
-    """One line of :func:`pool` output."""
-    if not p["matched"]:
-        return f"{label}: {p['true_visitors']} true visitors, none matched"
-    return (
-        f"{label}: visitors {p['true_visitors']} true / {p['predicted_visitors']} predicted, "
-        f"matched {p['matched']}, gender {p['gender_right']}/{p['matched']} "
-        f"({p['gender_accuracy']:.3f}), age MAE {p['age_mae']:.2f} (bias {p['age_bias']:+.2f})"
-    )
-
-
 def compare(a: list[ScoreResult], b: list[ScoreResult]) -> dict:
-    """Two analyses of the same clips, visitor by visitor: the true visitors both matched, with
-    :func:`model.metrics.paired_comparison` of their age errors and gender calls."""
+    """Two analyses of the same clips, visitor by visitor, over the true visitors both matched:
+    :func:`model.metrics.paired_comparison` of their age errors and gender calls (the visitors
+    with an age), and per head in HEADS :func:`model.metrics.paired_classes` of its calls (the
+    visitors with that label whom both analyses read)."""
     for ra, rb in zip(a, b, strict=True):
         if ra.fingerprint != rb.fingerprint:
             raise SimulationError(
@@ -275,13 +288,30 @@ def compare(a: list[ScoreResult], b: list[ScoreResult]) -> dict:
 
     def by_visitor(results):
         return {
-            (r.clip, p.truth_id): (abs(p.pred_age - p.true_age), p.pred_gender == p.true_gender)
+            (r.clip, p.truth_id): (
+                abs(p.pred_age - p.true_age),
+                p.pred_gender == p.true_gender,
+                p.true_gender is not None,
+            )
             for r in results
             for p in r.pairs
+            if p.true_age is not None
         }
 
-    va, vb = by_visitor(a), by_visitor(b)
-    out = paired_by_key(va, vb)
-    out["matched_only_a"] = len(va.keys() - vb.keys())
-    out["matched_only_b"] = len(vb.keys() - va.keys())
+    def right(results, head):
+        return {
+            (r.clip, p.truth_id): t == c
+            for r in results
+            for p in r.pairs
+            for t, c in head_readings([p], head)
+        }
+
+    out = paired_by_key(by_visitor(a), by_visitor(b))
+    ka = {(r.clip, p.truth_id) for r in a for p in r.pairs}
+    kb = {(r.clip, p.truth_id) for r in b for p in r.pairs}
+    out["matched_only_a"], out["matched_only_b"] = len(ka - kb), len(kb - ka)
+    for head in HEADS:
+        ra, rb = right(a, head), right(b, head)
+        common = sorted(ra.keys() & rb.keys())
+        out[head] = paired_classes([ra[k] for k in common], [rb[k] for k in common])
     return out

@@ -14,6 +14,7 @@ from onnx_models import write_tiny_model
 
 from jobs.dev import score as score_cli
 from schemas import TABLES
+from schemas.model_file import CLASS_NAMES
 from schemas.publish import publish
 from simulation.scoring import interval_iou, score
 
@@ -57,8 +58,10 @@ def _video_row(video, video_id, analysis_id, n_visitors):
     )
 
 
-def _visitor_row(video, video_id, analysis_id, track_id, start, end, age, gender):
-    return dict(
+def _visitor_row(
+    video, video_id, analysis_id, track_id, start, end, age, gender, mask=None, emotion=None
+):
+    row = dict(
         video_id=video_id,
         analysis_id=analysis_id,
         video=video,
@@ -77,6 +80,13 @@ def _visitor_row(video, video_id, analysis_id, track_id, start, end, age, gender
         face_px=120.0,
         quality=0.8,
     )
+    # the mask and emotion columns, where the visitors schema has them (null: not read)
+    scores = {e: float(e == emotion) for e in CLASS_NAMES["emotion"]} if emotion else None
+    happy = float(emotion == "happy") if emotion else None
+    read = dict(mask=mask, mask_score=0.9 if mask else None, emotion=emotion,
+                emotion_scores=scores, happy_share=happy)  # fmt: skip
+    row.update({k: v for k, v in read.items() if k in TABLES["visitors"].names})
+    return row
 
 
 @pytest.fixture
@@ -272,3 +282,178 @@ def test_score_sets_photo_readings_beside_video(analysis, tmp_path, capsys):
     (faces / "labels.csv").write_text("path,age,gender\nf0.png,30,0\n")
     assert score_cli.main(argv + ["--photos", str(model), "--faces", str(faces)]) == 2
     assert "lacks the face f1.png" in capsys.readouterr().err
+
+
+# Visitors drawn from a mask set and an emotion set have those labels and no age or gender.
+MIXED_TRUTH = {
+    "version": 1,
+    "clip": {"file": "mixed.mp4", "width": 640, "height": 360, "fps": 30, "duration_s": 60},
+    "visitors": [
+        {"id": 1, "age": 30, "gender": "female", "enter_s": 1.0, "leave_s": 10.0},
+        {"id": 2, "age": None, "gender": None, "mask": "with_mask", "enter_s": 12.0,
+         "leave_s": 20.0},
+        {"id": 3, "age": None, "gender": None, "emotion": "happy", "enter_s": 22.0,
+         "leave_s": 30.0},
+        {"id": 4, "age": None, "gender": None, "mask": "without_mask", "enter_s": 32.0,
+         "leave_s": 40.0},
+        {"id": 5, "age": None, "gender": None, "emotion": "sad", "enter_s": 42.0,
+         "leave_s": 50.0},
+        {"id": 6, "age": None, "gender": None, "mask": "with_incorrect_mask", "enter_s": 52.0,
+         "leave_s": 58.0},  # missed by every analysis below
+    ],
+}  # fmt: skip
+SPANS = [(1.5, 9.5), (12.0, 20.0), (22.0, 30.0), (32.0, 40.0), (42.0, 50.0)]  # truth 1-5
+READ_COLUMNS = ("mask", "mask_score", "emotion", "emotion_scores", "happy_share")
+needs_read_columns = pytest.mark.skipif(
+    "mask" not in TABLES["visitors"].names,
+    reason="the visitors schema has no mask and emotion columns yet (schemas.tables)",
+)
+
+
+def _mixed_analysis(tmp_path, name, readings):
+    """An output folder whose analysis of mixed.mp4 found truth 1-5, each read as
+    ``readings[i]``: (age, gender, mask, emotion)."""
+    out = tmp_path / name
+    video = "/data/videos/cam1/mixed.mp4"
+    rows = [
+        _visitor_row(video, "v5", name, i + 1, *SPANS[i], *reading)
+        for i, reading in enumerate(readings)
+    ]
+    _write(out, "visitors", "cam1", "v5", rows)
+    _write(out, "videos", "cam1", "v5", [_video_row(video, "v5", name, len(rows))])
+    truth_file = tmp_path / "mixed.truth.json"
+    truth_file.write_text(json.dumps(MIXED_TRUTH))
+    return out, truth_file
+
+
+# truth 1 has no mask or emotion label, truth 2 no emotion, truth 3 no mask: those readings of
+# theirs are not scored
+READ_A = [
+    (34.0, "female", "without_mask", "happy"),
+    (40.0, "male", "with_mask", "neutral"),  # mask right
+    (25.0, "female", "without_mask", "happy"),  # emotion right
+    (50.0, "male", "with_mask", "happy"),  # mask wrong
+    (33.0, "female", "without_mask", "fear"),  # emotion wrong
+]
+READ_B = [
+    (30.0, "female", "with_mask", "sad"),
+    (40.0, "male", "with_mask", "sad"),  # mask right
+    (25.0, "female", "with_mask", "sad"),  # emotion wrong
+    (50.0, "male", "without_mask", "sad"),  # mask right
+    (33.0, "female", "with_mask", "sad"),  # emotion right
+]
+
+
+@needs_read_columns
+def test_score_mask_and_emotion_of_the_labelled_visitors(tmp_path, capsys):
+    out, truth_file = _mixed_analysis(tmp_path, "a", READ_A)
+    r = score(truth_file, out)
+    assert (r.true_visitors, r.matched, r.unmatched_true) == (6, 5, 1)
+    assert r.labelled == ["mask", "emotion"] and r.notes == []
+    assert (r.mask_accuracy, r.mask_n) == (0.5, 2)
+    assert (r.emotion_accuracy, r.emotion_n) == (0.5, 2)
+    # age and gender only over truth 1, the one visitor with those labels
+    assert (r.gender_accuracy, r.gender_n, r.age_mae, r.age_n) == (1.0, 1, 4.0, 1)
+    assert [(p.true_mask, p.pred_mask) for p in r.pairs][:2] == [
+        (None, "without_mask"),
+        ("with_mask", "with_mask"),
+    ]
+    text = r.table()
+    assert "mask accuracy              0.500 (1/2)" in text
+    assert "emotion accuracy           0.500 (1/2)" in text
+    assert "     2      2   1.00         - / 40.0        - / male  with_mask / with_mask" in text
+
+    other, _ = _mixed_analysis(tmp_path, "b", READ_B)
+    js = tmp_path / "both.json"
+    argv = ["--truth", str(truth_file), "--output", str(out), "--json", str(js)]
+    assert score_cli.main([*argv, "--against", str(other)]) == 0
+    text = capsys.readouterr().out
+    data = json.loads(js.read_text())
+    assert (data["mask_right"], data["mask_n"], data["emotion_right"], data["emotion_n"]) == (
+        1, 2, 1, 2,
+    )  # fmt: skip
+    paired = data["against"]["paired"]
+    # mask: truth 2 right with both, truth 4 with b only; emotion: 3 with a only, 5 with b only
+    assert paired["mask"] == {"n": 2, "right_a": 1, "right_b": 2, "only_a": 0, "only_b": 1,
+                              "p": 1.0}  # fmt: skip
+    assert paired["emotion"] == {"n": 2, "right_a": 1, "right_b": 1, "only_a": 1, "only_b": 1,
+                                 "p": 1.0}  # fmt: skip
+    assert paired["n"] == 1 and paired["mae_diff"] == pytest.approx(4.0)  # truth 1 alone
+    assert "mask 2/2 (1.000), emotion 1/2 (0.500)" in text
+    assert (
+        f"  mask right     1 against 2 of 2: right only with {out} 0, only with {other} 1" in text
+    )
+    assert "paired comparison over 1 visitors with an age and gender" in text
+
+
+def test_score_an_analysis_without_mask_and_emotion_columns(tmp_path, capsys, monkeypatch):
+    # an analysis written before the pipeline had the columns (or by a tree without them)
+    old = pa.schema([f for f in TABLES["visitors"] if f.name not in READ_COLUMNS])
+    monkeypatch.setitem(TABLES, "visitors", old)
+    out, truth_file = _mixed_analysis(tmp_path, "old", READ_A)
+    r = score(truth_file, out)
+    assert (r.mask_accuracy, r.mask_n, r.emotion_accuracy, r.emotion_n) == (None, 0, None, 0)
+    assert r.notes == [
+        "no mask predictions in the analysis",
+        "no emotion predictions in the analysis",
+    ]
+    assert (r.matched, r.gender_accuracy, r.age_mae) == (5, 1.0, 4.0)  # the rest still scored
+    assert score_cli.main(["--truth", str(truth_file), "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "mask accuracy              - (no mask predictions in the analysis)" in text
+    assert "emotion accuracy           - (no emotion predictions in the analysis)" in text
+
+
+@needs_read_columns
+def test_score_an_analysis_by_a_model_without_the_heads(tmp_path, capsys):
+    # the columns are there, null: the model had no mask or emotion head
+    no_heads = [(age, gender, None, None) for age, gender, _, _ in READ_A]
+    out, truth_file = _mixed_analysis(tmp_path, "plain", no_heads)
+    r = score(truth_file, out)
+    assert r.notes == [
+        "no mask predictions in the analysis",
+        "no emotion predictions in the analysis",
+    ]
+    assert (r.mask_n, r.emotion_n, r.matched) == (0, 0, 5)
+    new, _ = _mixed_analysis(tmp_path, "new", READ_A)
+    js = tmp_path / "pair.json"
+    argv = ["--truth", str(truth_file), "--output", str(new), "--against", str(out)]
+    assert score_cli.main([*argv, "--json", str(js)]) == 0
+    text = capsys.readouterr().out
+    assert "  mask: no labelled visitor read by both analyses" in text
+    assert f"against {out}: visitors 6 true / 5 predicted, matched 5, gender 1/1 (1.000)" in text
+    assert "no mask predictions in the analysis, no emotion predictions in the analysis" in text
+    data = json.loads(js.read_text())
+    assert data["against"]["totals"]["notes"] == r.notes and data["notes"] == []
+    assert data["against"]["paired"]["mask"]["n"] == 0
+
+
+def test_score_refuses_an_unknown_class_in_the_truth(analysis, tmp_path, capsys):
+    out, truth_file = analysis
+    truth = json.loads(truth_file.read_text())
+    truth["visitors"][0]["mask"] = "scarf"
+    truth_file.write_text(json.dumps(truth))
+    assert score_cli.main(["--truth", str(truth_file), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "visitor 1 has mask 'scarf', not one of with_mask" in err and err.count("\n") == 1
+
+
+def test_score_reads_only_photos_with_an_age_and_gender(tmp_path):
+    # the mask and emotion visitors' faces are not in the UTKFace-like source: never looked up
+    out, truth_file = _mixed_analysis(tmp_path, "a", READ_A)
+    truth = json.loads(truth_file.read_text())
+    for v in truth["visitors"]:
+        v["face"] = "f0.png" if v["id"] == 1 else f"masks/with_mask/x{v['id']}.jpg"
+    truth_file.write_text(json.dumps(truth))
+    faces = tmp_path / "photos"
+    faces.mkdir()
+    cv2.imwrite(str(faces / "f0.png"), np.full((48, 48, 3), (40, 90, 200), np.uint8))
+    (faces / "labels.csv").write_text("path,age,gender\nf0.png,30,1\n")
+    model = tmp_path / "tiny.onnx"
+    write_tiny_model(model, size=16)
+    js = tmp_path / "photos.json"
+    argv = ["--truth", str(truth_file), "--output", str(out), "--json", str(js)]
+    assert score_cli.main([*argv, "--photos", str(model), "--faces", str(faces)]) == 0
+    photos = json.loads(js.read_text())["photos"]
+    assert [v["truth_id"] for v in photos["visitors"]] == [1] and photos["paired"]["n"] == 1
+    assert photos["visitors"][0]["true_gender"] == "female"

@@ -3,9 +3,12 @@
 python -m jobs.dev.score --truth clip.truth.json [more.truth.json ...] --output output/
     [--against other_output/] [--photos MODEL.onnx --faces FACES] [--json score.json]
 
-``--photos`` runs the model on the photos the clips were drawn from and sets each visitor's video
-reading beside its photo reading: a visitor right on the photo but wrong on video points at the
-video path (rendering, detection, alignment, aggregation) rather than at the model.
+Where a truth labels mask status or emotion (visitors drawn from a mask or emotion set), mask and
+emotion accuracy are scored too, from the analysis' ``visitors.mask`` and ``visitors.emotion``
+columns; an analysis without them scores the rest and says so. ``--photos`` runs the model on the
+photos the clips were drawn from and sets each visitor's video reading of age and gender beside
+its photo reading: a visitor right on the photo but wrong on video points at the video path
+(rendering, detection, alignment, aggregation) rather than at the model.
 """
 
 from __future__ import annotations
@@ -32,20 +35,24 @@ from model.metrics import format_comparison, paired_comparison
 from model.preprocess import prepare_chip
 from simulation import SimulationError
 from simulation.photos import open_faces
-from simulation.scoring import compare, load_truth, pool, pooled_line, score
+from simulation.score_text import paired_text, pooled_line
+from simulation.scoring import compare, load_truth, pool, score
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m jobs.dev.score",
         description="Compare the visitors an analysis found in synthetic clips with the clips' "
-        "ground truth: visitor count error, matched pairs, gender accuracy and age MAE; with "
-        "several clips also their totals, and with --against a paired test against a second "
-        "analysis of the same clips.",
+        "ground truth: visitor count error, matched pairs, gender accuracy and age MAE, and mask "
+        "and emotion accuracy where the truth has those labels; with several clips also their "
+        "totals, and with --against a paired test against a second analysis of the same clips.",
         epilog="Predicted and true visitors are matched one to one, greedily by the IoU of their "
         "time spans ([start_s, end_s] vs [enter_s, leave_s]); each clip is found in the output's "
-        "videos table by its file name. --against compares the true visitors matched in both "
-        "analyses: age errors by a paired sign-flip test, gender calls by an exact McNemar test.",
+        "videos table by its file name. Each figure counts the matched visitors whose truth has "
+        "its label (a face from an emotion or mask set has no age or gender); mask and emotion "
+        "are read from the visitors table's mask and emotion columns, where the analysis has "
+        "them. --against compares the true visitors matched in both analyses: age errors by a "
+        "paired sign-flip test; gender, mask and emotion calls by an exact McNemar test.",
     )
     p.add_argument(
         "--truth",
@@ -83,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def photo_readings(truths: list[dict], results, model: str, faces: str, threads: int) -> dict:
-    """``{(clip, truth id): (age, P(female))}``: the model's reading of each visitor's photo,
-    prepared as in training and evaluation (``model.preprocess.prepare_chip``)."""
+    """``{(clip, truth id): (age, P(female))}``: the model's reading of the photo of each visitor
+    with a true age and gender, prepared as in training and evaluation
+    (``model.preprocess.prepare_chip``)."""
     sess, spec = open_model(model, threads)
     crop = float(spec.extra.get("chip_crop", "1.0"))
     used = {r.model_version for r in results} - {spec.model_version}
@@ -94,7 +102,12 @@ def photo_readings(truths: list[dict], results, model: str, faces: str, threads:
             "photo and video readings come from different models",
             stacklevel=2,
         )
-    keys = [(t["clip"]["file"], int(v["id"]), v.get("face")) for t in truths for v in t["visitors"]]
+    keys = [
+        (t["clip"]["file"], int(v["id"]), v.get("face"))
+        for t in truths
+        for v in t["visitors"]
+        if v["age"] is not None and v["gender"] is not None  # a mask or emotion face has neither
+    ]
     if any(face is None for _, _, face in keys):
         raise SimulationError("--photos needs truth files that name each visitor's face")
     source = open_faces(faces)
@@ -121,6 +134,8 @@ def photo_report(results, readings: dict) -> tuple[dict, list[str]]:
     rows = []
     for r in results:
         for p in r.pairs:
+            if (r.clip, p.truth_id) not in readings:
+                continue  # no age or gender to read on the photo
             age, prob = readings[(r.clip, p.truth_id)]
             photo_gender = "female" if prob >= 0.5 else "male"  # as pipelines.visitors
             rows.append(dict(clip=r.clip, truth_id=p.truth_id, true_age=p.true_age,
@@ -164,12 +179,7 @@ def score_runs(args) -> tuple[str, dict]:
         data["against"] = {"output": args.against, "totals": pool(other), "paired": paired}
         text.append("")
         text.append(pooled_line(data["against"]["totals"], f"against {args.against}"))
-        text.append(format_comparison(paired, args.output, args.against, "visitors"))
-        if paired["matched_only_a"] or paired["matched_only_b"]:
-            text.append(
-                f"  matched in one analysis only (left out above): {paired['matched_only_a']} in "
-                f"{args.output}, {paired['matched_only_b']} in {args.against}"
-            )
+        text += paired_text(paired, totals["labelled"], args.output, args.against)
     if args.photos:
         readings = photo_readings(truths, results, args.photos, args.faces, args.threads)
         data["photos"], lines = photo_report(results, readings)

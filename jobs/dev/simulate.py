@@ -3,6 +3,7 @@
     python -m jobs.dev.simulate --faces ../shared/data/UTKFace-dev.tar.gz --out clip.mp4 --minutes 1
 
 writes ``clip.mp4`` and ``clip.truth.json`` (:mod:`simulation.ground_truth` has the truth format).
+``--faces`` repeats: visitors with masks and expressions come from a mask set and an emotion set.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from jobs.cli import EXIT_OK, ArgumentParser, UserError, one_line_warnings, run
 from simulation import SimulationError
 from simulation.clip_maker import render_clip
 from simulation.ground_truth import truth_path_for
-from simulation.photos import held_out, open_faces
+from simulation.photos import FaceMix, held_out, open_faces
 from simulation.render_options import RenderOptions
 
 EPILOG = """\
@@ -28,12 +29,22 @@ face sources:
                                 (gender 0 male, 1 female); malformed names are skipped
   a CSV, or a folder with one   header path,age,gender (the training manifest's format);
                                 path relative to the CSV, gender 0 male, 1 female
-Each visitor is a different face, drawn with --seed; the same options and seed give the same clip.
+  an emotion set (.tar.gz or    FER-2013 layout <split>/<class>/<file>.jpg; the visitor's truth
+    folder)                     has its emotion, no age or gender
+  a mask set (.tar.gz, folder   labels.csv (file,label,photo,x1,y1,x2,y2) beside loose crops;
+    or its labels.csv)          the truth has the mask status, no age or gender
+Repeat --faces to mix sources: each visitor comes from one of them, in equal shares. Each
+visitor is a different face, drawn with --seed; the same options and seed give the same clip.
+--held-out keeps the faces the model never trained on: config/train.yaml's validation split of
+UTKFace and of the mask set (by photo), the val folder of an emotion set.
 UTKFace is for non-commercial research only: never commit clips rendered from it.
 
 examples:
   python -m jobs.dev.simulate --faces ../shared/data/UTKFace-dev.tar.gz --out kiosk.mp4 --minutes 1
   python -m jobs.dev.simulate --faces faces.csv --out small.mp4 --seconds 10 --size 640x360 --fps 15
+  python -m jobs.dev.simulate --faces ../shared/data/UTKFace-dev.tar.gz \
+      --faces ../shared/data/fer2013-dev.tar.gz --faces ../shared/data/masks-dev.tar.gz \
+      --held-out --out mixed.mp4 --minutes 2
 """
 
 
@@ -72,7 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--faces", required=True, help="labelled faces: .tar.gz, folder or .csv")
+    p.add_argument(
+        "--faces",
+        required=True,
+        action="append",
+        help="labelled faces: .tar.gz, folder or .csv of UTKFace, an emotion or a mask set; "
+        "repeat to mix sets",
+    )
     p.add_argument("--out", required=True, help="clip to write (.mp4, .mkv, .mov or .avi)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--minutes", type=float, help="clip length in minutes")
@@ -107,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--held-out",
         action="store_true",
-        help="only faces in the validation split of config/train.yaml, which the shipped model "
-        "never trained on: use it to measure a model on video",
+        help="only faces the model never trained on (config/train.yaml's validation split; an "
+        "emotion set's val folder): use it to measure a model on video",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
@@ -142,6 +159,17 @@ def _options(args: argparse.Namespace) -> RenderOptions:
     )
 
 
+def _faces(paths: list[str], only_held_out: bool) -> FaceMix:
+    """The face sources named on the command line, each once."""
+    seen = set()
+    for path in paths:
+        if Path(path).resolve() in seen:
+            raise SimulationError(f"--faces {path} is given more than once")
+        seen.add(Path(path).resolve())
+    sources = [open_faces(path) for path in paths]
+    return FaceMix([held_out(s) for s in sources] if only_held_out else sources)
+
+
 def _simulate(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     one_line_warnings()  # a skipped malformed face file: one line, as in every job
@@ -150,9 +178,7 @@ def _simulate(argv: list[str] | None) -> int:
     bar = None
     try:
         opt.validate()
-        faces = open_faces(args.faces)
-        if args.held_out:
-            faces = held_out(faces)
+        faces = _faces(args.faces, args.held_out)
         if not args.quiet and sys.stderr.isatty():
             bar = tqdm(total=opt.frames, unit="frame", desc=Path(args.out).name)
         truth = render_clip(args.out, faces, opt, progress=bar.update if bar else None)
