@@ -2,8 +2,9 @@
 
     match files → select (new or changed; the manifest as a side input) → reshuffle
       → AnalyseVideo (decode, detect, align; one video per call, frames never leave it)
-      → RunInference (the multi-task face model, batched)
-      → group by video with its record → PublishVideo (track, aggregate, write)
+          ├ face batches → RunInference (the multi-task face model) → observations
+          └ the video's record
+      → group by video → PublishVideo (track, aggregate, write)
 
 ``build`` adds the steps to a pipeline; ``jobs.analyze`` creates the pipeline with the runner
 (``pipelines.runner``) and runs it. The same pipeline runs on any Beam runner.
@@ -18,7 +19,15 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from pipelines import inputs
 from pipelines.predictions import FaceModelHandler
 from pipelines.settings import RunOptions, Settings
-from pipelines.steps import AnalyseVideo, PublishVideo, SelectVideos, to_observation
+from pipelines.steps import (
+    AnalyseVideo,
+    PublishVideo,
+    SelectVideos,
+    batch_for_model,
+    is_face_batch,
+    is_record,
+    to_observations,
+)
 from schemas.manifest import ManifestEntry
 from schemas.model_file import ModelSpec
 
@@ -33,9 +42,7 @@ def build(
 ):
     """Add the analysis to ``pipeline``; returns the PCollection of published ``videos`` rows."""
     m = settings.model
-    handler = KeyedModelHandler(
-        FaceModelHandler(m.path, threads=m.threads, batch_min=m.batch_min, batch_max=m.batch_max)
-    )
+    handler = KeyedModelHandler(FaceModelHandler(m.path, threads=m.threads))
     known = beam.pvalue.AsDict(pipeline | "Manifest" >> beam.Create(sorted(manifest.items())))
     videos = (
         pipeline
@@ -47,17 +54,18 @@ def build(
         | "Select" >> beam.ParDo(SelectVideos(settings, run), known)
         | "Spread" >> beam.Reshuffle()
     )
-    analyse = AnalyseVideo(settings, spec.crop_template, spec.input_size, run)
-    analysed = videos | "Analyse" >> beam.ParDo(analyse).with_outputs(
-        AnalyseVideo.RECORDS, main="crops"
-    )
+    analyse = AnalyseVideo(settings, spec.crop_template, spec.input_size, run, m.batch_max)
+    analysed = videos | "Analyse" >> beam.ParDo(analyse)
+    records = analysed | "Records" >> beam.Filter(is_record)
     faces = (
-        analysed.crops
+        analysed
+        | "FaceBatches" >> beam.Filter(is_face_batch)
+        | "ForModel" >> beam.Map(batch_for_model)
         | "Infer" >> RunInference(handler)
-        | "Observations" >> beam.MapTuple(to_observation)
+        | "Observations" >> beam.FlatMapTuple(to_observations)
     )
     return (
-        {"faces": faces, "records": analysed[AnalyseVideo.RECORDS]}
+        {"faces": faces, "records": records}
         | "ByVideo" >> beam.CoGroupByKey()
         | "Publish" >> beam.ParDo(PublishVideo(settings, run, spec.heads), known)
     )

@@ -1,7 +1,7 @@
 """Stage 5, crops → predictions: the multi-task face model through ONNX Runtime.
 
-``FaceModelHandler`` plugs the model into Beam's ``RunInference``: Beam batches the crops (sizes
-adapt between ``batch_min`` and ``batch_max``) and loads one session per worker. Beam's stock ONNX
+``FaceModelHandler`` plugs the model into Beam's ``RunInference``: each example is one video's
+batch of crops (``pipelines.steps``), and Beam loads one session per worker. Beam's stock ONNX
 handler returns only the first output; this one returns every head.
 """
 
@@ -110,14 +110,16 @@ class LoadedModel:
         self.spec = spec
 
 
-class FaceModelHandler(ModelHandler[np.ndarray, FacePrediction, LoadedModel]):
-    """RunInference handler: aligned RGB crops in, a FacePrediction per crop out."""
+class FaceModelHandler(ModelHandler[np.ndarray, list[FacePrediction], LoadedModel]):
+    """RunInference handler: each example is a batch of aligned RGB crops (N x S x S x 3, one
+    video's, batched by ``pipelines.steps.AnalyseVideo``) and its result the list of their
+    FacePredictions, from one ONNX Runtime call. Beam's own batching is held at one example
+    per call, so nothing waits for ``finish_bundle`` (see ``pipelines.steps``)."""
 
-    def __init__(self, model_path: str, threads: int, batch_min: int, batch_max: int):
+    def __init__(self, model_path: str, threads: int):
         super().__init__()
         self._path = model_path
         self._threads = threads
-        self._batch = {"min_batch_size": batch_min, "max_batch_size": batch_max}
 
     def load_model(self) -> LoadedModel:
         session = open_session(self._path, self._threads)
@@ -125,14 +127,14 @@ class FaceModelHandler(ModelHandler[np.ndarray, FacePrediction, LoadedModel]):
 
     def run_inference(
         self, batch: Sequence[np.ndarray], model: LoadedModel, inference_args=None
-    ) -> Iterable[FacePrediction]:
-        return predict(model.session, model.spec, batch)
+    ) -> Iterable[list[FacePrediction]]:
+        return [predict(model.session, model.spec, crops) for crops in batch]
 
     def batch_elements_kwargs(self) -> dict:
-        return dict(self._batch)
+        return {"min_batch_size": 1, "max_batch_size": 1}
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
-        return sum(crop.nbytes for crop in batch)
+        return sum(crops.nbytes for crops in batch)
 
     def get_metrics_namespace(self) -> str:
         return "kiosk_face_model"

@@ -1,9 +1,17 @@
 """The pipeline's steps that are this project's own (``pipelines.pipeline`` wires them).
 
     SelectVideos   which matched files need analysing (the incremental rule, a side input)
-    AnalyseVideo   decode, detect and align one video's faces: (Sighting, crop) pairs, then
-                   the video's record (frames never leave the step)
+    AnalyseVideo   decode, detect and align one video's faces: batches of crops with their
+                   sightings, then the video's record (frames never leave the step)
     PublishVideo   track one video's faces, aggregate visitors, publish every table's rows
+
+AnalyseVideo has one output carrying two kinds of element (``FaceBatch`` and the keyed
+``VideoRecord``), split downstream by two filters, and it batches the crops itself, emitting
+each batch in ``process``: Beam's Dask runner (2.77) hands a multi-output ParDo's whole output
+to every consumer and drops what a step emits in ``finish_bundle`` (where RunInference's own
+batching flushes its last batch), so the portable shape is one output and no
+``finish_bundle`` work. The record counts the faces sent, so a video whose predictions do not
+all come back is failed, never published short.
 
 Everything a worker needs travels in the DoFns or as side inputs; models are loaded in
 ``setup`` or by RunInference's handler and paths go through Beam FileSystems, so any runner
@@ -42,6 +50,16 @@ log = logging.getLogger(__name__)
 NAMESPACE = "kiosk"
 
 
+@dataclass(frozen=True)
+class FaceBatch:
+    """Aligned crops of one video on their way to the model: ``crops[i]`` is
+    ``sightings[i]``'s face."""
+
+    video_id: str
+    sightings: tuple[Sighting, ...]
+    crops: np.ndarray  # uint8 (N, S, S, 3)
+
+
 @dataclass
 class VideoRecord:
     """Everything known about one video after decoding, before its faces are tracked."""
@@ -56,7 +74,7 @@ class VideoRecord:
     stream: VideoInfo | None = None  # None for a file that did not open
     frames_decoded: int = 0
     frames_analysed: int = 0
-    faces_detected: int = 0
+    faces_detected: int = 0  # faces sent to the model; as many predictions must come back
     seconds: float = 0.0
 
 
@@ -83,16 +101,17 @@ class SelectVideos(beam.DoFn):
 
 
 class AnalyseVideo(beam.DoFn):
-    """Decode one video, detect and align its faces; yields (Sighting, crop) pairs and, last,
-    the video's record on the ``records`` output."""
+    """Decode one video, detect and align its faces; yields ``FaceBatch``es of up to
+    ``batch_size`` faces and, last, the video's record keyed by its video_id."""
 
-    RECORDS = "records"
-
-    def __init__(self, settings: Settings, template, input_size: int, run: RunOptions):
+    def __init__(
+        self, settings: Settings, template, input_size: int, run: RunOptions, batch_size: int
+    ):
         self._settings = settings
         self._template = np.asarray(template, np.float32)
         self._size = input_size
         self._run = run
+        self._batch_size = batch_size
         self._detector = None
         self._timers = {
             name: Metrics.distribution(NAMESPACE, f"{name}_ms")
@@ -135,7 +154,7 @@ class AnalyseVideo(beam.DoFn):
                 self._not_dated.inc()
                 return
             log.warning("%s: failed: %s", video.path, record.error)
-        yield beam.pvalue.TaggedOutput(self.RECORDS, (video.video_id, record))
+        yield video.video_id, record
 
     def _first_record(self, video: inputs.VideoFile) -> VideoRecord:
         """The record before the file is opened: dated by its name or mtime, so a file that
@@ -182,24 +201,30 @@ class AnalyseVideo(beam.DoFn):
         frames = Prefetcher(reader.frames())
         # Summed over the video, not per frame: one face's alignment takes well under 1 ms.
         detect_s = align_s = 0.0
+        batch: list[tuple[Sighting, np.ndarray]] = []
         try:
             for frame in frames:
                 t1 = time.perf_counter()
                 faces = [f for f in self._detector.detect(frame.image) if f.score >= min_score]
-                detect_s += time.perf_counter() - t1
+                t2 = time.perf_counter()
                 for face in faces:
-                    t2 = time.perf_counter()
                     crop = align_face(frame.image, face.landmarks, self._template, self._size)
                     front = float(frontalness(face.landmarks))
-                    sighting = Sighting(video.video_id, frame.index, frame.t_s, face, front)
-                    align_s += time.perf_counter() - t2
-                    # A runner that fuses the next steps runs them (batching, inference) inside
-                    # this yield, so the align timer stops before it: infer has its own.
-                    yield sighting, crop
+                    batch.append(
+                        (Sighting(video.video_id, frame.index, frame.t_s, face, front), crop)
+                    )
+                detect_s, align_s = detect_s + t2 - t1, align_s + time.perf_counter() - t2
                 record.frames_analysed += 1
                 record.faces_detected += len(faces)
                 self._faces.inc(len(faces))
                 bar.update(1)
+                if len(batch) >= self._batch_size:
+                    # A runner that fuses the next steps runs them (inference) inside this
+                    # yield: the timers above stop before it; infer has its own.
+                    yield _face_batch(video.video_id, batch)
+                    batch = []
+            if batch:
+                yield _face_batch(video.video_id, batch)
         finally:  # a video that fails part-way still reports the time it took
             bar.close()
             # Decoding ran in the prefetch thread, overlapping detection; this is its own time.
@@ -209,9 +234,28 @@ class AnalyseVideo(beam.DoFn):
         record.frames_decoded = reader.info.frames_decoded
 
 
-def to_observation(sighting: Sighting, prediction) -> tuple[str, Observation]:
-    """A face and the model's answer, keyed by video for the grouping."""
-    return sighting.video_id, Observation(sighting, prediction)
+def _face_batch(video_id: str, faces: list[tuple[Sighting, np.ndarray]]) -> FaceBatch:
+    return FaceBatch(video_id, tuple(s for s, _ in faces), np.stack([c for _, c in faces]))
+
+
+def is_face_batch(element) -> bool:
+    return isinstance(element, FaceBatch)
+
+
+def is_record(element) -> bool:
+    return not isinstance(element, FaceBatch)
+
+
+def batch_for_model(batch: FaceBatch) -> tuple[tuple[Sighting, ...], np.ndarray]:
+    """The (key, example) RunInference takes: the sightings and their crops."""
+    return batch.sightings, batch.crops
+
+
+def to_observations(sightings: tuple[Sighting, ...], predictions) -> list[tuple[str, Observation]]:
+    """Each face with the model's answer, keyed by video for the grouping. Predictions that did
+    not come back leave their faces out here; PublishVideo counts them and fails the video."""
+    pairs = zip(sightings, predictions, strict=False)
+    return [(s.video_id, Observation(s, p)) for s, p in pairs]
 
 
 class PublishVideo(beam.DoFn):
@@ -237,6 +281,13 @@ class PublishVideo(beam.DoFn):
             return
         started = time.perf_counter()
         observations = list(grouped["faces"]) if record.status == STATUS_OK else []
+        if len(observations) != record.faces_detected and record.status == STATUS_OK:
+            record.status = STATUS_FAILED
+            record.error = (
+                f"{len(observations)} of {record.faces_detected} face predictions came back "
+                "from the model: not published short"
+            )
+            observations = []
         tracks = track_faces(observations, self._settings.tracker)
         interval = record.sample_interval_s
         needed = frames_needed(self._settings.visitors, 1.0 / self._settings.decode.fps, interval)

@@ -535,3 +535,32 @@ def test_a_changed_file_that_cannot_be_read_is_analysed_not_fatal(tmp_path):
     assert needs_analysis(gone, entry, force=False, model_version=None) == (True, "unreadable")
     same = video_file(gone.path, 1024, 999.0)
     assert needs_analysis(same, entry, force=False, model_version=None) == (False, "unchanged")
+
+
+def test_a_video_whose_predictions_do_not_all_come_back_fails_rather_than_publishing_short(
+    tiny_model, tmp_path, monkeypatch
+):
+    """Every face sent to the model must come back with its answer; where a runner loses some,
+    the video is failed with the reason and no visitor of it is published."""
+    from pipelines import pipeline, steps
+
+    def losing(sightings, predictions):
+        return steps.to_observations(sightings[1:], predictions[1:])  # one face lost per batch
+
+    monkeypatch.setattr(pipeline, "to_observations", losing)
+    demo = Path(__file__).resolve().parents[1] / "demo" / "kiosk_20240501_100000.mp4"
+    (tmp_path / "v").mkdir()
+    shutil.copy(demo, tmp_path / "v" / demo.name)
+    assert run_job(tiny_model, tmp_path / "v", tmp_path / "out") == 1
+    ((status, error, faces),) = (
+        connect(str(tmp_path / "out"))
+        .execute("SELECT status, error, faces_detected FROM videos")
+        .fetchall()
+    )
+    assert status == "failed" and faces > 0
+    assert error.endswith(
+        f"of {faces} face predictions came back from the model: not published short"
+    )
+    assert connect(str(tmp_path / "out")).execute("SELECT count(*) FROM visitors").fetchall() == [
+        (0,)
+    ]
