@@ -13,10 +13,12 @@ The incremental rule (``needs_analysis``) compares a file with what the output a
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import posixpath
 import re
+import stat
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -38,6 +40,7 @@ class VideoFile:
     mtime: float  # seconds since the epoch
     camera: str
     video_id: str
+    problem: str | None = None  # why the entry cannot be read at all (a broken link)
 
 
 def match_patterns(input_path: str) -> list[str]:
@@ -49,6 +52,56 @@ def match_patterns(input_path: str) -> list[str]:
     if os.path.isdir(input_path):  # a local folder: its files, never the folder itself
         return [f"{root}/**"]
     return [root, f"{root}/**"]
+
+
+def unreadable_entries(input_path: str, extensions: tuple[str, ...]) -> list[VideoFile]:
+    """Local entries with a video extension that Beam's match passes over without a word:
+    symbolic links whose target is gone, and entries that cannot be looked at. A recording lost
+    to a broken link must show as a failed video, not vanish."""
+    if "://" in input_path:
+        return []
+    if GLOB_CHARS & set(input_path) and not os.path.exists(input_path):
+        candidates = glob.glob(input_path, recursive=True)
+    elif os.path.isdir(input_path):
+        candidates = [os.path.join(d, n) for d, _, names in os.walk(input_path) for n in names]
+    else:
+        candidates = [input_path]
+    out = []
+    for path in sorted(candidates):
+        if not has_video_extension(path, extensions):
+            continue
+        problem = _entry_problem(path)
+        if problem:
+            mtime = os.lstat(path).st_mtime if os.path.lexists(path) else 0.0
+            out.append(VideoFile(path, 0, mtime, camera_of(path), video_id(path), problem))
+    return out
+
+
+def _entry_problem(path: str) -> str | None:
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"broken symbolic link (its target {os.readlink(path)} is gone)"
+    try:
+        os.stat(path)
+    except OSError as e:
+        return f"cannot read file: {e.strerror or e}"
+    return None
+
+
+def file_kind_problem(path: str) -> str | None:
+    """Why a local path is not a file a video can be read from (a named pipe would block the
+    reader forever), or None."""
+    if "://" in path:
+        return None
+    mode = os.stat(path).st_mode
+    kinds = (
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISDIR, "a folder"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), None)
+    return f"not a regular file ({kind})" if kind else None
 
 
 def _literal(path: str) -> str:

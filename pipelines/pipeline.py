@@ -52,6 +52,12 @@ def build(
         | "Dedup" >> beam.CombinePerKey(lambda metas: next(iter(metas)))
         | "Values" >> beam.Values()
         | "Select" >> beam.ParDo(SelectVideos(settings, run), known)
+    )
+    # Entries Beam's match passes over (broken links): each becomes a failed video.
+    unreadable = inputs.unreadable_entries(input_path, settings.input.extensions)
+    videos = (
+        (videos, pipeline | "Unreadable" >> beam.Create(unreadable))
+        | "AllVideos" >> beam.Flatten()
         | "Spread" >> beam.Reshuffle()
     )
     analyse = AnalyseVideo(settings, spec.crop_template, spec.input_size, run, m.batch_max)

@@ -128,6 +128,9 @@ class AnalyseVideo(beam.DoFn):
         started = time.perf_counter()
         record = self._first_record(video)
         try:
+            problem = video.problem or inputs.file_kind_problem(video.path)
+            if problem:
+                raise VideoError(problem)
             if video.size_bytes == 0:
                 raise VideoError("empty file (0 bytes)")
             record.fingerprint = inputs.fingerprint(video)
@@ -147,13 +150,11 @@ class AnalyseVideo(beam.DoFn):
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
             record.status, record.error = STATUS_FAILED, f"{type(e).__name__}: {reason}"[:300]
         record.seconds = time.perf_counter() - started
-        if record.status == STATUS_FAILED:
-            if not self._wanted_day(record.start_time):
-                # Dated by name or mtime only: outside the run's dates it is not this run's
-                # failure (a nightly --since run must not report an old broken file every night).
-                self._not_dated.inc()
-                return
-            log.warning("%s: failed: %s", video.path, record.error)
+        if record.status == STATUS_FAILED and not self._wanted_day(record.start_time):
+            # Dated by name or mtime only: outside the run's dates it is not this run's
+            # failure (a nightly --since run must not report an old broken file every night).
+            self._not_dated.inc()
+            return
         yield video.video_id, record
 
     def _first_record(self, video: inputs.VideoFile) -> VideoRecord:
@@ -340,7 +341,9 @@ class PublishVideo(beam.DoFn):
             outcome = f"{visitors} visitors"
         else:
             self._counts["videos_failed"].inc()
-            outcome = f"failed: {record.error}"
+            # Each failure is reported once: the job's summary lists local outputs' failures
+            # with their reasons; for other outputs it has only counters, so the reason is here.
+            outcome = f"failed: {record.error}" if is_remote(self._run.output) else "failed"
         # One plain line per video, printed by whichever worker process published it.
         print(
             f"{time.strftime('%H:%M:%S')} {record.video.path}: {outcome} "
