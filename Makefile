@@ -1,4 +1,5 @@
-# Every target uses the virtual environment in .venv/; `make install` creates it.
+# Every target uses the virtual environment in .venv/; `make install` creates it for the analysis,
+# `make install-train` adds what training needs (torch).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -12,18 +13,23 @@ MEMBERS        = $(foreach s,$(FT_SEEDS),--run runs/ft-seed$(s)) $(foreach s,$(G
 VERSION        = resnet18x$(words $(FT_SEEDS) $(GLASSES_SEEDS))-ft$(words $(FT_SEEDS))-g$(words $(GLASSES_SEEDS))-80px
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format demo train evaluate export bench report nightly clean
+.PHONY: help install install-train test lint format demo train evaluate export bench report nightly clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(PY):
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 
-install: $(PY)  ## create .venv/ and install the project with its train and dev extras
+install: $(PY)  ## create .venv/ for the analysis and reports, with the dev tools (no torch)
 	$(PIP) install --upgrade pip
-	$(PIP) install -e '.[train,dev]'
+	$(PIP) install -e '.[dev]'
 	-$(PY) tests/fetch_yunet.py cache/yunet  # test data only: the YuNet tests skip without it
+
+# torch is a CUDA build, some 5 GB of the training install's 6.8 GB (the analysis install is
+# 1.5 GB): only training and export need it, so it comes on request.
+install-train: install  ## add the train extra (torch, torchvision) to .venv/ for make train
+	$(PIP) install -e '.[train,dev]'
 
 test:  ## run the test suite (unit + end-to-end on generated and, when present, shared clips)
 	$(PY) -m pytest -q
@@ -40,6 +46,7 @@ demo:  ## analyse the shipped demo clip end to end and print the tables
 	$(PY) -m jobs.demo
 
 train:  ## train the shipped model as it was trained (config/train.yaml; seeds in FT_SEEDS, GLASSES_SEEDS) and export their average
+	@$(PY) -c 'import torch' 2>/dev/null || { echo "error: training needs torch: run make install-train" >&2; exit 2; }
 	for seed in $(FT_SEEDS); do \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/seed$$seed || exit 1; \
 	  $(PY) -m jobs.train --config config/train.yaml --seed $$seed --data $(DATA)/UTKFace-dev.tar.gz --run-dir runs/ft-seed$$seed --init runs/seed$$seed/final.pt || exit 1; \
@@ -58,7 +65,7 @@ bench:  ## print throughput figures for decoding and the full pipeline on a gene
 report:  ## run every report over $(OUTPUT)/ and print them
 	$(PY) -m jobs.report --data $(OUTPUT)
 
-nightly:  ## analyse yesterday's videos under $(INPUT) into $(OUTPUT)/ and print the daily report
+nightly:  ## analyse the days since the last nightly run (first: yesterday) under $(INPUT) into $(OUTPUT)/ and report them
 	@test -n "$(INPUT)" || { echo "usage: make nightly INPUT=recordings/ [OUTPUT=output/] [CONFIG=site.yaml]"; exit 2; }
 	$(PY) -m jobs.nightly --input $(INPUT) --output $(OUTPUT) $(if $(CONFIG),--config $(CONFIG))
 

@@ -57,12 +57,13 @@ def _one_line_warning(message, category, *args, **kwargs) -> None:
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """Log lines with their time; Beam's noise filtered (``pipelines.runner``). Idempotent:
-    jobs.nightly calls it and then jobs.analyze calls it again."""
+    """Log lines with their date and time (a nightly log holds many nights, and a catch-up run
+    crosses midnight); Beam's noise filtered (``pipelines.runner``). Idempotent: jobs.nightly
+    calls it and then jobs.analyze calls it again."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
+        datefmt="%Y-%m-%d %H:%M:%S",
     )
     install_log_filter(verbose)
 
