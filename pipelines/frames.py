@@ -3,7 +3,9 @@
 Only the picked frames are converted to RGB (conversion costs more than decoding at 1080p), every
 frame is turned upright by its display matrix (phone videos), variable frame rate is handled by
 picking on presentation timestamps, and a corrupt stretch of packets is skipped rather than ending
-the video.
+the video. With a ``pipelines.gate.SceneGate`` (``decode.gate``) only the GOPs around activity are
+decoded (``pipelines.gate`` has the design); the frames it skips still go through the clock and
+the picking grid by their packet times, so times, indices and picks match an ungated read.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from datetime import UTC, datetime
 
 import av
 import numpy as np
+
+from pipelines.gate import GopWalker, Passed, SceneGate
 
 # Consecutive undecodable packets after which a video is declared broken rather than damaged.
 MAX_CONSECUTIVE_ERRORS = 200
@@ -51,7 +55,8 @@ class VideoInfo:
     codec: str
     creation_time: datetime | None
     pick_fps: float  # frames picked per second of video (decode.fps)
-    frames_decoded: int = 0
+    frames_decoded: int = 0  # frames the decoder produced (a gated read's key frame looks too)
+    frames_skipped: int = 0  # frames of the stream never decoded (decode.gate)
     corrupt_packets: int = 0
     first_t_s: float | None = None  # the first decoded frame's time: late when the start is lost
     last_t_s: float = 0.0
@@ -118,11 +123,16 @@ def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
 class VideoReader:
     """Decode one video, yielding upright RGB frames at ``fps`` frames per second of video.
 
-    ``source`` is a local path or a readable binary file object (a Beam FileSystems stream).
+    ``source`` is a local path or a readable binary file object (a Beam FileSystems stream);
+    ``gate``: decode only around activity (``pipelines.gate``), None: every frame.
     """
 
-    def __init__(self, source, fps: float, threads: int):
+    def __init__(self, source, fps: float, threads: int, gate: SceneGate | None = None):
         self.fps = fps
+        self._gate = gate
+        self._walker: GopWalker | None = None
+        self._position = 0  # frames of the stream passed so far, decoded or not
+        self._consecutive_errors = 0
         try:
             self._container = av.open(source, mode="r", metadata_errors="ignore")
         except av.error.FFmpegError as e:
@@ -158,20 +168,64 @@ class VideoReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
+        """The frames a packet completes; a damaged packet is dropped (counted) and decoding
+        resyncs on the next decodable one."""
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as e:
+            self.info.corrupt_packets += 1
+            self._consecutive_errors += 1
+            if self._consecutive_errors > MAX_CONSECUTIVE_ERRORS:
+                raise VideoError(f"undecodable video data ({_reason(e)})") from None
+            return []
+        self._consecutive_errors = 0
+        return frames
+
     def _decoded(self) -> Iterator[av.VideoFrame]:
-        consecutive_errors = 0
         for packet in self._container.demux(self._stream):
-            try:
-                frames = packet.decode()
-                consecutive_errors = 0
-            except av.error.FFmpegError as e:
-                # A damaged stretch: drop the packet and resync on the next decodable one.
-                self.info.corrupt_packets += 1
-                consecutive_errors += 1
-                if consecutive_errors > MAX_CONSECUTIVE_ERRORS:
-                    raise VideoError(f"undecodable video data ({_reason(e)})") from None
-                continue
-            yield from frames
+            yield from self._decode(packet)
+
+    def _drain(self) -> list[av.VideoFrame]:
+        """The decoder's last frames of a decoded stretch; the decoder is then flushed, ready
+        to start again at any key frame."""
+        context = self._stream.codec_context
+        try:
+            frames = context.decode(None)
+        except av.error.FFmpegError:
+            frames = []
+        context.flush_buffers()
+        for frame in frames:  # a flush carries no packet to take the time base from
+            frame.time_base = self._stream.time_base
+        return frames
+
+    def _look(self, packet: av.Packet) -> bool:
+        """Whether the gate finds the key frame in ``packet`` active; one that does not decode
+        is (decoding its GOPs in full then counts the damage)."""
+        try:
+            frames = self._stream.codec_context.decode(packet)
+        except av.error.FFmpegError:
+            frames = []
+        frames += self._drain()
+        self.info.frames_decoded += len(frames)
+        if not frames:
+            return True
+        self.info.rotation = int(frames[-1].rotation or 0)
+        return self._gate.active(frames[-1])
+
+    def _source(self) -> Iterator[av.VideoFrame | Passed]:
+        if self._gate is None:
+            return self._decoded()
+        rate = self.info.fps or self.fps
+        self._walker = GopWalker(
+            self._container.demux(self._stream),
+            self._decode,
+            self._drain,
+            self._look,
+            (self._gate.max_gop_s, rate),
+            self._stream.codec_context.codec.intra_only,
+        )
+        return self._walker.frames()
 
     @property
     def sample_interval_s(self) -> float:
@@ -179,13 +233,13 @@ class VideoReader:
         frame where the source has fewer frames per second than that."""
         return max(1.0 / self.fps, 1.0 / self.info.fps if self.info.fps else 0.0)
 
-    def _times(self) -> Iterator[tuple[av.VideoFrame, float]]:
-        """Each decoded frame with its time in seconds from the start of the stream (so frames
-        lost to damage at the start do not shift the rest), monotonic across restarts."""
+    def _times(self, source) -> Iterator[tuple[av.VideoFrame | Passed, float]]:
+        """Each frame of ``source`` with its time in seconds from the start of the stream (so
+        frames lost to damage at the start do not shift the rest), monotonic across restarts."""
         origin = _seconds(self._container, self._stream, "start_time")
         offset, last_raw, restarts = 0.0, None, 0
         rate = self.info.fps or self.fps
-        for index, frame in enumerate(self._decoded()):
+        for index, frame in enumerate(source):
             if frame.time is None:
                 yield frame, index / rate
                 continue
@@ -207,16 +261,22 @@ class VideoReader:
         step = 1.0 / self.fps
         next_t = 0.0
         try:
-            for frame, t in self._times():
-                index = self.info.frames_decoded
-                self.info.frames_decoded += 1
+            for frame, t in self._times(self._source()):
+                index, self._position = self._position, self._position + 1
                 self.info.last_t_s = max(self.info.last_t_s, t)
+                if isinstance(frame, Passed):  # skipped by the gate: the grid moves on past it
+                    self.info.frames_skipped += not frame.looked
+                    if frame.looked and self.info.first_t_s is None:
+                        self.info.first_t_s = t
+                    next_t = _grid_after(t, step)
+                    continue
+                self.info.frames_decoded += 1
                 if self.info.first_t_s is None:
                     self.info.first_t_s = t
                 if t + 1e-6 < next_t:
                     continue
                 # Next pick on the regular grid after t, so gaps (VFR, dropped frames) don't bunch.
-                next_t = (math.floor(t / step + 1e-6) + 1) * step
+                next_t = _grid_after(t, step)
                 self.info.rotation = int(frame.rotation or 0)
                 image = _upright(frame.to_ndarray(format="rgb24"), self.info.rotation)
                 yield Frame(index=index, t_s=t, image=image)
@@ -226,6 +286,10 @@ class VideoReader:
             ) from None
         if self.info.frames_decoded == 0:
             raise VideoError("no decodable video frames")
+        self._note_problems()
+
+    def _note_problems(self) -> None:
+        """The warnings ``videos.error`` carries for a video that was read to its end."""
         if self.info.corrupt_packets:
             n = self.info.corrupt_packets
             self.info.warnings.append(f"skipped {n} corrupt packet{'s' if n > 1 else ''}")
@@ -239,10 +303,24 @@ class VideoReader:
                 f"video data ends at {self.info.decoded_span_s():.1f} s of the "
                 f"{self.info.duration_s:.1f} s the container states (truncated?)"
             )
+        long_gops = self._walker.long_gops if self._walker else []
+        if long_gops:
+            origin = _seconds(self._container, self._stream, "start_time") or 0.0
+            n, first = len(long_gops), long_gops[0] - origin
+            self.info.warnings.append(
+                f"key frames over decode.gate_max_gop_s = {self._gate.max_gop_s:g} s apart "
+                f"({n} time{'s' if n > 1 else ''}, first at {first:.1f} s): decoded in full there"
+            )
 
     @property
     def duration_s(self) -> float:
         return self.info.video_duration_s()
+
+
+def _grid_after(t: float, step: float) -> float:
+    """The first time of the picking grid after ``t``: an ungated read's next pick after a frame
+    at ``t``, whether or not that frame was picked."""
+    return (math.floor(t / step + 1e-6) + 1) * step
 
 
 def _reason(error: Exception) -> str:

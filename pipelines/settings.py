@@ -8,6 +8,7 @@ site file stops the job with one line before any video is touched, not halfway t
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -66,10 +67,18 @@ class InputSettings:
 class DecodeSettings:
     fps: float
     threads: int
+    gate: bool  # decode only around activity (pipelines.gate); false: every frame
+    gate_max_gop_s: float  # longest stretch one key frame may vouch for
+    gate_change: float  # share of a key frame's thumbnail that must change to count as activity
 
     def __post_init__(self):
         _require(math.isfinite(self.fps) and self.fps > 0, "decode.fps must be positive")
         _require(self.threads >= 0, "decode.threads must be 0 (FFmpeg decides) or more")
+        _require(
+            math.isfinite(self.gate_max_gop_s) and self.gate_max_gop_s > 0,
+            "decode.gate_max_gop_s must be a positive number of seconds",
+        )
+        _require(0 < self.gate_change < 1, "decode.gate_change must be between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ class DetectorSettings:
     thresholds: tuple[float, float, float]  # MTCNN's three stage thresholds
     min_score: float
     max_side: int | None  # None: detect on full-size frames
+    cadence: int  # in a stable scene with faces, detect on every cadence-th frame; 1: on all
+    cadence_change: float  # share of a frame's thumbnail that must change to detect at once
 
     def __post_init__(self):
         _require(self.min_face_px >= 1, "detector.min_face_px must be at least 1")
@@ -92,6 +103,8 @@ class DetectorSettings:
             self.max_side is None or self.max_side >= 32,
             "detector.max_side must be at least 32 pixels (or null: full-size frames)",
         )
+        _require(self.cadence >= 1, "detector.cadence must be at least 1 (1: every frame)")
+        _require(0 < self.cadence_change < 1, "detector.cadence_change must be between 0 and 1")
         _require(
             self.name.lower() != "mtcnn" or self.model is None,
             "detector mtcnn ships with the project: remove detector.model",
@@ -163,13 +176,77 @@ class OutputSettings:
     detections: bool
 
 
+# What one DirectRunner worker needs (`make bench`, 2-core machine): decoding runs in a prefetch
+# thread beside detection and inference, so a worker keeps about two cores busy, and its peak
+# memory was 1.25 GiB. A second worker on two cores was slower (3.24 against 4.58 video-seconds
+# per second) and used 2.5 GB against 1.0.
+CORES_PER_WORKER = 2
+MEMORY_PER_WORKER = int(1.3 * 2**30)
+
+
+def auto_workers(cores: int, memory_bytes: int | None) -> int:
+    """Workers for a machine with ``cores`` usable cores and ``memory_bytes`` of memory free
+    (None: unknown): one per two cores, no more than the memory holds, at least one."""
+    workers = cores // CORES_PER_WORKER
+    if memory_bytes is not None:
+        workers = min(workers, memory_bytes // MEMORY_PER_WORKER)
+    return max(1, workers)
+
+
+def machine_capacity() -> tuple[int, int | None]:
+    """This process's usable cores (its CPU affinity, which taskset and cpusets narrow) and the
+    memory free for it: the kernel's MemAvailable, lowered to the room left under a cgroup v2
+    memory limit (a container, a systemd MemoryMax=). None when neither can be read."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    free = [_meminfo_available(), _cgroup_room()]
+    known = [b for b in free if b is not None]
+    return cores or 1, min(known) if known else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """memory.max - memory.current of this process's cgroup (v2), or None: no limit, or no
+    cgroup v2 (then MemAvailable alone decides)."""
+    try:
+        entry = Path("/proc/self/cgroup").read_text().splitlines()
+        group = next(line[3:] for line in entry if line.startswith("0::"))
+        folder = Path("/sys/fs/cgroup") / group.lstrip("/")
+        limit = (folder / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return max(0, int(limit) - int((folder / "memory.current").read_text()))
+    except (OSError, ValueError, StopIteration):
+        return None
+
+
 @dataclass(frozen=True)
 class RunnerSettings:
     name: str
-    workers: int
+    workers: int | str  # a number, or "auto": chosen from this machine by worker_count()
 
     def __post_init__(self):
-        _require(self.workers >= 1, "runner.workers must be at least 1")
+        if isinstance(self.workers, str):
+            _require(
+                self.workers == "auto",
+                f"runner.workers must be a whole number or auto, not {self.workers!r}",
+            )
+        else:
+            _require(self.workers >= 1, "runner.workers must be at least 1")
+
+    def worker_count(self) -> int:
+        """The number of workers to start: the setting, or for auto this machine's share."""
+        if isinstance(self.workers, int):
+            return self.workers
+        return auto_workers(*machine_capacity())
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@
 
 AnalyseVideo has one output carrying two kinds of element (``FaceBatch`` and the keyed
 ``VideoRecord``), split downstream by two filters, and it batches the crops itself, emitting
-each batch in ``process``: Beam's Dask runner (2.77) hands a multi-output ParDo's whole output
-to every consumer and drops what a step emits in ``finish_bundle`` (where RunInference's own
-batching flushes its last batch), so the portable shape is one output and no
-``finish_bundle`` work. The record counts the faces sent, so a video whose predictions do not
-all come back is failed, never published short.
+each batch in ``process``, and RunInference takes each batch as it is (pre-batched: Beam's
+BatchElements would hold a bundle's last batch until ``finish_bundle``). Beam's own Dask
+translation (2.77) hands a multi-output ParDo's whole output to every consumer and drops what
+a step emits in ``finish_bundle``, so the portable shape is one output and no
+``finish_bundle`` work (``pipelines.dask_runner`` runs Dask with its own ParDo translation as
+well). The record counts the faces sent, so a video whose predictions do not all come back is
+failed, never published short.
 
 Everything a worker needs travels in the DoFns or as side inputs; models are loaded in
 ``setup`` or by RunInference's handler and paths go through Beam FileSystems, so any runner
@@ -36,9 +38,11 @@ from tqdm import tqdm
 
 from common.paths import is_remote
 from pipelines import inputs
+from pipelines.cadence import DetectorCadence
 from pipelines.crops import Sighting, align_face, frontalness
 from pipelines.faces import create_detector
 from pipelines.frames import Prefetcher, VideoError, VideoInfo, VideoReader
+from pipelines.gate import SceneGate
 from pipelines.settings import RunOptions, Settings
 from pipelines.tracks import Observation, track_faces
 from pipelines.visitors import aggregate, frames_needed
@@ -73,6 +77,7 @@ class VideoRecord:
     error: str | None = None
     stream: VideoInfo | None = None  # None for a file that did not open
     frames_decoded: int = 0
+    frames_skipped: int = 0  # never decoded: the gate passed them by (decode.gate)
     frames_analysed: int = 0
     faces_detected: int = 0  # faces sent to the model; as many predictions must come back
     seconds: float = 0.0
@@ -113,16 +118,23 @@ class AnalyseVideo(beam.DoFn):
         self._run = run
         self._batch_size = batch_size
         self._detector = None
+        self._gate_detector = None
         self._timers = {
             name: Metrics.distribution(NAMESPACE, f"{name}_ms")
             for name in ("decode", "detect", "align")
         }
         self._faces = Metrics.counter(NAMESPACE, "faces_detected")
+        self._counts = {
+            name: Metrics.counter(NAMESPACE, name)
+            for name in ("frames_skipped", "detector_runs", "detections_carried")
+        }
         self._not_dated = Metrics.counter(NAMESPACE, "videos_outside_dates")
 
     def setup(self):
         d = self._settings.detector
         self._detector = create_detector(d.name, **d.detector_options())
+        if self._settings.decode.gate:  # its own: the gate looks in the decoding thread
+            self._gate_detector = create_detector(d.name, **d.detector_options())
 
     def process(self, video: inputs.VideoFile):
         started = time.perf_counter()
@@ -182,13 +194,23 @@ class AnalyseVideo(beam.DoFn):
 
     def _open(self, video: inputs.VideoFile) -> VideoReader:
         decode = self._settings.decode
+        gate = None
+        if decode.gate:
+            gate = SceneGate(self._gate_faces, decode.gate_change, decode.gate_max_gop_s)
         if not is_remote(video.path):
-            return VideoReader(video.path, decode.fps, decode.threads)
+            return VideoReader(video.path, decode.fps, decode.threads, gate)
         stream = FileSystems.open(video.path, compression_type=CompressionTypes.UNCOMPRESSED)
-        return VideoReader(stream, decode.fps, decode.threads)
+        return VideoReader(stream, decode.fps, decode.threads, gate)
+
+    def _gate_faces(self, image: np.ndarray) -> list:
+        min_score = self._settings.detector.min_score
+        return [f for f in self._gate_detector.detect(image) if f.score >= min_score]
+
+    def _detect(self, image: np.ndarray) -> list:
+        min_score = self._settings.detector.min_score
+        return [f for f in self._detector.detect(image) if f.score >= min_score]
 
     def _faces_of(self, video, reader: VideoReader, record: VideoRecord):
-        min_score = self._settings.detector.min_score
         expected = int((reader.info.duration_s or 0) * self._settings.decode.fps) or None
         name = video.path.rsplit("/", 1)[-1][:30]
         bar = tqdm(
@@ -200,20 +222,17 @@ class AnalyseVideo(beam.DoFn):
             leave=False,
         )
         frames = Prefetcher(reader.frames())
+        d = self._settings.detector
+        look = DetectorCadence(d.cadence, d.cadence_change)
         # Summed over the video, not per frame: one face's alignment takes well under 1 ms.
         detect_s = align_s = 0.0
         batch: list[tuple[Sighting, np.ndarray]] = []
         try:
             for frame in frames:
                 t1 = time.perf_counter()
-                faces = [f for f in self._detector.detect(frame.image) if f.score >= min_score]
+                faces, _ = look.faces(frame.image, self._detect)
                 t2 = time.perf_counter()
-                for face in faces:
-                    crop = align_face(frame.image, face.landmarks, self._template, self._size)
-                    front = float(frontalness(face.landmarks))
-                    batch.append(
-                        (Sighting(video.video_id, frame.index, frame.t_s, face, front), crop)
-                    )
+                batch += self._aligned(video.video_id, frame, faces)
                 detect_s, align_s = detect_s + t2 - t1, align_s + time.perf_counter() - t2
                 record.frames_analysed += 1
                 record.faces_detected += len(faces)
@@ -232,7 +251,20 @@ class AnalyseVideo(beam.DoFn):
             self._timers["decode"].update(int(frames.busy_s * 1000))
             self._timers["detect"].update(int(detect_s * 1000))
             self._timers["align"].update(int(align_s * 1000))
+            self._counts["detector_runs"].inc(look.runs)
+            self._counts["detections_carried"].inc(look.carried)
         record.frames_decoded = reader.info.frames_decoded
+        record.frames_skipped = reader.info.frames_skipped
+        self._counts["frames_skipped"].inc(reader.info.frames_skipped)
+
+    def _aligned(self, video_id: str, frame, faces) -> list[tuple[Sighting, np.ndarray]]:
+        """Each face's sighting with its crop aligned from this frame (a carried face's too)."""
+        aligned = []
+        for face in faces:
+            crop = align_face(frame.image, face.landmarks, self._template, self._size)
+            front = float(frontalness(face.landmarks))
+            aligned.append((Sighting(video_id, frame.index, frame.t_s, face, front), crop))
+        return aligned
 
 
 def _face_batch(video_id: str, faces: list[tuple[Sighting, np.ndarray]]) -> FaceBatch:
@@ -247,9 +279,10 @@ def is_record(element) -> bool:
     return not isinstance(element, FaceBatch)
 
 
-def batch_for_model(batch: FaceBatch) -> tuple[tuple[Sighting, ...], np.ndarray]:
-    """The (key, example) RunInference takes: the sightings and their crops."""
-    return batch.sightings, batch.crops
+def batch_for_model(batch: FaceBatch) -> list[tuple[tuple[Sighting, ...], np.ndarray]]:
+    """What the pre-batched RunInference takes: a batch of one (key, example), the sightings
+    and their crops (one model call per FaceBatch)."""
+    return [(batch.sightings, batch.crops)]
 
 
 def to_observations(sightings: tuple[Sighting, ...], predictions) -> list[tuple[str, Observation]]:
@@ -346,7 +379,7 @@ class PublishVideo(beam.DoFn):
             outcome = f"failed: {record.error}" if is_remote(self._run.output) else "failed"
         # One plain line per video, printed by whichever worker process published it.
         print(
-            f"{time.strftime('%H:%M:%S')} {record.video.path}: {outcome} "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} {record.video.path}: {outcome} "
             f"({record.frames_analysed} frames, {row['processing_s']:.1f} s)",
             file=sys.stderr,
             flush=True,

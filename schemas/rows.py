@@ -111,6 +111,7 @@ def video_row(
         "rotation": stream.rotation if stream else None,
         "codec": stream.codec if stream else None,
         "frames_decoded": record.frames_decoded,
+        "frames_skipped": record.frames_skipped,
         "frames_analysed": record.frames_analysed,
         "faces_detected": record.faces_detected,
         "tracks": tracks,

@@ -86,6 +86,9 @@ VIDEOS = pa.schema(
         pa.field("rotation", pa.int32()),
         pa.field("codec", pa.string()),
         pa.field("frames_decoded", pa.int64(), nullable=False),
+        # Frames never decoded: decode.gate passed them by (an empty scene between quiet key
+        # frames); 0 with the gate off.
+        pa.field("frames_skipped", pa.int64(), nullable=False),
         pa.field("frames_analysed", pa.int64(), nullable=False),
         pa.field("faces_detected", pa.int64(), nullable=False),
         pa.field("tracks", pa.int64(), nullable=False),

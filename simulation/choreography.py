@@ -20,6 +20,8 @@ from simulation.render_options import RenderOptions
 # Sprites are drawn once, at the largest size they are ever shown at: the sway below scales the
 # face by at most 1.04, walking never above 1.
 MAX_SWAY_SCALE = 1.05
+# A busy stretch of a kiosk day (the day schedule) lasts this long, seconds, before scaling.
+BUSY_S = (40.0, 100.0)
 
 
 @dataclass
@@ -47,13 +49,27 @@ class ScriptedVisit:
 
 
 def plan_visits(opt: RenderOptions, rng: np.random.Generator) -> list[ScriptedVisit]:
-    """Who comes when: ``visitors_max`` lanes, each a sequence of visits separated by gaps;
-    numbered from 1 in order of arrival."""
-    lanes = opt.visitors_max
+    """Who comes when: in each busy window (the whole clip on the steady schedule), ``visitors_max``
+    lanes, each a sequence of visits separated by gaps; numbered from 1 in order of arrival."""
     end = opt.duration_s - 0.1
+    windows = [(0.0, end)] if opt.schedule == "steady" else busy_windows(opt)
     plans: list[ScriptedVisit] = []
-    for lane in range(lanes):
+    for start, stop in windows:
+        plans += _plan_window(opt, rng, start, stop)
+    plans.sort(key=lambda v: (v.t0, v.lane))
+    if opt.visitors_total is not None:
+        plans = plans[: opt.visitors_total]
+    for i, v in enumerate(plans, start=1):
+        v.id = i
+    return plans
+
+
+def _plan_window(opt: RenderOptions, rng, start: float, end: float) -> list[ScriptedVisit]:
+    """The visits of every lane between ``start`` and ``end`` (seconds)."""
+    plans = []
+    for lane in range(opt.visitors_max):
         t = rng.uniform(0.2, opt.gap_s[1] * (1 + lane)) if lane else rng.uniform(0.2, 2.0)
+        t += start
         while True:
             walk_in, walk_out = rng.uniform(*opt.walk_s), rng.uniform(*opt.walk_s)
             linger = rng.uniform(*opt.linger_s)
@@ -62,12 +78,25 @@ def plan_visits(opt: RenderOptions, rng: np.random.Generator) -> list[ScriptedVi
                 break
             plans.append(_visit(opt, rng, lane, float(t), (walk_in, linger, walk_out)))
             t += walk_in + linger + walk_out + rng.uniform(*opt.gap_s)
-    plans.sort(key=lambda v: (v.t0, v.lane))
-    if opt.visitors_total is not None:
-        plans = plans[: opt.visitors_total]
-    for i, v in enumerate(plans, start=1):
-        v.id = i
     return plans
+
+
+def busy_windows(opt: RenderOptions) -> list[tuple[float, float]]:
+    """The day schedule's busy stretches, (start, end) seconds: BUSY_S long each (scaled so
+    they cover ``busy_share`` of the clip), at random places between quiet stretches of random
+    lengths; drawn from their own generator, so the visits' draws stay those of the seed."""
+    rng = np.random.default_rng([opt.seed, 4])
+    busy = opt.busy_share * opt.duration_s
+    n = max(1, round(busy / np.mean(BUSY_S)))
+    lengths = rng.uniform(*BUSY_S, n)
+    lengths *= busy / lengths.sum()
+    quiet = rng.uniform(0.5, 1.5, n + 1)
+    quiet *= (opt.duration_s - busy) / quiet.sum()
+    windows, t = [], float(quiet[0])
+    for length, gap in zip(lengths, quiet[1:], strict=True):
+        windows.append((t, min(t + float(length), opt.duration_s - 0.1)))
+        t += float(length + gap)
+    return windows
 
 
 def _visit(opt: RenderOptions, rng, lane: int, t0: float, times) -> ScriptedVisit:

@@ -93,6 +93,7 @@ def _encode(out: Path, opt: RenderOptions, background: np.ndarray, tracks, progr
     container, stream = _open_output(out, opt)
     time_base = stream.codec_context.time_base
     buffers = [np.empty_like(background), np.empty_like(background)]
+    grain = Grain(opt) if opt.grain > 0 else None
 
     def draw(i: int) -> av.VideoFrame:
         frame = buffers[i % 2]
@@ -101,7 +102,10 @@ def _encode(out: Path, opt: RenderOptions, background: np.ndarray, tracks, progr
         present.sort(key=lambda tr: tr[3][i])  # farther (smaller) first
         for figure, x, y, side in present:
             composite(frame, figure, x[i], y[i], side[i])
-        vf = av.VideoFrame.from_ndarray(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420), "yuv420p")
+        yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
+        if grain is not None:
+            grain.add(yuv[: opt.height], i)
+        vf = av.VideoFrame.from_ndarray(yuv, "yuv420p")
         vf.pts, vf.time_base = i, time_base
         return vf
 
@@ -133,6 +137,12 @@ def _open_output(path: Path, opt: RenderOptions):
     stream.codec_context.time_base = 1 / rate
     stream.thread_type = "AUTO"
     options = {}
+    if opt.gop_s is not None:
+        # A camera's fixed GOP: no extra key frames where x264 would see a scene cut.
+        keyint = max(1, round(opt.gop_s * opt.fps))
+        stream.codec_context.gop_size = keyint
+        if opt.codec in DEFAULT_CRF:
+            options[f"{opt.codec[3:]}-params"] = f"keyint={keyint}:min-keyint={keyint}:scenecut=0"
     if opt.codec in DEFAULT_CRF:
         if opt.bitrate:
             stream.bit_rate = int(opt.bitrate)
@@ -140,10 +150,42 @@ def _open_output(path: Path, opt: RenderOptions):
             options["crf"] = str(opt.crf if opt.crf is not None else DEFAULT_CRF[opt.codec])
         options["preset"] = opt.preset or DEFAULT_PRESET[opt.codec]
         if opt.codec == "libx265":
-            options["x265-params"] = "log-level=error"
+            options["x265-params"] = ":".join(
+                p for p in ("log-level=error", options.get("x265-params")) if p
+            )
     else:
         stream.bit_rate = int(opt.bitrate or 0.07 * opt.width * opt.height * opt.fps)
     stream.options = options
     if opt.start_time:
         container.metadata["creation_time"] = opt.start_time
     return container, stream
+
+
+class Grain:
+    """Fresh camera grain on every frame's luma: Gaussian noise of ``opt.grain`` grey levels.
+
+    Drawing 2 million normal numbers a frame would cost more than the encoding, so a few noise
+    planes are drawn once (a little larger than the frame) and each frame takes one of them at a
+    random offset: no two consecutive frames share their noise, so the encoder cannot predict it
+    away, as it cannot a real sensor's. Drawn from its own generator: the scene stays the seed's.
+    """
+
+    PLANES, MARGIN = 6, 32
+
+    def __init__(self, opt: RenderOptions):
+        rng = np.random.default_rng([opt.seed, 5])
+        shape = (opt.height + self.MARGIN, opt.width + self.MARGIN)
+        self._pos, self._neg = [], []
+        for _ in range(self.PLANES):  # signed noise as two saturating uint8 planes (fast adds)
+            noise = np.rint(rng.normal(0.0, opt.grain, shape)).clip(-255, 255)
+            self._pos.append(noise.clip(0, None).astype(np.uint8))
+            self._neg.append((-noise).clip(0, None).astype(np.uint8))
+        self._picks = rng.integers(0, [self.PLANES, self.MARGIN, self.MARGIN], (opt.frames, 3))
+        self._size = (opt.height, opt.width)
+
+    def add(self, luma: np.ndarray, i: int) -> None:
+        """Add frame ``i``'s grain to ``luma`` (H x W uint8) in place."""
+        k, dy, dx = self._picks[i]
+        h, w = self._size
+        cv2.add(luma, self._pos[k][dy : dy + h, dx : dx + w], dst=luma)
+        cv2.subtract(luma, self._neg[k][dy : dy + h, dx : dx + w], dst=luma)

@@ -36,7 +36,7 @@ import numpy as np
 from simulation.choreography import ScriptedVisit
 from simulation.figures import BODY_HALF_W
 from simulation.photos import LabelledPhoto
-from simulation.render_options import RenderOptions
+from simulation.render_options import NEWER_DEFAULTS, RenderOptions
 
 
 def truth_path_for(clip: str | Path) -> Path:
@@ -60,7 +60,7 @@ def clip_truth(file: str, renderer: int, opt: RenderOptions, visitors: list[dict
             "seed": opt.seed,
             "visitors_max": opt.visitors_max,
             "start_time": opt.start_time,
-            "options": _jsonable(asdict(opt)),
+            "options": _jsonable(_options(opt)),
         },
         "visitors": visitors,
     }
@@ -73,6 +73,13 @@ def dump_truth(truth: dict) -> str:
         re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
         + "\n"
     )
+
+
+def _options(opt: RenderOptions) -> dict:
+    """The options that made the clip; those added later are left out at their defaults, so
+    a clip's truth reads as it did before they existed."""
+    options = asdict(opt)
+    return {k: v for k, v in options.items() if k not in NEWER_DEFAULTS or v != NEWER_DEFAULTS[k]}
 
 
 def _jsonable(d: dict) -> dict:

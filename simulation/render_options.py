@@ -20,6 +20,10 @@ CODEC_ALIASES = {
 }
 DEFAULT_CRF = {"libx264": 23, "libx265": 28}
 DEFAULT_PRESET = {"libx264": "veryfast", "libx265": "ultrafast"}
+SCHEDULES = ("steady", "day")
+# Options left out of a clip's truth while at these values, so clips rendered before they
+# existed keep their truth byte for byte.
+NEWER_DEFAULTS = {"schedule": "steady", "busy_share": 0.25, "grain": 0.0, "gop_s": None}
 
 
 @dataclass
@@ -41,6 +45,15 @@ class RenderOptions:
     face_frac: tuple[float, float] = (0.11, 0.23)  # face box side / frame height while lingering
     boxes_every_s: float = 1.0  # 0: no per-visitor boxes in the truth
     start_time: str | None = None  # ISO time written as the container's creation_time
+    # A kiosk day (``day``): visitors come only in busy stretches covering ``busy_share`` of the
+    # clip, the rest is the empty scene; ``steady`` keeps them coming all through (today's clips).
+    schedule: str = "steady"
+    busy_share: float = 0.25  # day schedule only
+    # Camera grain: standard deviation, in grey levels, of fresh noise on every frame's luma. A
+    # real camera's noise is what makes its bit rate (and decoding cost) real: a clean drawn
+    # scene compresses to a tenth of it and decodes unrealistically fast. 0: none (no draws).
+    grain: float = 0.0
+    gop_s: float | None = None  # a key frame every gop_s seconds, fixed (a camera); None: x264's
 
     def validate(self) -> None:
         if self.width < 16 or self.height < 16 or self.width % 2 or self.height % 2:
@@ -57,6 +70,14 @@ class RenderOptions:
                 raise SimulationError(f"{name} must be a range 0 < min <= max, got {lo}:{hi}")
         if self.face_frac[1] > 0.45:
             raise SimulationError("face_frac above 0.45 of the frame height does not fit")
+        if self.schedule not in SCHEDULES:
+            raise SimulationError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if not 0 < self.busy_share <= 1:
+            raise SimulationError(f"busy_share must be in (0, 1], got {self.busy_share}")
+        if not 0 <= self.grain <= 20:
+            raise SimulationError(f"grain must be 0..20 grey levels, got {self.grain}")
+        if self.gop_s is not None and not 1 / self.fps <= self.gop_s <= 60:
+            raise SimulationError(f"gop_s must be one frame to 60 s, got {self.gop_s}")
         self.codec = resolve_codec(self.codec)
 
     @property
@@ -77,3 +98,20 @@ def resolve_codec(name: str) -> str:
     except Exception:
         raise SimulationError(f"this PyAV build has no {codec} encoder") from None
     return codec
+
+
+def kiosk_day(minutes: float = 8.0, seed: int = 0) -> RenderOptions:
+    """A benchmark kiosk day: 1080p30 H.264 at 4 Mbit/s (a kiosk camera's rate) with its grain,
+    a key frame every 2 s, visitors in busy stretches covering a quarter of the clip."""
+    return RenderOptions(
+        width=1920,
+        height=1080,
+        fps=30.0,
+        duration_s=minutes * 60,
+        bitrate=4_000_000,
+        seed=seed,
+        schedule="day",
+        busy_share=0.25,
+        grain=2.5,
+        gop_s=2.0,
+    )

@@ -98,6 +98,7 @@ def _video(vid, day, camera, status, error, decoded, analysed, kept, dropped) ->
         "rotation": 0,
         "codec": "h264",
         "frames_decoded": decoded,
+        "frames_skipped": 0,
         "frames_analysed": analysed,
         "faces_detected": 10 * kept,
         "tracks": kept + dropped,

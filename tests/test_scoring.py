@@ -44,6 +44,7 @@ def _video_row(video, video_id, analysis_id, n_visitors):
         rotation=0,
         codec="h264",
         frames_decoded=1800,
+        frames_skipped=0,
         frames_analysed=300,
         faces_detected=100,
         tracks=n_visitors,

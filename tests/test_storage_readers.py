@@ -62,6 +62,7 @@ def _tables(vid: str, day: date, camera: str, n: int, analysis: str = "") -> dic
         fingerprint=f"fp-{vid}",
         stream=None,
         frames_decoded=50,
+        frames_skipped=0,
         frames_analysed=10,
         faces_detected=n,
         status="ok",
