@@ -33,6 +33,9 @@ TRAIN = [
 # Beam's remote filesystems, for input, output or model files on gs://, s3:// or hdfs://
 # (pip install -e '.[gcp]'); not installed by default: gcp alone adds some 80 packages.
 REMOTE = {extra: [f"apache-beam[{extra}]=={BEAM}"] for extra in ("gcp", "aws", "hadoop")}
+# --runner DaskRunner (pip install -e '.[dask]'): Beam's extra, with the versions it was tested
+# with (pipelines/dask_runner.py replaces parts of Beam's translation; check them on a bump).
+DASK = [f"apache-beam[dask]=={BEAM}", "dask==2026.8.0", "distributed==2026.8.0"]
 DEV = [
     "pytest==9.2.0",
     "ruff==0.17.6",
@@ -68,7 +71,7 @@ setup(
     },
     include_package_data=True,
     install_requires=CORE,
-    extras_require={"train": TRAIN, "dev": DEV, **REMOTE},
+    extras_require={"train": TRAIN, "dev": DEV, "dask": DASK, **REMOTE},
     entry_points={
         "console_scripts": [
             "kiosk-analyze=jobs.analyze:cli",

@@ -75,12 +75,15 @@ def build_parser(defaults: Settings) -> ArgumentParser:
     )
     p.add_argument(
         "--runner",
-        help=f"Beam runner (default {defaults.runner.name}): {', '.join(runner.KNOWN_RUNNERS)}",
+        help=f"Beam runner (default {defaults.runner.name}): {', '.join(runner.KNOWN_RUNNERS)}, "
+        "any name Beam takes, or a runner class's dotted path",
     )
     p.add_argument(
         "--workers",
         type=int,
-        help=f"DirectRunner worker processes (default {defaults.runner.workers})",
+        help=f"worker processes of the DirectRunner or of DaskRunner's local cluster "
+        f"(default {defaults.runner.workers}: "
+        f"{defaults.runner.worker_count()} here; see runner.workers in config/analyze.yaml)",
     )
     p.add_argument(
         "--detections",
@@ -188,10 +191,18 @@ def _command_line_overrides(settings: Settings, args: argparse.Namespace) -> Set
         settings = settings.replace("model", path=args.model)
     if args.runner:
         settings = settings.replace("runner", name=args.runner)
+    try:  # "direct", "dask", a dotted path: the name the job and Beam go by
+        settings = settings.replace("runner", name=runner.resolve_name(settings.runner.name))
+    except runner.RunnerError as e:
+        raise UserError(str(e)) from None
     if args.workers is not None:
         if args.workers < 1:
             raise UserError("--workers must be at least 1")
         settings = settings.replace("runner", workers=args.workers)
+    workers = settings.runner.worker_count()  # "auto" becomes this machine's number, once
+    if workers != settings.runner.workers and settings.runner.name in runner.WORKER_RUNNERS:
+        log.info("%d %s worker(s) (runner.workers: auto)", workers, settings.runner.name)
+    settings = settings.replace("runner", workers=workers)
     if args.detections:
         settings = settings.replace("output", detections=True)
     return settings
@@ -287,7 +298,9 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
         reprocess_model_changes=args.reprocess_model_changes,
         dates=tuple(args.date) if args.date else None,
         since=args.since,
-        progress=sys.stderr.isatty() and not args.no_progress,
+        progress=sys.stderr.isatty()
+        and not args.no_progress
+        and runner.shows_progress_here(settings.runner.name, options),
     )
     lock = None if is_remote(output) else OutputLock(output)
     try:

@@ -7,12 +7,17 @@ never trained on), then prints:
   - the full pipeline (DirectRunner, each --workers value) in video-seconds per wall-second,
     its ratio to decode-only, the per-stage time (summed over workers), and peak memory;
   - the visitor-count and demographic score of the run against the clip's ground truth.
+With --runners it measures scaling instead: --copies links to the clip in one folder, analysed
+by the DirectRunner with 1 and 2 workers and by the DaskRunner on a local cluster of 1 and 2
+workers (when the dask extra is installed), each once, in video-seconds per wall-second; the
+wall time includes starting the runner (a Dask cluster's processes too).
 Figures are printed, not asserted: this is a measurement, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
 import sys
@@ -33,6 +38,7 @@ from simulation.scoring import score
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FACES = REPO.parent / "shared" / "data" / "UTKFace-dev.tar.gz"
 STAGES = ("decode", "detect", "align", "infer", "track", "write")
+RUNNERS = (("DirectRunner", 1), ("DirectRunner", 2), ("DaskRunner", 1), ("DaskRunner", 2))
 
 
 def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
@@ -166,6 +172,44 @@ def report(decode: dict, runs: dict[int, dict]) -> None:
     )
 
 
+def compare_runners(clip: Path, copies: int, extra: list[str]) -> list[dict]:
+    """Each of RUNNERS once on ``copies`` links to ``clip`` (distinct names: distinct videos)."""
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp, "videos", "bench")
+        folder.mkdir(parents=True)
+        for i in range(copies):
+            (folder / f"copy{i + 1}_{clip.name}").symlink_to(clip.resolve())
+        for name, workers in RUNNERS:
+            if name == "DaskRunner" and importlib.util.find_spec("distributed") is None:
+                print(f"{name}: skipped (pip install -e '.[dask]')")
+                continue
+            argv = ["--input", str(folder), "--output", str(Path(tmp, f"{name}{workers}"))]
+            argv += ["--runner", name, "--workers", str(workers), "--no-progress", *extra]
+            started = time.perf_counter()
+            summary = analyze.analyse(*analyze.parse_args(argv))
+            wall = time.perf_counter() - started
+            runs.append({"runner": name, "workers": workers, "wall_s": round(wall, 1), **summary})
+            rate = summary["video_seconds"] / wall
+            print(
+                f"{name}, {workers} worker(s): {summary['videos_ok']} videos ok, "
+                f"{summary['video_seconds']:.0f} video-s in {wall:.1f} s = {rate:.2f} "
+                f"video-s per s ({summary['visitors']} visitors)",
+                flush=True,
+            )
+    print(
+        json.dumps(
+            {
+                f"{r['runner']}_{r['workers']}w_video_s_per_s": round(
+                    r["video_seconds"] / r["wall_s"], 3
+                )
+                for r in runs
+            }
+        )
+    )
+    return runs
+
+
 def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
@@ -191,8 +235,21 @@ def main(argv: list[str] | None = None) -> int:
         help="DirectRunner workers to try, comma-separated (default 1,2)",
     )
     p.add_argument("--clip", type=Path, help="benchmark this clip instead (needs its truth JSON)")
+    p.add_argument(
+        "--runners",
+        action="store_true",
+        help="compare runners instead: DirectRunner and DaskRunner, 1 and 2 workers each",
+    )
+    p.add_argument("--copies", type=int, default=3, help="--runners: links to the clip (3)")
     args, extra = p.parse_known_args(argv)
     setup_logging()
+    if args.runners:
+        if args.copies < 1:
+            raise UserError("--copies must be at least 1")
+        compare_runners(
+            args.clip or bench_clip(args.faces, args.seconds, args.seed), args.copies, extra
+        )
+        return EXIT_OK
     if args.clip and not truth_path_for(args.clip).is_file():  # scored after each run: check first
         raise UserError(f"no ground truth {truth_path_for(args.clip)} for --clip {args.clip}")
     clip = args.clip or bench_clip(args.faces, args.seconds, args.seed)

@@ -5,6 +5,7 @@ Exit codes (documented in the README):
   1  the job ran but some inputs failed (the rest were written)
   2  usage or configuration error: nothing was done; the message says what to fix
   130  interrupted (Ctrl-C): what was committed stays
+  143  terminated (SIGTERM: systemctl stop, a scheduler's timeout, kill PID): likewise
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.runner import install_log_filter
+from pipelines.runner import EXIT_TERMINATED, Terminated, install_log_filter, raise_terminated
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -59,12 +62,20 @@ def _one_line_warning(message, category, *args, **kwargs) -> None:
 def setup_logging(verbose: bool = False) -> None:
     """Log lines with their date and time (a nightly log holds many nights, and a catch-up run
     crosses midnight); Beam's noise filtered (``pipelines.runner``). Idempotent: jobs.nightly
-    calls it and then jobs.analyze calls it again."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
+    calls it and then jobs.analyze calls it again.
+
+    Beam logs a note through ``logging.warning`` when it is imported, which gives the root logger
+    a plain stderr handler before any job runs (so ``basicConfig`` alone would do nothing): that
+    handler gets the job's format instead."""
+    level = logging.DEBUG if verbose else logging.INFO
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level)
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler:  # not a test's capturing subclass
+            handler.setFormatter(formatter)
+    root.setLevel(level)
     install_log_filter(verbose)
 
 
@@ -82,15 +93,35 @@ def check_writable(path: str, folder: bool = False) -> None:
 
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Call ``main`` turning user errors into one line on stderr and their exit code (2, or 1
-    for JobFailed), and Ctrl-C into 130. The one place every job's errors are printed."""
+    for JobFailed), Ctrl-C into 130 and SIGTERM into 143: a stop unwinds (the output lock is
+    released, what was committed stays). The one place every job's errors are printed."""
+    previous = _stop_on_sigterm()
     try:
         return main(argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm():
+    """SIGTERM raises ``Terminated`` in the main thread (by default it kills the process without
+    a word or a clean-up); returns the handler it replaced, None where it left it alone."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        return None
+    signal.signal(signal.SIGTERM, raise_terminated)
+    return previous
 
 
 @contextlib.contextmanager

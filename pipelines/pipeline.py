@@ -42,7 +42,9 @@ def build(
 ):
     """Add the analysis to ``pipeline``; returns the PCollection of published ``videos`` rows."""
     m = settings.model
-    handler = KeyedModelHandler(FaceModelHandler(m.path, threads=m.threads))
+    # Pre-batched (AnalyseVideo batches the crops): Beam's BatchElements would hold each bundle's
+    # last example until finish_bundle, whose output Beam 2.77's Dask runner drops.
+    handler = KeyedModelHandler(FaceModelHandler(m.path, threads=m.threads)).with_no_batching()
     known = beam.pvalue.AsDict(pipeline | "Manifest" >> beam.Create(sorted(manifest.items())))
     videos = (
         pipeline

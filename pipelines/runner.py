@@ -28,12 +28,25 @@ it can be dropped when Beam changes.
    imports Beam inside its functions, not at the top.
 5. **Options are checked before the run** (``pipeline_options``). Beam parses options lazily
    and exits through argparse (``SystemExit``) on a bad value, and it silently ignores unknown
-   flags; the job turns both into one line and exit 2 before any video is read.
+   flags; the job turns both into one line and exit 2 before any video is read. Dask's options
+   are Beam options only once Beam's Dask module is imported, so it is imported first.
+6. **Runner names as Beam takes them, downloads refused** (``resolve_name``,
+   ``_check_no_download``). Beam takes a runner in any case, with or without "Runner", or by
+   its dotted path; DaskRunner only by its path, so the name is added here. Runners that would
+   fetch something at run time and crash offline with a traceback (Prism; Flink, Spark and
+   Kafka Streams without a job endpoint or a local job-server jar; PortableRunner without a
+   job endpoint) are refused before any work, saying what to pass.
+7. **Dask is Beam's DaskRunner with four parts replaced** (``make_runner``,
+   ``pipelines.dask_runner``): its 2.77 translation loses what a step emits in
+   ``finish_bundle``, computes side inputs inside every task, drops Reshuffle (one worker does
+   all) and reports no metrics; that module says how each is replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import importlib.util
 import io
 import logging
 import os
@@ -42,12 +55,43 @@ import signal
 import sys
 import threading
 import traceback
+from pathlib import Path
 
 LOCAL_RUNNER = "DirectRunner"
-# Runners that would fetch a binary at run time.
-DOWNLOADING_RUNNERS = {"prismrunner", "prism"}
-KNOWN_RUNNERS = ("DirectRunner", "PortableRunner", "FlinkRunner", "SparkRunner", "DataflowRunner")
+DASK_RUNNER = "DaskRunner"
+DASK_PATH = "apache_beam.runners.dask.dask_runner.DaskRunner"
+KNOWN_RUNNERS = (
+    LOCAL_RUNNER,
+    DASK_RUNNER,
+    "PortableRunner",
+    "FlinkRunner",
+    "SparkRunner",
+    "DataflowRunner",
+)
+WORKER_RUNNERS = (LOCAL_RUNNER, DASK_RUNNER)  # --workers: local worker processes
+# Beam's runners that run the job through its SwitchingDirectRunner, which may pick Prism.
+PRISM_RUNNERS = ("PrismRunner", "InteractiveRunner", "TestDirectRunner")
+# Portable runners that start a job server from a jar (downloaded unless given): its option.
+JOB_SERVER_JARS = {
+    "FlinkRunner": "flink_job_server_jar",
+    "SparkRunner": "spark_job_server_jar",
+    "KafkaStreamsRunner": "kafka_streams_job_server_jar",
+    "PortableRunner": None,
+}
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as jobs.cli
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):  # noqa: N818 (a signal, like KeyboardInterrupt)
+    """SIGTERM: ``systemctl stop``, a scheduler's timeout, ``kill PID``. A stop, not a crash: it
+    unwinds as Ctrl-C does (Beam treats it as one), and the job says "terminated" (exit 143)."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated
+
+
+_verbose = False  # install_log_filter's last setting
 # After Ctrl-C a worker leaves at the latest this long after it: by then the job has seen the
 # interrupt and stopped listening, so the worker's going shows no tracebacks.
 WORKER_LEAVE_AFTER_S = 0.5
@@ -73,33 +117,60 @@ class _DropNoise(logging.Filter):
         return not any(noise in message for noise in self.NOISE)
 
 
-def install_log_filter(verbose: bool) -> None:
-    """Bend 4, on the root logger and its handlers (idempotent); without ``verbose`` Beam's own
-    warnings are hidden too (failed inputs are reported by the job itself)."""
+def install_log_filter(verbose: bool | None = None) -> None:
+    """Bend 4, on the root logger and its handlers (idempotent; ``verbose`` None: as last set);
+    without ``verbose`` Beam's own warnings are hidden too (failed inputs are reported by the
+    job itself), and Dask's notes (its import sets them to show)."""
+    global _verbose
+    verbose = _verbose = _verbose if verbose is None else verbose
     root = logging.getLogger()
     for filterer in (root, *root.handlers):
         if not any(isinstance(f, _DropNoise) for f in filterer.filters):
             filterer.addFilter(_DropNoise())
     if not verbose:
         logging.getLogger("apache_beam").setLevel(logging.ERROR)
-        for noisy in ("absl", "grpc", "matplotlib", "PIL"):
+        for noisy in ("absl", "grpc", "matplotlib", "PIL", "distributed", "tornado"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def resolve_name(name: str) -> str:
+    """Bend 6: the runner's name as Beam resolves ``name``; another dotted path (a runner
+    class of the user's) is kept as it is. RunnerError for a name Beam does not know."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    paths = (*StandardOptions.ALL_KNOWN_RUNNERS, DASK_PATH)
+    if "." in name:
+        return name.rsplit(".", 1)[-1] if name in paths else name
+    names = {p.rsplit(".", 1)[-1].lower(): p.rsplit(".", 1)[-1] for p in paths}
+    found = names.get(name.lower()) or names.get(name.lower() + "runner")
+    if found is None:
+        raise RunnerError(f"unknown runner {name!r}; use one of {', '.join(KNOWN_RUNNERS)}")
+    return LOCAL_RUNNER if found == "SwitchingDirectRunner" else found  # Beam's DirectRunner
+
+
 def pipeline_options(name: str, workers: int, extra: list[str]):
-    """Bends 1 and 5: Beam's options for runner ``name`` with the user's Beam flags ``extra``;
-    RunnerError for a runner that downloads, an unknown runner, a bad or unknown flag."""
+    """Bends 1, 5 and 6: Beam's options for runner ``name`` with the user's Beam flags
+    ``extra``; RunnerError for a runner that downloads, an unknown runner, a bad or unknown
+    flag."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    if name.lower() in DOWNLOADING_RUNNERS:
-        raise RunnerError(f"runner {name} downloads its binary at run time; use {LOCAL_RUNNER}")
-    if name not in KNOWN_RUNNERS and "." not in name:
-        raise RunnerError(f"unknown runner {name!r}; use one of {', '.join(KNOWN_RUNNERS)}")
+    name = resolve_name(name)
+    if name in PRISM_RUNNERS:
+        raise RunnerError(
+            f"runner {name} downloads its binary at run time (Beam's Prism); use "
+            f"{LOCAL_RUNNER} (in-process) or {DASK_RUNNER}"
+        )
     flags = list(extra)
     if name == LOCAL_RUNNER:
         flags += ["--direct_running_mode=in_memory", f"--direct_num_workers={workers}"]
         if not any(f.startswith("--default_sdk_harness_log_level") for f in extra):
             flags += ["--default_sdk_harness_log_level=WARNING"]  # worker processes: quiet
+    elif name == DASK_RUNNER:
+        if importlib.util.find_spec("distributed") is None:
+            raise RunnerError("DaskRunner needs the dask extra: pip install -e '.[dask]'")
+        from apache_beam.runners.dask import dask_runner  # noqa: F401  (--dask_* options)
+
+        install_log_filter()
     else:
         flags += [f"--runner={name}"]
     usage = io.StringIO()  # argparse's usage dump, kept for its last line
@@ -115,12 +186,43 @@ def pipeline_options(name: str, workers: int, extra: list[str]):
         typed = [w.split("=")[0] for w in extra if w.lstrip("-").split("=")[0] in unknown]
         names = ", ".join(typed or sorted(unknown))
         raise RunnerError(f"unknown option {names}; see --help (Beam options are passed through)")
+    _check_no_download(name, known)
     return options
 
 
+def _check_no_download(name: str, options: dict) -> None:
+    """Bend 6: a portable runner needs a running job server, or a job-server jar on disk."""
+    if name not in JOB_SERVER_JARS or options.get("job_endpoint"):
+        return
+    jar_option = JOB_SERVER_JARS[name]
+    jar = options.get(jar_option) if jar_option else None
+    if jar and os.path.isfile(jar):
+        return
+    given = f"; --{jar_option} {jar} is no file here" if jar else ""
+    jar_flag = f", or --{jar_option} FILE (Beam's job-server jar)" if jar_option else ""
+    raise RunnerError(
+        f"runner {name} needs a job server{given}: pass --job_endpoint HOST:PORT of a running "
+        f"one{jar_flag}; without them Beam downloads one at run time"
+        + ("" if jar_option else " (--job_endpoint embed runs Beam's in-process one)")
+    )
+
+
+def shows_progress_here(name: str, options) -> bool:
+    """Whether the workers write to this terminal: not a Dask cluster's, which has its own."""
+    if name != DASK_RUNNER:
+        return True
+    config = options.get_all_options()
+    return not (config.get("address") or config.get("scheduler_file"))
+
+
 def make_runner(name: str, workers: int, options):
-    """Bends 1 and 2: the pinned local runner with our worker command; None lets Beam build any
-    other runner from the options."""
+    """Bends 1, 2 and 7: the pinned local runner with our worker command, or Dask's; None lets
+    Beam build any other runner from the options."""
+    name = resolve_name(name)
+    if name == DASK_RUNNER:
+        from pipelines import dask_runner
+
+        return dask_runner.make_runner(workers, _verbose, _dask_worker_setup)
     if name != LOCAL_RUNNER:
         return None
     from apache_beam.portability.api import beam_provision_api_pb2
@@ -142,67 +244,106 @@ def make_runner(name: str, workers: int, options):
 
 def run_pipeline(pipeline):
     """Bend 3: run ``pipeline`` to the end and return its result; Ctrl-C raises
-    KeyboardInterrupt, however Beam wrapped it."""
+    KeyboardInterrupt and SIGTERM ``Terminated``, however Beam wrapped them."""
     try:
         with _quiet_on_interrupt():
             result = pipeline.run()
             result.wait_until_finish()
     except Exception as e:
-        if _interrupted(e):
-            raise KeyboardInterrupt from None
+        stop = _interrupted(e)
+        if stop is not None:
+            raise type(stop) from None
         raise
     return result
 
 
+# The stops the job handles (not where they are ignored, as Ctrl-C under nohup), and what each
+# raises.
+_STOPS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
+
+
 @contextlib.contextmanager
 def _quiet_on_interrupt():
-    """Ctrl-C silences logging and thread tracebacks before anything else happens (only in the
-    main thread, and not where Ctrl-C is ignored, as under nohup)."""
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler or threading.current_thread() is not (
-        threading.main_thread()
-    ):
+    """Ctrl-C or SIGTERM silences logging and thread tracebacks before anything else happens:
+    Beam's clean-up as the stop unwinds stops the worker processes, and the runner's threads
+    talking to them would each log a traceback (only in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-
+    previous = {s: signal.getsignal(s) for s in _STOPS}
     excepthook, disabled = threading.excepthook, logging.root.manager.disable
 
-    def silence_then_interrupt(signum, frame):
+    def silence_then_stop(signum, frame):
         threading.excepthook = lambda _: None
         logging.disable(logging.CRITICAL)
-        raise KeyboardInterrupt
+        _forward_to_children(signum)
+        raise _STOPS[signum]
 
-    signal.signal(signal.SIGINT, silence_then_interrupt)
+    for s, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(s, silence_then_stop)
     try:
         yield
     finally:
         # Beam's clean-up has joined its threads by now; a caller that goes on (jobs.nightly
         # reporting, a test) gets its logging back.
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         threading.excepthook = excepthook
         logging.disable(disabled)
 
 
-def _interrupted(error: BaseException) -> bool:
-    """Whether a pipeline failure is a Ctrl-C anywhere in its exception chain."""
+def _forward_to_children(signum: int) -> None:
+    """Pass a stop on to the worker processes: sent to the job alone (``kill PID``), it would
+    otherwise reach them only as a closed connection, which each reports with a traceback."""
+    for children in glob.glob(f"/proc/{os.getpid()}/task/*/children"):  # Linux
+        try:
+            pids = [int(p) for p in Path(children).read_text().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+
+
+def _interrupted(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM anywhere in a pipeline failure's exception chain, or None."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):
-            return True
+            return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return False
+    return None
 
 
 def _leave_quietly(interrupted: threading.Event):
     def handler(signum, frame) -> None:
         interrupted.set()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        timer = threading.Timer(WORKER_LEAVE_AFTER_S, os._exit, [EXIT_INTERRUPTED])
+        logging.disable(logging.CRITICAL)  # the job prints "interrupted"; the rest is noise
+        for s in _STOPS:
+            signal.signal(s, signal.SIG_IGN)
+        code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+        timer = threading.Timer(WORKER_LEAVE_AFTER_S, os._exit, [code])
         timer.daemon = True
         timer.start()
 
     return handler
+
+
+def leave_quietly_on_stops(interrupted: threading.Event) -> None:
+    """In a worker process: Ctrl-C and SIGTERM (which reach the workers with the job when sent
+    to its process group) make it leave quietly, unless they are ignored."""
+    for s in _STOPS:
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            signal.signal(s, _leave_quietly(interrupted))
+
+
+def _dask_worker_setup(verbose: bool) -> None:
+    """Bends 2 and 4 in a local Dask cluster's worker process: the job's logging, and Ctrl-C
+    (which reaches the workers too) leaving quietly."""
+    install_log_filter(verbose)
+    leave_quietly_on_stops(threading.Event())
 
 
 def worker_main() -> None:
@@ -210,8 +351,7 @@ def worker_main() -> None:
     logging set up first. What an interrupted worker half-wrote stays uncommitted and is
     cleared by the next run."""
     interrupted = threading.Event()
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a job started with nohup or &
-        signal.signal(signal.SIGINT, _leave_quietly(interrupted))
+    leave_quietly_on_stops(interrupted)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     install_log_filter(verbose=False)
     from apache_beam.runners.worker import sdk_worker_main
@@ -227,7 +367,7 @@ def worker_main() -> None:
             traceback.print_exc()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(EXIT_INTERRUPTED if interrupted.is_set() else code)
+    os._exit(EXIT_INTERRUPTED if interrupted.is_set() else code)  # the timer may name 143 first
 
 
 if __name__ == "__main__":

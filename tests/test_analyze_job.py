@@ -19,6 +19,7 @@ from videos import corrupt_middle, truncate, without_index, write_audio_only, wr
 
 from jobs import analyze
 from jobs.cli import run as run_cli
+from pipelines import runner
 from schemas.lock import LOCK_NAME
 from schemas.views import connect
 
@@ -167,6 +168,14 @@ def test_date_selection(tiny_model, tmp_path):
         (["--model", "/nonexistent/model.onnx"], "model file not found"),
         (["--runner", "NoSuchRunner"], "unknown runner"),
         (["--runner", "PrismRunner"], "downloads its binary"),
+        (["--runner", "prism"], "runner PrismRunner downloads its binary at run time"),
+        (["--runner", "FlinkRunner"], "runner FlinkRunner needs a job server: pass --job_endpoint"),
+        (["--runner", "spark"], "or --spark_job_server_jar FILE (Beam's job-server jar)"),
+        (["--runner", "PortableRunner"], "(--job_endpoint embed runs Beam's in-process one)"),
+        (
+            ["--runner", "flink", "--flink_job_server_jar=/nowhere/job-server.jar"],
+            "--flink_job_server_jar /nowhere/job-server.jar is no file here",
+        ),
         (["--fps", "0"], "--fps must be a positive number"),
         (["--fps", "nan"], "--fps must be a positive number"),
         (["--config", "/nonexistent.yaml"], "cannot read config"),
@@ -364,6 +373,44 @@ def test_lock_stops_a_second_run_and_stale_lock_is_taken_over(tiny_model, tmp_pa
     (out / LOCK_NAME).write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
     assert run_cli(analyze.main, argv) == 0
     assert not (out / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "resolved"),
+    [
+        ("direct", "DirectRunner"),
+        ("DIRECTRUNNER", "DirectRunner"),
+        ("SwitchingDirectRunner", "DirectRunner"),
+        ("apache_beam.runners.direct.direct_runner.DirectRunner", "DirectRunner"),
+        ("dask", "DaskRunner"),
+        ("apache_beam.runners.dask.dask_runner.DaskRunner", "DaskRunner"),
+        ("flink", "FlinkRunner"),
+        ("portable", "PortableRunner"),
+        ("my_site.runners.CustomRunner", "my_site.runners.CustomRunner"),
+    ],
+)
+def test_runner_names_as_beam_takes_them(name, resolved):
+    assert runner.resolve_name(name) == resolved
+
+
+def test_a_portable_runner_with_a_job_server_passes_the_checks(tmp_path):
+    options = runner.pipeline_options("flink", 1, ["--job_endpoint=localhost:8099"])
+    assert options.get_all_options()["job_endpoint"] == "localhost:8099"
+    jar = tmp_path / "beam-runners-spark-3-job-server-2.77.0.jar"
+    jar.write_bytes(b"")
+    options = runner.pipeline_options("SparkRunner", 1, [f"--spark_job_server_jar={jar}"])
+    assert options.get_all_options()["spark_job_server_jar"] == str(jar)
+
+
+def test_dask_without_its_extra_is_refused(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        runner.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "distributed" else real(name, *a),
+    )
+    with pytest.raises(runner.RunnerError, match=r"pip install -e '\.\[dask\]'"):
+        runner.pipeline_options("DaskRunner", 1, [])
 
 
 def test_portable_runner_with_in_process_job_service(tiny_model, tmp_path):

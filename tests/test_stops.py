@@ -1,0 +1,75 @@
+"""SIGTERM is a stop, not a crash: `systemctl stop`, a scheduler's timeout and `kill PID` send
+it, to the job alone or to its whole process group. The job stops its workers, releases the
+output lock, prints one line and exits 143; what was committed stays and the next run does the
+rest."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from videos import write_clip
+
+from jobs import analyze
+from schemas.lock import LOCK_NAME
+from schemas.views import connect
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+N_VIDEOS = 12
+
+
+def _recordings(root: Path) -> Path:
+    for i in range(N_VIDEOS):
+        write_clip(root / f"cam{i % 2}" / f"20261122_{10 + i}0000.mp4", seconds=12, fps=10)
+    return root
+
+
+def _args(model, inp, out, workers: str) -> list[str]:
+    return ["--input", str(inp), "--output", str(out), "--model", str(model), "--workers",
+            workers, "--no-progress"]  # fmt: skip
+
+
+def _videos(out: Path) -> list[tuple]:
+    con = connect(str(out))
+    return con.execute("SELECT video, status, frames_analysed FROM videos ORDER BY 1").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("workers", "to_group"),
+    [("1", False), ("2", False), ("2", True)],
+    ids=["job", "parent", "group"],
+)
+def test_sigterm_stops_the_job_with_one_line_and_the_next_run_does_the_rest(
+    tiny_model, tmp_path, workers, to_group
+):
+    inp = _recordings(tmp_path / "v")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.analyze", *_args(tiny_model, inp, out, workers)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as under systemd
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("videos/**/*.parquet")):
+        time.sleep(0.02)  # the first video is committed: the run is under way
+    if to_group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert err.rstrip().endswith("terminated") and "Traceback" not in err, err[-3000:]
+    assert len(err.strip().splitlines()) <= 12, err  # the run's start line, a few videos, one
+    assert not (out / LOCK_NAME).exists()
+    assert 0 < len(_videos(out)) < N_VIDEOS, "the stop should land mid-run"
+    assert not any(p.name.endswith(".tmp") for p in out.rglob("*") if p.parent.name != "out")
+    assert analyze.main(_args(tiny_model, inp, out, "1")) == 0
+    assert [r[1] for r in _videos(out)] == ["ok"] * N_VIDEOS
