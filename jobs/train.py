@@ -67,6 +67,11 @@ def get_args_parser() -> ArgumentParser:
     )
     ap.add_argument("--epochs", type=int, help="override train.epochs")
     ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on in --run-dir from its last completed epoch (last.pt), same arguments",
+    )
+    ap.add_argument(
         "--seed",
         type=int,
         help="override seed (initialisation, sampling, augmentation; the validation split has "
@@ -83,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(args) -> int:
-    """One training run, from scratch or from ``--init``'s weights; see ``model.training`` for
-    what the run folder receives."""
+    """One training run, from scratch or from ``--init``'s weights (``--resume``: on from the
+    run folder's last completed epoch); see ``model.training`` for what the run folder
+    receives."""
     cfg = read_config(args)
     init_state = read_init(args.init, cfg) if args.init else None
     try:  # before the data are loaded: a run folder that cannot be written fails now
@@ -95,7 +101,6 @@ def train(args) -> int:
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     device = choose_device(cfg)
-    amp = device.type == "cuda" and cfg.train.amp in ("auto", True)
     try:
         faces = load_faces(cfg, args.data, args.manifest, log)
     except datasets.DataError as e:
@@ -107,15 +112,11 @@ def train(args) -> int:
         log(f"fine-tuning from {args.init}")
     params, flops = count_params(model), count_flops(model, cfg.data.input_size)
     log(f"model {cfg.model.backbone} params={params} flops/face={flops / 1e9:.3f}G")
-    train_labels = {k: v[faces.train] for k, v in faces.targets.items()}
-    criterion = MultiTaskLoss(cfg.loss, train_labels, cfg.model.heads)
-    optimizer = make_optimizer(model, cfg.train)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch(faces, cfg))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict] = []
-    started = time.time()
-    for epoch in range(1, cfg.train.epochs + 1):
+    parts = _run_parts(model, cfg, faces, device)
+    history, done_s = _resumed(run_dir, model, parts) if args.resume else ([], 0.0)
+    started = time.time() - done_s
+    for epoch in range(len(history) + 1, cfg.train.epochs + 1):
+        criterion, optimizer, scheduler, scaler, gen = parts
         row = train_one_epoch(
             model, criterion, optimizer, scheduler, scaler, faces, epoch, gen, cfg, log
         )
@@ -126,8 +127,9 @@ def train(args) -> int:
             + " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
         )
         write_history(run_dir, history)
+        save_progress(run_dir / LAST, model, parts, history, time.time() - started)
     train_s = time.time() - started
-    steps = scheduler.last_epoch  # the scheduler steps once per optimiser step
+    steps = parts[2].last_epoch  # the scheduler steps once per optimiser step
     save_checkpoint(
         run_dir / "final.pt", model, cfg, faces, train_seconds=train_s, steps=steps,
         epochs_run=steps / steps_per_epoch(faces, cfg), params=params, flops=flops,
@@ -135,6 +137,55 @@ def train(args) -> int:
     )  # fmt: skip
     log(f"done in {train_s / 60:.1f} min -> {run_dir / 'final.pt'}")
     return 0
+
+
+LAST = "last.pt"  # the run's state after its last completed epoch, for --resume
+
+
+def _run_parts(model, cfg: TrainConfig, faces, device) -> tuple:
+    """(criterion, optimizer, scheduler, scaler, generator): what an epoch moves on."""
+    amp = device.type == "cuda" and cfg.train.amp in ("auto", True)
+    train_labels = {k: v[faces.train] for k, v in faces.targets.items()}
+    criterion = MultiTaskLoss(cfg.loss, train_labels, cfg.model.heads)
+    optimizer = make_optimizer(model, cfg.train)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch(faces, cfg))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return criterion, optimizer, scheduler, scaler, gen
+
+
+def save_progress(path: Path, model, parts: tuple, history: list, seconds: float) -> None:
+    """Everything a run needs to go on after its last completed epoch, written atomically."""
+    _, optimizer, scheduler, scaler, gen = parts
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),  # dropout draws from it
+        "history": history,
+        "seconds": seconds,
+    }
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+
+
+def _resumed(run_dir: Path, model, parts: tuple) -> tuple[list, float]:
+    """The history and training seconds of the run folder's last completed epoch, with the
+    model, optimiser, schedule and random stream put back where they were."""
+    if not (run_dir / LAST).is_file():
+        raise UserError(f"--resume: no {LAST} in {run_dir} (no epoch completed there)")
+    state = torch.load(run_dir / LAST, map_location="cpu", weights_only=False)
+    _, optimizer, scheduler, scaler, gen = parts
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    log(f"resuming after epoch {len(state['history'])} of {run_dir}")
+    return state["history"], state["seconds"]
 
 
 def read_config(args) -> TrainConfig:
@@ -169,7 +220,7 @@ def choose_device(cfg: TrainConfig) -> torch.device:
 
 
 def log(msg: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}", flush=True)
 
 
 if __name__ == "__main__":

@@ -422,3 +422,34 @@ def test_train_and_export_user_errors_are_one_line(tmp_path, capsys):
     assert export.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a training checkpoint of this project" in err
+
+
+def test_a_run_resumed_after_an_epoch_ends_where_an_unbroken_run_ends(tmp_path, monkeypatch):
+    """--resume goes on from the run folder's last completed epoch with the weights, optimiser,
+    schedule and random stream as they were: the same final weights as a run never stopped."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    for i in range(24):
+        img = rng.integers(0, 255, (48, 48, 3), np.uint8)
+        cv2.imwrite(str(folder / f"{i * 4}_{i % 2}_{i % 5}_2017{i:04d}.jpg.chip.jpg"), img)
+    two = {**TINY, "train": {**TINY["train"], "epochs": 2}}
+    whole = _train(two, folder, tmp_path / "whole")
+    one_epoch = train_cli.train_one_epoch
+
+    def stopped_in_epoch_two(*args):
+        if args[6] == 2:  # the epoch number
+            raise KeyboardInterrupt  # a killed run: only epoch 1 was completed
+        return one_epoch(*args)
+
+    monkeypatch.setattr(train_cli, "train_one_epoch", stopped_in_epoch_two)
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(two))
+    argv = ["--config", str(tmp_path / "broken.yaml"), "--data", str(folder)]
+    assert train_cli.main([*argv, "--run-dir", str(tmp_path / "broken")]) == 130  # interrupted
+    monkeypatch.setattr(train_cli, "train_one_epoch", one_epoch)
+    _train(two, folder, tmp_path / "broken", "--resume")
+    a = torch.load(whole / "final.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "broken" / "final.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = json.loads((tmp_path / "broken" / "metrics.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
