@@ -322,6 +322,9 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
         raise UserError(_storage_problem(e, output)) from None
     finally:
         if lock:
+            # A stop can land while a worker writes a file: its half stays behind until cleared,
+            # and only the lock's holder may clear it.
+            clear_temporaries(output)
             lock.release()
 
 

@@ -377,10 +377,10 @@ class PublishVideo(beam.DoFn):
             # Each failure is reported once: the job's summary lists local outputs' failures
             # with their reasons; for other outputs it has only counters, so the reason is here.
             outcome = f"failed: {record.error}" if is_remote(self._run.output) else "failed"
-        # One plain line per video, printed by whichever worker process published it.
-        print(
+        # One plain line per video, printed by whichever worker process published it: one
+        # write with its newline (print writes the two apart), so workers' lines never interleave.
+        sys.stderr.write(
             f"{time.strftime('%Y-%m-%d %H:%M:%S')} {record.video.path}: {outcome} "
-            f"({record.frames_analysed} frames, {row['processing_s']:.1f} s)",
-            file=sys.stderr,
-            flush=True,
+            f"({record.frames_analysed} frames, {row['processing_s']:.1f} s)\n"
         )
+        sys.stderr.flush()
