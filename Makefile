@@ -24,7 +24,6 @@ $(PY):
 install: $(PY)  ## create .venv/ for the analysis and reports, with the dev tools (no torch)
 	$(PIP) install --upgrade pip
 	$(PIP) install -e '.[dev]'
-	-$(PY) tests/fetch_yunet.py cache/yunet  # test data only: the YuNet tests skip without it
 
 # torch is a CUDA build, some 5 GB of the training install's 6.8 GB (the analysis install is
 # 1.5 GB): only training and export need it, so it comes on request.
@@ -59,8 +58,9 @@ train:  ## train the shipped model as it was trained (config/train.yaml; seeds i
 evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev
 	$(PY) -m jobs.evaluate --model model/weights/age_gender.onnx --data $(DATA)/UTKFace-dev.tar.gz --split val
 
-bench:  ## print throughput figures for decoding and the full pipeline on a generated 1080p clip
+bench:  ## throughput of decoding and of the pipeline on a generated busy 1080p minute, then the decoding gate on a generated 8-minute kiosk day (rendered once, ~13 min)
 	$(PY) -m jobs.bench
+	$(PY) -m jobs.bench --kiosk-day 8
 
 report:  ## run every report over $(OUTPUT)/ and print them
 	$(PY) -m jobs.report --data $(OUTPUT)

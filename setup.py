@@ -66,6 +66,7 @@ setup(
     ),
     package_data={
         "model": ["weights/*.onnx"],
+        "pipelines.faces": ["weights/*"],
         "reports": ["sql/*.sql"],
         "": ["*.yaml"],
     },

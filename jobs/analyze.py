@@ -32,6 +32,7 @@ from jobs.cli import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     ArgumentParser,
+    PipelineCrashed,
     UserError,
     reader_may_leave,
     run,
@@ -57,7 +58,9 @@ def build_parser(defaults: Settings) -> ArgumentParser:
         description="Find faces in recorded kiosk videos, follow each visitor, estimate age and "
         "gender once per visitor, and write Parquet tables (videos, visitors, detections).",
         epilog="Exit codes: 0 all inputs ok; 1 some inputs failed (the others are written); "
-        "2 usage or configuration error; 130 interrupted. Unknown options are passed to Beam.",
+        "2 usage or configuration error; 3 the pipeline itself crashed; 130 interrupted; 143 "
+        "stopped by SIGTERM (after 3, 130 and 143 what was committed stays). Unknown options "
+        "are passed to Beam.",
     )
     p.add_argument(
         "--input",
@@ -314,8 +317,12 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
         local = runner.make_runner(settings.runner.name, settings.runner.workers, options)
         p = beam.Pipeline(runner=local, options=options)
         pipeline.build(p, input_path, settings, spec, run_opts, manifest)
-        result = runner.run_pipeline(p)
         tables = ["videos", "visitors"] + (["detections"] if settings.output.detections else [])
+        try:
+            result = runner.run_pipeline(p)
+        except Exception as e:
+            wall_s = time.perf_counter() - started
+            raise _crashed(e, input_path, output, run_opts.run_id, wall_s, tables) from None
         wall_s = time.perf_counter() - started
         return accounting.summarise(input_path, output, run_opts.run_id, wall_s, result, tables)
     except (OutputBusy, TablesError) as e:
@@ -326,6 +333,21 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
             # and only the lock's holder may clear it.
             clear_temporaries(output)
             lock.release()
+
+
+def _crashed(error: Exception, input_path, output, run_id, wall_s, tables) -> PipelineCrashed:
+    """The pipeline's own failure as one line (the traceback goes to the debug log, -v) with
+    the summary of what the run committed before it."""
+    log.debug("the pipeline crashed", exc_info=error)
+    summary = accounting.summarise(input_path, output, run_id, wall_s, None, tables)
+    summary["crashed"] = True
+    lines = str(error).strip().splitlines() or [""]
+    detail = f"{type(error).__name__}: {lines[-1] if len(lines) > 1 else lines[0]}"[:300]
+    return PipelineCrashed(
+        f"the pipeline crashed ({detail}); the {summary['videos_ok'] + summary['videos_failed']} "
+        "videos it committed stay and the next run does the rest (-v logs the traceback)",
+        summary,
+    )
 
 
 def _prepare_output_tables(output: str) -> dict:
@@ -352,6 +374,8 @@ def print_summary(summary: dict) -> None:
     )
     for f in s["failed"]:
         print(f"  failed: {f['video']}: {f['error']}")
+    for note in s["notes"]:
+        print(f"note: {note}")
     seen = ("videos_ok", "videos_failed", "videos_unchanged", "videos_outside_dates")
     if not any(s[k] for k in seen):  # a dead mount or a wrong glob must not look like a quiet night
         print(f"warning: no videos found under {s['input']}", file=sys.stderr)
@@ -360,14 +384,19 @@ def print_summary(summary: dict) -> None:
         f"wall ({s['video_seconds_per_second']} video-seconds per second)"
     )
     print(f"tables in {s['output']}/ ({', '.join(s['tables'])})")
-    scalars = {k: v for k, v in s.items() if k not in ("failed", "stages_ms", "tables")}
+    scalars = {k: v for k, v in s.items() if k not in ("failed", "notes", "stages_ms", "tables")}
     print(json.dumps(scalars, sort_keys=True))
 
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
     setup_logging(args.verbose)
-    summary = analyse(args, extra)
+    try:
+        summary = analyse(args, extra)
+    except PipelineCrashed as crash:
+        with reader_may_leave():
+            print_summary(crash.summary)
+        raise
     with reader_may_leave():
         print_summary(summary)
     return EXIT_SOME_FAILED if summary["videos_failed"] else EXIT_OK

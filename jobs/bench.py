@@ -7,10 +7,14 @@ never trained on), then prints:
   - the full pipeline (DirectRunner, each --workers value) in video-seconds per wall-second,
     its ratio to decode-only, the per-stage time (summed over workers), and peak memory;
   - the visitor-count and demographic score of the run against the clip's ground truth.
-With --runners it measures scaling instead: --copies links to the clip in one folder, analysed
-by the DirectRunner with 1 and 2 workers and by the DaskRunner on a local cluster of 1 and 2
-workers (when the dask extra is installed), each once, in video-seconds per wall-second; the
-wall time includes starting the runner (a Dask cluster's processes too).
+With --kiosk-day MINUTES it measures the decoding gate instead: a generated 1080p30 kiosk day
+(visitors in busy stretches, a quarter of the time; the empty scene with camera grain between)
+analysed with decode.gate off and on, each run's throughput, frames decoded and skipped, score,
+and the two runs compared visitor by visitor (paired). With --runners it measures scaling:
+--copies links to the clip in one folder, analysed by the DirectRunner with 1 and 2 workers
+and by the DaskRunner on a local cluster of 1 and 2 workers (when the dask extra is installed),
+each once, in video-seconds per wall-second; the wall time includes starting the runner (a Dask
+cluster's processes too).
 Figures are printed, not asserted: this is a measurement, not a test.
 """
 
@@ -27,13 +31,15 @@ from pathlib import Path
 
 from jobs import analyze
 from jobs.cli import EXIT_OK, ArgumentParser, UserError, run, setup_logging
+from model.metrics import format_comparison
 from pipelines.frames import VideoError, VideoReader
+from schemas.views import connect
 from simulation import SimulationError
 from simulation.clip_maker import RENDERER, render_clip
 from simulation.ground_truth import truth_path_for
 from simulation.photos import held_out, open_faces
-from simulation.render_options import RenderOptions
-from simulation.scoring import score
+from simulation.render_options import RenderOptions, kiosk_day
+from simulation.scoring import compare, score
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FACES = REPO.parent / "shared" / "data" / "UTKFace-dev.tar.gz"
@@ -62,6 +68,84 @@ def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
         raise UserError(str(exc)) from None
     print(f"rendered {clip.name} in {time.perf_counter() - started:.1f} s")
     return clip
+
+
+def kiosk_day_clip(faces: Path, minutes: float, seed: int) -> Path:
+    clip = REPO / "cache" / "bench" / f"kioskday_{minutes:g}min_seed{seed}_r{RENDERER}.mp4"
+    if clip.exists():
+        return clip
+    if not faces.exists():
+        raise UserError(f"face source not found: {faces} (give --faces UTKFace.tar.gz or a CSV)")
+    started = time.perf_counter()
+    try:
+        render_clip(clip, held_out(open_faces(faces)), kiosk_day(minutes=minutes, seed=seed))
+    except SimulationError as exc:
+        clip.unlink(missing_ok=True)
+        raise UserError(str(exc)) from None
+    print(f"rendered {clip.name} in {time.perf_counter() - started:.1f} s")
+    return clip
+
+
+def gate_runs(clip: Path, extra: list[str]) -> dict[bool, dict]:
+    """The clip analysed with the decoding gate off, then on (one worker each, so the two wall
+    times compare the work, not the scheduling); each run's summary, frame counts and score."""
+    if "--config" in extra:
+        raise UserError("--kiosk-day sets decode.gate through its own --config: give flags instead")
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for gate in (False, True):
+            site, out = Path(tmp, f"gate_{gate}.yaml"), Path(tmp, f"out_{gate}")
+            site.write_text(f"decode: {{gate: {str(gate).lower()}}}\n")
+            argv = ["--input", str(clip), "--output", str(out), "--config", str(site)]
+            argv += ["--workers", "1", "--no-progress", *extra]
+            started = time.perf_counter()
+            summary = analyze.analyse(*analyze.parse_args(argv))
+            summary["wall_total_s"] = time.perf_counter() - started
+            decoded, skipped = (
+                connect(str(out))
+                .execute("SELECT sum(frames_decoded), sum(frames_skipped) FROM videos")
+                .fetchone()
+            )
+            summary.update(frames_decoded=decoded, frames_skipped=skipped)
+            summary["result"] = score(truth_path_for(clip), out)
+            runs[gate] = summary
+    return runs
+
+
+def report_gate(clip: Path, decode: dict, runs: dict[bool, dict]) -> None:
+    print(
+        f"\n{clip.name}: decode only (PyAV, every frame decoded, {decode['frames_picked']} "
+        f"picked): {decode['video_s_per_s']:.2f} video-s per s"
+    )
+    print("pipeline with the decoding gate off, then on (DirectRunner, 1 worker):")
+    for gate, s in runs.items():
+        sc = s["result"].to_dict()
+        print(
+            f"  gate {'on ' if gate else 'off'}: {s['video_seconds']:.0f} video-s in "
+            f"{s['wall_total_s']:.1f} s = {s['video_seconds'] / s['wall_total_s']:.2f} video-s "
+            f"per s; frames decoded {s['frames_decoded']}, skipped {s['frames_skipped']}; "
+            f"visitors true/predicted {sc['true_visitors']}/{sc['predicted_visitors']}, matched "
+            f"{sc['matched']}, gender {_fmt(sc['gender_accuracy'], '.3f')}, age MAE "
+            f"{_fmt(sc['age_mae'], '.2f')}"
+        )
+        rate = s["video_seconds"] / s["wall_total_s"]
+        stages = ", ".join(f"{k} {s['stages_ms'].get(k, 0) / 1000:.1f} s" for k in STAGES)
+        print(f"    {rate / decode['video_s_per_s']:.2f}x decode-only; {stages}")
+    own, children = peak_memory_mb()
+    print(f"  peak memory: driver {own:.0f} MiB, largest worker/child {children:.0f} MiB")
+    c = compare([runs[True]["result"]], [runs[False]["result"]])
+    print(format_comparison(c, "gate on", "gate off", unit="visitors"))
+    print(f"  matched only with the gate on {c['matched_only_a']}, only off {c['matched_only_b']}")
+    off, on = runs[False]["wall_total_s"], runs[True]["wall_total_s"]
+    on_rate = runs[True]["video_seconds"] / on
+    figures = {
+        "decode_video_s_per_s": round(decode["video_s_per_s"], 3),
+        "gate_off_wall_s": round(off, 1),
+        "gate_on_wall_s": round(on, 1),
+        "gate_speedup": round(off / on, 2),
+        "gate_on_over_decode": round(on_rate / decode["video_s_per_s"], 2),
+    }
+    print(json.dumps(figures))
 
 
 def worker_counts(text: str) -> list[int]:
@@ -241,8 +325,22 @@ def main(argv: list[str] | None = None) -> int:
         help="compare runners instead: DirectRunner and DaskRunner, 1 and 2 workers each",
     )
     p.add_argument("--copies", type=int, default=3, help="--runners: links to the clip (3)")
+    p.add_argument(
+        "--kiosk-day",
+        type=float,
+        metavar="MINUTES",
+        help="measure the decoding gate instead, on a generated kiosk day of MINUTES",
+    )
     args, extra = p.parse_known_args(argv)
     setup_logging()
+    if args.kiosk_day is not None:
+        if args.kiosk_day <= 0:
+            raise UserError("--kiosk-day must be a positive number of minutes")
+        clip = kiosk_day_clip(args.faces, args.kiosk_day, args.seed)
+        settings = analyze.settings_for(analyze.parse_args(["--input", str(clip), *extra])[0])
+        decode = decode_only(clip, settings.decode.fps, settings.decode.threads)
+        report_gate(clip, decode, gate_runs(clip, extra))
+        return EXIT_OK
     if args.runners:
         if args.copies < 1:
             raise UserError("--copies must be at least 1")

@@ -21,12 +21,18 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.runner import EXIT_TERMINATED, Terminated, install_log_filter, raise_terminated
+from pipelines.runner import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    Terminated,
+    install_log_filter,
+    raise_terminated,
+)
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
+EXIT_CRASHED = 3  # the pipeline itself failed (a bug or a dead worker), not an input
 
 
 class UserError(Exception):
@@ -40,6 +46,18 @@ class JobFailed(UserError):
     on these tables, say); what was done before it stands."""
 
     exit_code = EXIT_SOME_FAILED
+
+
+class PipelineCrashed(UserError):
+    """The pipeline itself stopped with an error no input explains. The videos it committed
+    stay (each is published whole) and the next run does the rest; ``summary`` is the run's
+    summary up to the crash, for the job to print before its one line."""
+
+    exit_code = EXIT_CRASHED
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -13,11 +13,9 @@ probabilities (``model.network.Ensemble``); ``--half-weights`` keeps such a file
 
 from __future__ import annotations
 
-import contextlib
 import json
 import pickle
 import sys
-import tarfile
 import time
 import warnings
 from collections import Counter
@@ -29,13 +27,12 @@ import torch
 from common.messages import first_line
 from jobs.cli import ArgumentParser, UserError, one_line_warnings, run, setup_logging
 from model import datasets
+from model.alignment import crop_template, sample_chips
 from model.network import Ensemble, count_flops, count_params
 from model.onnx_export import export_onnx, head_labels, license_text, load_checkpoint, parity
-from model.preprocess import DecodeError, decode_rgb, normalize, prepare_chip
+from model.preprocess import normalize, prepare_chip
 from model.quantize import half_weights, quantize
-from model.template import estimate_template
 from model.throughput import benchmark_table
-from pipelines.faces import MtcnnDetector, face_on_chip
 from schemas.model_file import ModelSpec
 
 MAX_FILE_MB = 20  # issue 3: the shipped ONNX file is at most 20 MB
@@ -232,60 +229,6 @@ def architecture(ckpts: list[dict]) -> str:
     kinds = Counter(f"{n} at {c['input_size']} px" for n, c in zip(names, ckpts, strict=True))
     parts = ", ".join(f"{n} x {k}" for k, n in kinds.items())
     return f"ensemble of {len(ckpts)} (mean probabilities): {parts}"
-
-
-def sample_chips(data: str, records, n: int, seed: int) -> list[np.ndarray]:
-    """A seeded sample of ``n`` of the records' chips, decoded (unreadable ones left out)."""
-    rng = np.random.default_rng(seed)
-    picked = [records[i] for i in sorted(rng.choice(len(records), min(n, len(records)), False))]
-    root = Path(data)
-    if datasets.is_tar(root):
-        return _chips_from_tar(root, {r.path for r in picked})
-    chips = []
-    for r in picked:
-        with contextlib.suppress(OSError, DecodeError):
-            chips.append(decode_rgb((root / r.path).read_bytes()))
-    return chips
-
-
-def _chips_from_tar(path: Path, wanted: set[str]) -> list[np.ndarray]:
-    """The ``wanted`` members of a tar archive, decoded, in one sequential pass."""
-    chips = []
-    with tarfile.open(path, "r|*") as tar:
-        for m in tar:
-            if m.name in wanted and m.isfile():
-                with contextlib.suppress(DecodeError):
-                    chips.append(decode_rgb(tar.extractfile(m).read()))
-    return chips
-
-
-def detect_chip_landmarks(chips: list[np.ndarray]) -> np.ndarray:
-    """Landmarks (M, 5, 2) in chip pixels of the face found on each chip (chips where no face is
-    found are left out)."""
-
-    detector = MtcnnDetector(min_face_px=40, threads=1)
-    out = []
-    for chip in chips:
-        _, face, offset = face_on_chip(detector, chip)
-        if face is not None:
-            out.append(np.asarray(face.landmarks, np.float64) - offset)
-    return np.asarray(out, np.float64).reshape(-1, 5, 2)
-
-
-def crop_template(root, train_recs, samples: int, size: int, crop: float):
-    """The model's crop template from its own training chips: MTCNN's landmarks on a seeded
-    sample, mapped through the chip -> input transform. Returns it with the faces and chips
-    it came from."""
-    chips = sample_chips(str(root), train_recs, samples, seed=0)
-    if not chips:
-        raise datasets.DataError("no training chip could be read for the template")
-    sizes = {c.shape[:2] for c in chips}
-    chip_hw = max(sizes, key=lambda s: sum(c.shape[:2] == s for c in chips))
-    chips = [c for c in chips if c.shape[:2] == chip_hw]
-    marks = detect_chip_landmarks(chips)
-    if len(marks) < 10:
-        raise datasets.DataError(f"face detector found only {len(marks)} faces on the chips")
-    return estimate_template(marks, chip_hw, size, crop, symmetric=True), len(marks), len(chips)
 
 
 def model_spec(args, ckpts: list[dict], template, params: int, flops: int) -> ModelSpec:

@@ -9,7 +9,8 @@ to its latest days, with a warning that says how to analyse the rest. ``--date D
 that day alone and leaves the state as it is.
 
 Exit status is the analysis's: 0 all ok, 1 some inputs failed (the rest are written and
-reported), 2 usage or configuration error, 130 interrupted (what was committed stays).
+reported), 2 usage or configuration error, 3 the pipeline crashed, 130 interrupted, 143 stopped
+by SIGTERM (after 3, 130 and 143 what was committed stays).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def parse_args(argv):
         prog="python -m jobs.nightly",
         description="Analyse the days since the last nightly run (at first: yesterday) into "
         "--output and print their reports.",
-        epilog="Options after -- are passed to jobs.analyze (e.g. -- --workers 2 --detections).",
+        epilog="Options after -- are passed to jobs.analyze (e.g. -- --workers 2 --detections). "
+        "Exit codes as jobs.analyze's (see its --help).",
     )
     p.add_argument("--input", required=True, help="folder of recordings (searched recursively)")
     p.add_argument("--output", default="output", help="tables folder (default: output/)")

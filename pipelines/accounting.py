@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 def summarise(
     input_path: str, output: str, run_id: str, wall_s: float, result, tables: list[str]
 ) -> dict:
-    """The run summary the job prints (and its JSON line)."""
-    counters, stages_ms = beam_metrics(result)
+    """The run summary the job prints (and its JSON line); ``result`` None for a run that
+    crashed (no metrics: the counts come from the committed rows alone)."""
+    counters, stages_ms = beam_metrics(result) if result is not None else ({}, {})
     if not is_remote(output):
         counts = run_counts(output, run_id)
     else:
@@ -31,6 +32,7 @@ def summarise(
             "failed": [],
         }
     video_s = counts["video_seconds"]
+    notes = _notes(counts)
     return {
         "run_id": run_id,
         "videos_ok": counts["videos_ok"],
@@ -46,7 +48,28 @@ def summarise(
         "tables": tables,
         "stages_ms": stages_ms,
         "failed": counts["failed"],
+        "notes": notes,
     }
+
+
+def _notes(counts: dict) -> list[str]:
+    """What a reader of the summary should check: start times guessed from file dates (a copy
+    or a restore resets them) and several videos that all count as one camera (the camera is
+    the folder a video sits in)."""
+    notes = []
+    videos = counts["videos_ok"] + counts["videos_failed"]
+    if counts.get("start_times_from_mtime"):
+        notes.append(
+            f"{counts['start_times_from_mtime']} of {videos} videos have no date-time in their "
+            "name or container: their start times are the files' modification times, which a "
+            "copy can change (set input.start_time_pattern to read them from the names)"
+        )
+    if videos > 1 and len(counts.get("cameras", [])) == 1:
+        notes.append(
+            f"all {videos} videos sit in one folder, so they count as one camera "
+            f"({counts['cameras'][0]}): put each camera's videos in a folder named for it"
+        )
+    return notes
 
 
 def beam_metrics(result) -> tuple[dict, dict]:

@@ -78,7 +78,8 @@ JOB_SERVER_JARS = {
     "KafkaStreamsRunner": "kafka_streams_job_server_jar",
     "PortableRunner": None,
 }
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as jobs.cli
+EXIT_USAGE = 2  # the job's exit codes (jobs.cli takes them from here)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
@@ -114,6 +115,8 @@ class _DropNoise(logging.Filter):
             record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)
         ):
             return False  # Ctrl-C as Beam logs it, traceback and all: the job says "interrupted"
+        if not _verbose and record.name.startswith("apache_beam") and record.exc_info:
+            return False  # a step's exception, traceback and all: the job says "crashed" (-v shows)
         return not any(noise in message for noise in self.NOISE)
 
 
@@ -350,6 +353,15 @@ def worker_main() -> None:
     """Bend 2: one SDK-harness worker process, Beam's ``sdk_worker_main`` with this project's
     logging set up first. What an interrupted worker half-wrote stays uncommitted and is
     cleared by the next run."""
+    if "CONTROL_API_SERVICE_DESCRIPTOR" not in os.environ:  # run by hand, not by the job
+        asked = any(a in ("-h", "--help") for a in sys.argv[1:])
+        print(
+            ("" if asked else "error: ")
+            + "python -m pipelines.runner is the worker process jobs.analyze starts for "
+            "--workers N; run the job instead: python -m jobs.analyze --help",
+            file=sys.stdout if asked else sys.stderr,
+        )
+        sys.exit(0 if asked else EXIT_USAGE)
     interrupted = threading.Event()
     leave_quietly_on_stops(interrupted)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

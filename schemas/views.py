@@ -131,12 +131,20 @@ def run_counts(output: str, run_id: str) -> dict:
         [run_id],
     )[0]
     sql = "SELECT video, error FROM videos WHERE run_id = ? AND status = 'failed' ORDER BY 1"
+    from_mtime, cameras = fetch(
+        con,
+        "SELECT count(*) FILTER (start_time_source = 'mtime'), list(DISTINCT camera) "
+        "FROM videos WHERE run_id = ?",
+        [run_id],
+    )[0]
     return {
         "videos_ok": ok,
         "videos_failed": failed,
         "visitors": int(visitors),
         "video_seconds": float(video_s),
         "failed": [{"video": v, "error": e} for v, e in fetch(con, sql, [run_id])],
+        "start_times_from_mtime": from_mtime,
+        "cameras": sorted(cameras or []),
     }
 
 

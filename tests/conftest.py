@@ -1,4 +1,3 @@
-import os
 import tarfile
 from pathlib import Path
 
@@ -12,25 +11,13 @@ UTKFACE = SHARED_DATA / "UTKFace-dev.tar.gz"
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "age_gender.onnx"
 
 
-def yunet_model_file() -> Path | None:
-    """The real face_detection_yunet_2023mar.onnx: $YUNET_MODEL, else the copy that
-    ``make install`` fetched into cache/yunet/ (tests/fetch_yunet.py)."""
-    if os.environ.get("YUNET_MODEL"):
-        return Path(os.environ["YUNET_MODEL"])
-    path = (
-        Path(__file__).resolve().parents[1]
-        / "cache"
-        / "yunet"
-        / "face_detection_yunet_2023mar.onnx"
-    )
-    return path if path.is_file() else None
-
-
-YUNET_FILE = yunet_model_file()
-needs_yunet = pytest.mark.skipif(
-    YUNET_FILE is None,
-    reason="YuNet model absent: run `python tests/fetch_yunet.py cache/yunet` (make install does) "
-    "or set YUNET_MODEL to face_detection_yunet_2023mar.onnx",
+# The shipped YuNet 2023mar file (pipelines/faces/weights/, MIT).
+YUNET_FILE = (
+    Path(__file__).resolve().parents[1]
+    / "pipelines"
+    / "faces"
+    / "weights"
+    / ("face_detection_yunet_2023mar.onnx")
 )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-from conftest import UTKFACE, YUNET_FILE, load_utkface_chips, needs_yunet
+from conftest import UTKFACE, YUNET_FILE, load_utkface_chips
 from onnx import TensorProto, helper
 
 from pipelines.faces import (
@@ -137,8 +137,7 @@ def test_detector_version_of_yunet_names_the_file_by_its_hash(tmp_path, monkeypa
 
 
 def test_detector_version_errors_as_the_detector(tmp_path, no_sessions):
-    with pytest.raises(ValueError, match="the yunet detector needs its model file"):
-        detector_version("yunet")
+    assert detector_version("yunet") == "yunet-2023mar"  # the shipped file
     missing = tmp_path / "missing.onnx"
     with pytest.raises(FileNotFoundError, match=f"face detector model file not found: {missing}$"):
         detector_version("yunet", missing)
@@ -149,7 +148,6 @@ def test_detector_version_errors_as_the_detector(tmp_path, no_sessions):
         detector_version("yunet", tmp_path / "text.onnx")
 
 
-@needs_yunet
 def test_detector_version_of_the_real_yunet_file(no_sessions):
     assert detector_version("YuNet", YUNET_FILE) == "yunet-2023mar"
     assert detector_version("yunet", str(YUNET_FILE)) == "yunet-2023mar"
@@ -235,8 +233,7 @@ def yunet_chip_detector():
 
 def test_yunet_user_errors(tmp_path):
     assert "yunet" in known_detectors()
-    with pytest.raises(ValueError, match="needs its model file"):
-        create_detector("yunet")
+    assert create_detector("yunet").version == "yunet-2023mar"  # the shipped file
     with pytest.raises(FileNotFoundError, match="not found"):
         create_detector("yunet", model=tmp_path / "missing.onnx")
     (tmp_path / "text.onnx").write_bytes(b"not a model")
@@ -248,7 +245,6 @@ def test_yunet_user_errors(tmp_path):
         YunetDetector(mtcnn_model_dir() / "onet.onnx", min_score=1.5)
 
 
-@needs_yunet
 def test_yunet_from_config_and_pickled(chips):
     config = {"name": "yunet", "model": str(YUNET_FILE), "min_face_px": 30, "max_side": 480}
     detector = create_detector(config.pop("name"), **config, min_score=0.7)
@@ -268,7 +264,6 @@ def test_yunet_from_config_and_pickled(chips):
     assert copy.detect(np.zeros((100, 100, 3), np.uint8)) == []
 
 
-@needs_yunet
 def test_yunet_one_face_per_chip_in_order_and_close_to_mtcnn(chips, chip_detector):
     """Each chip, given 50 px of replicated border (context, as a face has in a frame), gives one
     face whose landmarks are in our as-seen order and near MTCNN's: 6.7% of the eye distance on
@@ -294,7 +289,6 @@ def test_yunet_one_face_per_chip_in_order_and_close_to_mtcnn(chips, chip_detecto
     assert np.mean(errors) < 0.08 and np.max(errors) < 0.13
 
 
-@needs_yunet
 def test_yunet_nothing_on_blank_or_noise():
     detector = YunetDetector(YUNET_FILE, min_score=0.3)  # below the default 0.6: still nothing
     assert detector.detect(np.zeros((1080, 1920, 3), np.uint8)) == []
@@ -307,7 +301,6 @@ def test_yunet_nothing_on_blank_or_noise():
 
 
 @pytest.mark.parametrize("side,x,y,max_side", [(120, 1500, 100, 640), (64, 200, 900, 1280)])
-@needs_yunet
 def test_yunet_small_chip_in_1080p_frame_found_in_place(
     chips, chip_detector, yunet_chip_detector, side, x, y, max_side
 ):
@@ -329,7 +322,6 @@ def test_yunet_small_chip_in_1080p_frame_found_in_place(
     assert err < 0.2 * (ref.landmarks[1, 0] - ref.landmarks[0, 0]) * s
 
 
-@needs_yunet
 def test_yunet_reach_is_set_by_max_side(chips):
     """YuNet needs a face of about 30 px in the image it sees: a 48 px face in a 1080p frame is
     16 px at max_side 640 and is missed, and found at full resolution."""
@@ -341,6 +333,5 @@ def test_yunet_reach_is_set_by_max_side(chips):
     assert YunetDetector(YUNET_FILE, max_side=None, min_face_px=60).detect(frame) == []
 
 
-@needs_yunet
 def test_yunet_several_faces_sorted_by_score(chips, yunet_chip_detector):
     check_several_faces_sorted_by_score(chips, yunet_chip_detector, yunet_chip_detector)

@@ -161,3 +161,64 @@ def test_unreadable_file_is_recorded_failed(tiny_model, tmp_path):
     )
     assert rows["ok.mp4"] == "ok: "
     assert rows["locked.mp4"] == "failed: cannot read file: Permission denied"
+
+
+def test_a_crash_of_the_pipeline_is_one_line_a_summary_and_its_own_exit_code(
+    tiny_model, tmp_path, monkeypatch, capsys
+):
+    """A failure no input explains (here the disk fills while the third video is published)
+    stops the run with exit 3, not 1 ("some inputs failed"): one error line, the summary of
+    what was committed, the lock released; the next run does the rest."""
+    import json
+
+    import pipelines.steps as stages
+    from jobs.cli import EXIT_CRASHED
+    from jobs.cli import run as run_cli
+    from schemas.lock import LOCK_NAME
+
+    inp, out = tmp_path / "v", tmp_path / "out"
+    for i in range(5):
+        write_clip(inp / "cam0" / f"20261122_1{i}0000.mp4", seconds=2, fps=10)
+    published, real_publish = [], stages.publish
+
+    def filling_disk(*a, **kw):
+        if a[1] == "videos" and len(published) == 2:
+            raise OSError(28, "No space left on device")
+        path = real_publish(*a, **kw)
+        if a[1] == "videos":
+            published.append(path)
+        return path
+
+    monkeypatch.setattr(stages, "publish", filling_disk)
+    assert run_cli(analyze.main, args(tiny_model, inp, out)) == EXIT_CRASHED == 3
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "the pipeline crashed" in err[0], captured.err
+    assert "No space left on device" in err[0] and "Traceback" not in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["crashed"] is True and summary["videos_ok"] == 2
+    assert not (out / LOCK_NAME).exists()
+    monkeypatch.setattr(stages, "publish", real_publish)
+    assert analyze.main(args(tiny_model, inp, out)) == 0
+    statuses = connect(str(out)).execute("SELECT status FROM videos").fetchall()
+    assert statuses == [("ok",)] * 5
+
+
+def test_the_summary_says_when_start_times_are_file_dates_and_all_videos_one_camera(
+    tiny_model, tmp_path, capsys
+):
+    inp = tmp_path / "dump"
+    write_clip(inp / "a.mp4", seconds=1, fps=5)  # no date-time in the names: the files' dates
+    write_clip(inp / "b.mp4", seconds=1, fps=5)
+    write_clip(inp / "20261122_093000.mp4", seconds=1, fps=5)
+    assert analyze.main(args(tiny_model, inp, tmp_path / "out")) == 0
+    notes = [x for x in capsys.readouterr().out.splitlines() if x.startswith("note: ")]
+    assert notes[0].startswith("note: 2 of 3 videos have no date-time in their name"), notes
+    assert notes[1].startswith("note: all 3 videos sit in one folder, so they count as one camera")
+    assert len(notes) == 2
+    capsys.readouterr()
+    inp2 = tmp_path / "sorted"
+    write_clip(inp2 / "door" / "20261122_093000.mp4", seconds=1, fps=5)
+    write_clip(inp2 / "till" / "20261122_093000.mp4", seconds=1, fps=5)
+    assert analyze.main(args(tiny_model, inp2, tmp_path / "out2")) == 0
+    assert "note: " not in capsys.readouterr().out

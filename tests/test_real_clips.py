@@ -14,7 +14,7 @@ from jobs import analyze
 from schemas.views import connect
 
 SMALL_FACES = """
-detector: {min_face_px: 12, min_score: 0.9}
+detector: {min_face_px: 12}
 visitors: {min_face_px: 12}
 """
 

@@ -1,7 +1,8 @@
 """YuNet (Wu, Peng, Yu 2023) behind the ``FaceDetector`` interface, run by ONNX Runtime directly.
 
-The network is OpenCV Zoo's ``face_detection_yunet_2023mar.onnx`` (MIT licence), a file the user
-supplies by path (``create_detector("yunet", model=PATH)``); nothing is downloaded. It runs
+The network is OpenCV Zoo's ``face_detection_yunet_2023mar.onnx`` (MIT licence), shipped in
+``pipelines/faces/weights/`` with its licence; ``model=PATH`` runs another file of the same
+layout (a retrained or quantised YuNet); nothing is downloaded. It runs
 through ONNX Runtime rather than ``cv2.FaceDetectorYN``, whose presence depends on how OpenCV was
 built, and so it shares MTCNN's session settings (one intra-op thread per worker by default).
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -48,7 +50,9 @@ from pipelines.faces.base import (
 )
 from pipelines.faces.graphs import any_input_size
 
-__all__ = ["YUNET_2023MAR_SHA256", "YunetDetector", "yunet_version"]
+__all__ = ["SHIPPED_MODEL", "YUNET_2023MAR_SHA256", "YunetDetector", "yunet_version"]
+
+SHIPPED_MODEL = Path(__file__).with_name("weights") / "face_detection_yunet_2023mar.onnx"
 
 # SHA-256 of OpenCV Zoo's face_detection_yunet_2023mar.onnx (232,589 bytes)
 YUNET_2023MAR_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
@@ -64,12 +68,8 @@ def _version(data: bytes) -> str:
 
 
 def _require_model(model: str | os.PathLike | None) -> str:
-    if model is None:
-        raise ValueError(
-            "the yunet detector needs its model file: set detector model to the path of "
-            "face_detection_yunet_2023mar.onnx (OpenCV Zoo, MIT licence)"
-        )
-    return str(model)
+    """The file to run: the given one, else the shipped one."""
+    return str(SHIPPED_MODEL if model is None else model)
 
 
 def _require_outputs(names: set[str], path: str) -> None:
