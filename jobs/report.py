@@ -155,6 +155,14 @@ def _add_bands(p: ArgumentParser) -> None:
         help="ascending lower edges in seconds of the dwell_distribution buckets "
         f"(default: {','.join(f'{v:g}' for v in catalog.DEFAULT_DWELL_BUCKETS)})",
     )
+    p.add_argument(
+        "--attention-buckets",
+        type=_buckets,
+        default=list(catalog.DEFAULT_ATTENTION_BUCKETS),
+        metavar="EDGES",
+        help="ascending lower edges in seconds of the attention_distribution buckets "
+        f"(default: {','.join(f'{v:g}' for v in catalog.DEFAULT_ATTENTION_BUCKETS)})",
+    )
 
 
 def _list(reports: list[catalog.Report]) -> str:
@@ -183,6 +191,7 @@ def _report(args: argparse.Namespace) -> int:
         "age_bands": args.age_bands or _site_age_bands(args.config),
         "broad_age_bands": args.broad_age_bands,
         "dwell_buckets": args.dwell_buckets,
+        "attention_buckets": args.attention_buckets,
     }
     results = _run(reports, data, camera, params)
     context = {

@@ -37,6 +37,9 @@ class Sighting:
     t_s: float  # seconds from the start of the video stream
     face: Face
     frontalness: float  # 0-1, from the landmarks (``frontalness``)
+    # Head pose in degrees (``pipelines.pose.head_pose``), for attention; None: no pose.
+    yaw: float | None = None
+    pitch: float | None = None
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

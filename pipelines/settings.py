@@ -172,6 +172,28 @@ class VisitorSettings:
 
 
 @dataclass(frozen=True)
+class AttentionSettings:
+    max_yaw_deg: float  # a frame faces the camera within these head-pose limits, either way
+    max_pitch_deg: float
+    min_watch_s: float  # a visitor facing the camera this long in all is a watcher
+    camera_hfov_deg: float  # the cameras' horizontal field of view, for the pose's geometry
+
+    def __post_init__(self):
+        _require(0 < self.max_yaw_deg <= 90, "attention.max_yaw_deg must be above 0, at most 90")
+        _require(
+            0 < self.max_pitch_deg <= 90, "attention.max_pitch_deg must be above 0, at most 90"
+        )
+        _require(
+            math.isfinite(self.min_watch_s) and self.min_watch_s > 0,
+            "attention.min_watch_s must be a positive number of seconds",
+        )
+        _require(
+            10 <= self.camera_hfov_deg <= 170,
+            "attention.camera_hfov_deg must be between 10 and 170 degrees",
+        )
+
+
+@dataclass(frozen=True)
 class OutputSettings:
     detections: bool
 
@@ -257,6 +279,7 @@ class Settings:
     model: ModelSettings
     tracker: TrackerSettings
     visitors: VisitorSettings
+    attention: AttentionSettings
     output: OutputSettings
     runner: RunnerSettings
 

@@ -43,6 +43,7 @@ from pipelines.crops import Sighting, align_face, frontalness
 from pipelines.faces import create_detector
 from pipelines.frames import Prefetcher, VideoError, VideoInfo, VideoReader
 from pipelines.gate import SceneGate
+from pipelines.pose import head_pose
 from pipelines.settings import RunOptions, Settings
 from pipelines.tracks import Observation, track_faces
 from pipelines.visitors import aggregate, frames_needed
@@ -260,10 +261,13 @@ class AnalyseVideo(beam.DoFn):
     def _aligned(self, video_id: str, frame, faces) -> list[tuple[Sighting, np.ndarray]]:
         """Each face's sighting with its crop aligned from this frame (a carried face's too)."""
         aligned = []
+        size, hfov = frame.image.shape[1::-1], self._settings.attention.camera_hfov_deg
         for face in faces:
             crop = align_face(frame.image, face.landmarks, self._template, self._size)
             front = float(frontalness(face.landmarks))
-            aligned.append((Sighting(video_id, frame.index, frame.t_s, face, front), crop))
+            yaw, pitch = head_pose(face.landmarks, size, hfov) or (None, None)
+            sighting = Sighting(video_id, frame.index, frame.t_s, face, front, yaw, pitch)
+            aligned.append((sighting, crop))
         return aligned
 
 
@@ -322,11 +326,12 @@ class PublishVideo(beam.DoFn):
                 "from the model: not published short"
             )
             observations = []
-        tracks = track_faces(observations, self._settings.tracker)
+        s = self._settings
+        tracks = track_faces(observations, s.tracker)
         interval = record.sample_interval_s
-        needed = frames_needed(self._settings.visitors, 1.0 / self._settings.decode.fps, interval)
+        needed = frames_needed(s.visitors, 1.0 / s.decode.fps, interval)
         visitors = [
-            aggregate(t, self._settings.visitors, interval, needed, self._classes) for t in tracks
+            aggregate(t, s.visitors, interval, needed, self._classes, s.attention) for t in tracks
         ]
         kept = [v for v in visitors if v is not None]
         t_tracked = time.perf_counter()
@@ -358,6 +363,7 @@ class PublishVideo(beam.DoFn):
             record,
             len(tracks),
             len(kept),
+            watchers=sum(v.watcher for v in kept),
             run_id=self._run.run_id,
             model_version=self._run.model_version,
             detector_version=self._run.detector_version,

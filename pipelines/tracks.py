@@ -61,6 +61,14 @@ class Observation:
         return self.sighting.frontalness
 
     @property
+    def yaw(self) -> float | None:  # degrees, 0 facing the camera (``pipelines.pose``)
+        return self.sighting.yaw
+
+    @property
+    def pitch(self) -> float | None:
+        return self.sighting.pitch
+
+    @property
     def age(self) -> float:
         return self.prediction.age
 

@@ -1,9 +1,11 @@
-"""Stage 7, tracks → visitors: one age and gender per person, with dwell time.
+"""Stage 7, tracks → visitors: one age and gender per person, with dwell and attention time.
 
 Each frame's answer is weighted by how much it can be trusted: face size, detector confidence and
 frontalness. Age is the expectation of the weighted mean age distribution (averaging distributions
 keeps a bimodal "20 or 40" honest where averaging point estimates would not); gender is the
 weighted mean P(female). Tracks too short or with too small a face are dropped, and counted.
+Attention is counted like dwell, one frame interval per analysed frame, over the frames whose
+head pose faces the camera (``attention`` settings).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.settings import VisitorSettings
+from pipelines.settings import AttentionSettings, VisitorSettings
 from pipelines.tracks import Track
 from schemas.bands import age_band
 
@@ -47,6 +49,10 @@ class Visitor:
     emotion: str | None = None
     emotion_scores: dict[str, float] | None = None
     happy_share: float | None = None
+    # Seconds facing the camera, and whether that reaches attention.min_watch_s (None: the
+    # attention settings were not given).
+    attention_s: float | None = None
+    watcher: bool | None = None
 
 
 def frames_needed(settings: VisitorSettings, picked_s: float, frame_interval_s: float) -> int:
@@ -72,11 +78,13 @@ def aggregate(
     frame_interval_s: float,
     min_frames: int | None = None,
     classes: Mapping[str, Sequence[str]] | None = None,
+    attention: AttentionSettings | None = None,
 ) -> Visitor | None:
     """The visitor a track stands for, or None when the track is too weak to trust: seen in
     fewer than ``min_frames`` analysed frames (default ``settings.min_frames``; see
     ``frames_needed``) or with a median face under ``settings.min_face_px``. ``classes``: the
-    model's class names by head (``ModelSpec.heads``), for the mask and emotion columns."""
+    model's class names by head (``ModelSpec.heads``), for the mask and emotion columns;
+    ``attention``: the limits for ``attention_s`` and ``watcher``."""
     obs = track.observations
     face_px = float(np.median([o.size for o in obs]))
     needed = settings.min_frames if min_frames is None else min_frames
@@ -91,14 +99,15 @@ def aggregate(
     female = float(weights @ np.array([o.gender_prob for o in obs]))
     quality = float(np.mean([o.score * o.frontalness for o in obs]))
     start, end = obs[0].t_s, obs[-1].t_s
+    # Each analysed frame stands for one sampling interval of presence. Microseconds are finer
+    # than any frame clock; the rounding keeps float sums like 3.0300000000000002 out of the
+    # tables.
+    dwell_s = round(end - start + frame_interval_s, 6)
     return Visitor(
         track_id=track.track_id,
         start_s=start,
         end_s=end,
-        # Each analysed frame stands for one sampling interval of presence. Microseconds are
-        # finer than any frame clock; the rounding keeps float sums like 3.0300000000000002 out
-        # of the tables.
-        dwell_s=round(end - start + frame_interval_s, 6),
+        dwell_s=dwell_s,
         frames=len(obs),
         age=age,
         age_std=age_std,
@@ -108,7 +117,29 @@ def aggregate(
         face_px=face_px,
         quality=quality,
         **attributes(obs, weights, classes or {}),
+        **watching(obs, attention, frame_interval_s, dwell_s),
     )
+
+
+def facing(yaw: float | None, pitch: float | None, attention: AttentionSettings) -> bool:
+    """Whether a head pose faces the camera; a face without a pose does not."""
+    if yaw is None or pitch is None:
+        return False
+    return abs(yaw) <= attention.max_yaw_deg and abs(pitch) <= attention.max_pitch_deg
+
+
+def watching(
+    obs, attention: AttentionSettings | None, frame_interval_s: float, dwell_s: float
+) -> dict:
+    """``attention_s`` and ``watcher`` of a visitor's frames; empty without the settings.
+    Frames the detector missed inside the track (a head turned too far, mostly) count towards
+    dwell, not attention; a source with jittered timestamps could give more frames than the
+    span holds, hence the cap at dwell."""
+    if attention is None:
+        return {}
+    seen = sum(facing(o.yaw, o.pitch, attention) for o in obs) * frame_interval_s
+    attention_s = round(min(seen, dwell_s), 6)
+    return {"attention_s": attention_s, "watcher": attention_s >= attention.min_watch_s}
 
 
 def attributes(obs, weights: np.ndarray, classes: Mapping[str, Sequence[str]]) -> dict:

@@ -49,6 +49,8 @@ from schemas.views import connect
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 DEFAULT_DWELL_BUCKETS = (0.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# Finer than dwell's: time facing the camera is a part of the stay, mostly seconds.
+DEFAULT_ATTENTION_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 # ``$age_bands`` has no default here: the site's bands are the analysis settings'
 # ``visitors.age_bands`` (``schemas.bands.labels_of_edges``), which jobs.report passes in.
@@ -58,6 +60,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "camera": None,
     "broad_age_bands": list(BROAD_AGE_BANDS),
     "dwell_buckets": list(DEFAULT_DWELL_BUCKETS),
+    "attention_buckets": list(DEFAULT_ATTENTION_BUCKETS),
 }
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")

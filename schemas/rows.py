@@ -66,6 +66,8 @@ def detection_rows(
                     "age": o.age,
                     "gender_score": o.gender_prob,
                     **_frame_classes(o.extra, classes or {}),
+                    "yaw": o.yaw,
+                    "pitch": o.pitch,
                 }
             )
     return rows
@@ -89,13 +91,15 @@ def video_row(
     tracks: int,
     visitors: int,
     *,
+    watchers: int,
     run_id: str,
     model_version: str,
     detector_version: str,
     processing_s: float,
 ) -> dict:
     """The ``videos`` row, the video's commit record: what the file is, what decoding found
-    (``record``: ``pipelines.steps.VideoRecord``), the counts and the run's bookkeeping."""
+    (``record``: ``pipelines.steps.VideoRecord``), the counts (``watchers`` of the ``visitors``)
+    and the run's bookkeeping."""
     stream = record.stream
     return key.columns() | {
         "run_id": run_id,
@@ -117,6 +121,8 @@ def video_row(
         "tracks": tracks,
         "visitors": visitors,
         "visitors_dropped": tracks - visitors,
+        "watchers": watchers,
+        "passers_by": visitors - watchers,
         "status": record.status,
         "error": record.error,
         "processing_s": processing_s,

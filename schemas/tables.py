@@ -94,6 +94,10 @@ VIDEOS = pa.schema(
         pa.field("tracks", pa.int64(), nullable=False),
         pa.field("visitors", pa.int64(), nullable=False),
         pa.field("visitors_dropped", pa.int64(), nullable=False),
+        # The visitors who faced the camera for attention.min_watch_s or longer, and the others
+        # (watchers + passers_by = visitors); null in files written before attention was read.
+        pa.field("watchers", pa.int64()),
+        pa.field("passers_by", pa.int64()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
         pa.field("processing_s", pa.float64(), nullable=False),
@@ -132,6 +136,11 @@ VISITORS = pa.schema(
         pa.field("emotion", pa.string()),
         pa.field("emotion_scores", EMOTION_SCORES),
         pa.field("happy_share", pa.float32()),
+        # Seconds facing the camera (analysed frames whose head pose is within attention's
+        # yaw and pitch limits, one frame interval each, as dwell_s counts them), and whether
+        # that reaches attention.min_watch_s; null in files written before attention was read.
+        pa.field("attention_s", pa.float64()),
+        pa.field("watcher", pa.bool_()),
     ]
 )
 
@@ -160,6 +169,10 @@ DETECTIONS = pa.schema(
         pa.field("mask_score", pa.float32()),
         pa.field("emotion", pa.string()),
         pa.field("emotion_score", pa.float32()),
+        # Head pose, degrees relative to the line of sight (pipelines/pose.py): yaw > 0 turned
+        # towards the image's right, pitch > 0 tilted up; null where the landmarks gave none.
+        pa.field("yaw", pa.float32()),
+        pa.field("pitch", pa.float32()),
     ]
 )
 

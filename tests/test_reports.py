@@ -62,6 +62,11 @@ ATTRIBUTES = [
     ("without_mask", "surprise", 0.2),
     (None, None, None),  # analysed by a model without the mask and emotion heads
 ]
+# Attention time (s) and watcher of each visitor above; None: analysed before attention was read.
+ATTENTION = [(2.4, True), (0.4, False), (30.0, True), (0.0, False), (150.0, True), (None, None),
+             (1.0, True)]  # fmt: skip
+# Watchers and passers-by per video (v3's second visitor was not read; v4 failed).
+VIDEO_ATTENTION = {"v1": (2, 1), "v2": (1, 1), "v3": (1, 0), "v4": (0, 0)}
 # A visitor of an analysis that never committed (no videos row): no report may count it.
 ORPHAN = ("v9", 45.0, "female", 1000.0, "12:00")
 
@@ -104,6 +109,8 @@ def _video(vid, day, camera, status, error, decoded, analysed, kept, dropped) ->
         "tracks": kept + dropped,
         "visitors": kept,
         "visitors_dropped": dropped,
+        "watchers": VIDEO_ATTENTION[vid][0],
+        "passers_by": VIDEO_ATTENTION[vid][1],
         "status": status,
         "error": error,
         "processing_s": 60.0,
@@ -114,8 +121,9 @@ def _video(vid, day, camera, status, error, decoded, analysed, kept, dropped) ->
 
 
 def _visitor(
-    i, vid, day, camera, age, gender, dwell, clock, analysis_id=None, attributes=(None,) * 3
-) -> dict:
+    i, vid, day, camera, age, gender, dwell, clock, analysis_id=None, attributes=(None,) * 3,
+    attention=(None, None),
+) -> dict:  # fmt: skip
     hh, mm = (int(v) for v in clock.split(":"))
     start = datetime.combine(day, datetime.min.time()) + timedelta(hours=hh, minutes=mm)
     return {
@@ -139,6 +147,8 @@ def _visitor(
         "face_px": 80.0,
         "quality": 0.8,
         **_attribute_columns(*attributes),
+        "attention_s": attention[0],
+        "watcher": attention[1],
     }
 
 
@@ -159,15 +169,16 @@ def make_output(output: Path) -> Path:
     where = {v[0]: (v[1], v[2]) for v in VIDEO_ROWS}
     for row in VIDEO_ROWS:
         _write(output, "videos", [_video(*row)], row[0])
-        people = [(r, a) for r, a in zip(VISITOR_ROWS, ATTRIBUTES, strict=True) if r[0] == row[0]]
+        readings = zip(VISITOR_ROWS, ATTRIBUTES, ATTENTION, strict=True)
+        people = [(r, a, w) for r, a, w in readings if r[0] == row[0]]
         if people:
             rows = [
-                _visitor(i, vid, *where[vid], *rest, attributes=attributes)
-                for i, ((vid, *rest), attributes) in enumerate(people)
+                _visitor(i, vid, *where[vid], *rest, attributes=attributes, attention=attention)
+                for i, ((vid, *rest), attributes, attention) in enumerate(people)
             ]
             _write(output, "visitors", rows, row[0])
     vid, *rest = ORPHAN
-    orphan = _visitor(0, vid, D1, "cam1", *rest, analysis_id="a-uncommitted")
+    orphan = _visitor(0, vid, D1, "cam1", *rest, "a-uncommitted", attention=(999.0, True))
     _write(output, "visitors", [orphan], vid)
     return output
 
@@ -214,7 +225,10 @@ def test_reports_are_listed_with_titles_and_in_order():
         "mask_by_group",
         "mood_by_hour",
         "mood_by_age_band",
+        "attention_by_hour",
+        "attention_by_age_gender",
         "dwell_distribution",
+        "attention_distribution",
         "data_quality",
         "failed_videos",
     ]
@@ -251,6 +265,10 @@ def test_uncommitted_visitor_is_invisible(output, results):
     assert sum(r["visitors"] for r in results["age_gender"]) == len(VISITOR_ROWS)
     assert sum(r["visitors"] for r in results["dwell_distribution"]) == len(VISITOR_ROWS)
     assert sum(r["visitors"] for r in results["visitors_by_hour"]) == len(VISITOR_ROWS)
+    read = sum(a is not None for a, _ in ATTENTION)  # the orphan was read: 999 s, a watcher
+    assert sum(r["visitors"] for r in results["attention_by_hour"]) == read
+    assert sum(r["visitors"] for r in results["attention_distribution"]) == read
+    assert sum(r["watchers"] for r in results["attention_by_age_gender"]) == 4
     assert not any(r["hour"] == 12 for r in results["visitors_by_hour"])  # the orphan's hour
 
 
@@ -400,7 +418,7 @@ def test_every_format_writes_every_report(output, tmp_path, capsys):
         assert f'id="{n}"' in page
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     charted = [r for r in catalog.list_reports() if r.chart]
-    assert len(images) == len(charted) == 10  # two days and two cameras: every chart applies
+    assert len(images) == len(charted) == 13  # two days and two cameras: every chart applies
     assert all(base64.b64decode(b).startswith(b"\x89PNG\r\n\x1a\n") for b in images)
     assert not re.search(r'(src|href)="(https?:|//|file:)|<link|<script', page)  # self-contained
     assert "wrote" in capsys.readouterr().out
@@ -445,6 +463,7 @@ def test_list(capsys):
         (["--data", "{data}", "--age-bands", "0-9,5-14,60+"], "'5-14' overlaps or comes before"),
         (["--data", "{data}", "--broad-age-bands", "30+,<30"], "'<30' overlaps or comes before"),
         (["--data", "{data}", "--dwell-buckets", "10,5"], "ascending"),
+        (["--data", "{data}", "--attention-buckets", "1,1"], "ascending"),
         (["--data", "{data}", "--format", "pdf"], "invalid choice"),
         ([], "--data DIR is required"),
     ],
@@ -669,3 +688,85 @@ def test_mood_by_hour_and_by_age_band(results):
     assert by_band["0-9"]["happy"] == 1 and by_band["30-39"]["negative"] == 1
     assert by_band["50-59"]["surprise"] == 1
     assert (by_band["60+"]["visitors"], by_band["60+"]["negative"]) == (1, 1)
+
+
+# -- attention ----------------------------------------------------------------------------------
+
+
+def test_attention_rate_by_hour(results):
+    got = [
+        (r["hour"], r["visitors"], r["watchers"], r["passers_by"], r["attention_rate_pct"])
+        for r in results["attention_by_hour"]
+    ]
+    # 09:00 (59.99 y) was analysed before attention was read: left out
+    assert got == [(9, 2, 1, 1, 50.0), (10, 1, 1, 0, 100.0), (11, 1, 1, 0, 100.0),
+                   (14, 2, 1, 1, 50.0)]  # fmt: skip
+    assert [r["mean_attention_s"] for r in results["attention_by_hour"]] == [1.4, 30, 1, 75]
+
+
+def test_attention_rate_by_age_band_and_gender(output, results):
+    got = {(r["band"], r["gender"]): r for r in results["attention_by_age_gender"]}
+    assert len(got) == 2 * len(DEFAULT_AGE_BANDS)
+    assert [(r["band"], r["gender"]) for r in results["attention_by_age_gender"]][:3] == [
+        ("0-9", "female"),
+        ("0-9", "male"),
+        ("10-19", "female"),
+    ]
+    assert (got["0-9", "female"]["watchers"], got["0-9", "female"]["attention_rate_pct"]) == (
+        1,
+        100.0,
+    )
+    assert got["0-9", "male"]["visitors"] == 0 and got["0-9", "male"]["attention_rate_pct"] is None
+    # 25.0 (0.4 s) and 29.9 (0 s): two passers-by
+    assert [got["20-29", "male"][k] for k in ("visitors", "watchers", "attention_rate_pct")] == [
+        2,
+        0,
+        0.0,
+    ]
+    assert got["20-29", "male"]["mean_attention_s"] == 0.2
+    assert got["50-59", "male"]["visitors"] == 0  # 59.99: not read
+    assert got["60+", "male"]["watchers"] == 1  # 1.0 s: exactly the minimum, a watcher as stored
+    got = run_one(output, "attention_by_age_gender", age_bands=["<30", "30+"])
+    assert [(r["band"], r["gender"], r["visitors"], r["watchers"]) for r in got] == [
+        ("<30", "female", 1, 1),
+        ("<30", "male", 2, 0),
+        ("30+", "female", 2, 2),
+        ("30+", "male", 1, 1),
+    ]
+
+
+def test_attention_distribution(output, results, capsys):
+    got = [(r["bucket"], r["visitors"], r["share_pct"]) for r in results["attention_distribution"]]
+    assert got == [
+        ("0-1 s", 2, 33.3),  # 0.4 and 0
+        ("1-2 s", 1, 16.7),
+        ("2-5 s", 1, 16.7),
+        ("5-10 s", 0, 0),
+        ("10-30 s", 0, 0),
+        ("30-60 s", 1, 16.7),
+        ("60+ s", 1, 16.7),
+    ]
+    got = run_one(output, "attention_distribution", attention_buckets=[0, 2.5])
+    assert [(r["bucket"], r["visitors"]) for r in got] == [("0-2.5 s", 4), ("2.5+ s", 2)]
+    args = ["--data", output, "--format", "csv", "--report", "attention_distribution"]
+    assert cli(*args, "--attention-buckets", "0,10") == 0
+    got = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["bucket"], r["visitors"]) for r in got] == [("0-10 s", "4"), ("10+ s", "2")]
+
+
+def test_attention_reports_over_files_written_before_attention_count_nothing(tmp_path):
+    """An output whose files lack the attention columns (written before they were added)
+    reads them as NULL: the attention reports list no visitor rather than fail."""
+    output = make_output(tmp_path / "output")
+    for path in (output / "visitors").rglob("*.parquet"):
+        table = pq.read_table(path)
+        pq.write_table(table.drop_columns(["attention_s", "watcher"]), path)
+    for path in (output / "videos").rglob("*.parquet"):
+        table = pq.read_table(path)
+        pq.write_table(table.drop_columns(["watchers", "passers_by"]), path)
+    assert run_one(output, "attention_by_hour") == []
+    assert all(r["visitors"] == 0 for r in run_one(output, "attention_by_age_gender"))
+    assert all(r["visitors"] == 0 for r in run_one(output, "attention_distribution"))
+    assert sum(r["visitors"] for r in run_one(output, "daily_summary")) == len(VISITOR_ROWS)
+    for fmt in formats.FORMATS:
+        assert cli("--data", output, "--format", fmt, "--out", tmp_path / fmt) == 0

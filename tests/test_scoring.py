@@ -50,6 +50,8 @@ def _video_row(video, video_id, analysis_id, n_visitors):
         tracks=n_visitors,
         visitors=n_visitors,
         visitors_dropped=0,
+        watchers=n_visitors,
+        passers_by=0,
         status="ok",
         error=None,
         processing_s=3.0,
@@ -86,6 +88,7 @@ def _visitor_row(
     happy = float(emotion == "happy") if emotion else None
     read = dict(mask=mask, mask_score=0.9 if mask else None, emotion=emotion,
                 emotion_scores=scores, happy_share=happy)  # fmt: skip
+    read |= {"attention_s": None, "watcher": None}  # not read by scoring
     row.update({k: v for k, v in read.items() if k in TABLES["visitors"].names})
     return row
 

@@ -44,6 +44,10 @@ def test_site_values_override_defaults_and_keep_the_rest(tmp_path):
         ("visitors: {age_bands: [0, 20]}", "increasing band edges"),
         ("tracker: {max_size_ratio: 0.5}", "max_size_ratio must be at least 1"),
         ("tracker: {min_iuo: 0.3}", "unknown setting 'tracker.min_iuo'"),
+        ("attention: {max_yaw_deg: 0}", "attention.max_yaw_deg must be above 0, at most 90"),
+        ("attention: {max_pitch_deg: 95}", "attention.max_pitch_deg must be above 0, at most 90"),
+        ("attention: {min_watch_s: 0}", "attention.min_watch_s must be a positive number"),
+        ("attention: {camera_hfov_deg: 180}", "camera_hfov_deg must be between 10 and 170"),
     ],
 )
 def test_bad_site_values_are_refused_with_what_to_fix(tmp_path, text, message):

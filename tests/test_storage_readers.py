@@ -10,6 +10,7 @@ reads through ``schemas.views`` as one.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -52,6 +53,11 @@ def _tables(vid: str, day: date, camera: str, n: int, analysis: str = "") -> dic
         Visitor(i, 10.0 * i, 10.0 * i + 4, 4.0, 5, 30.0 + i, 2.0, "30-39", "male", 0.1, 60.0, 0.7)
         for i in range(n)
     ]
+    # every other visitor faced the camera 2.4 s, a watcher
+    visitors = [
+        replace(v, attention_s=2.4 * (v.track_id % 2), watcher=v.track_id % 2 == 1)
+        for v in visitors
+    ]
     tracks = [
         SimpleNamespace(track_id=v.track_id, observations=[_face(v.start_s)]) for v in visitors
     ]
@@ -69,7 +75,15 @@ def _tables(vid: str, day: date, camera: str, n: int, analysis: str = "") -> dic
         error=None,
     )
     video = rows.video_row(
-        key, record, n, n, run_id="r1", model_version="m1", detector_version="d1", processing_s=1.0
+        key,
+        record,
+        n,
+        n,
+        watchers=n // 2,
+        run_id="r1",
+        model_version="m1",
+        detector_version="d1",
+        processing_s=1.0,
     )
     return {
         "videos": [video],
@@ -90,6 +104,8 @@ def _face(t_s: float) -> SimpleNamespace:
         age=30.0,
         gender_prob=0.1,
         extra={},
+        yaw=-12.5,
+        pitch=4.0,
     )
 
 
@@ -386,3 +402,57 @@ def test_views_open_files_written_before_a_column_was_added(tmp_path):
     assert got.fetchall() == [(2, 0, 0)]
     kinds = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE visitors)").fetchall())
     assert kinds["mask"] == "VARCHAR" and kinds["emotion_scores"].startswith("STRUCT(angry FLOAT")
+
+
+def test_views_open_files_written_before_attention_was_read(tmp_path):
+    """Files written before head pose and attention lack videos.watchers and passers_by,
+    visitors.attention_s and watcher, detections.yaw and pitch: beside newer files, those
+    columns read as typed NULLs for the old video's rows and as written for the new one's."""
+    newer = {
+        "videos": ("watchers", "passers_by"),
+        "visitors": ("attention_s", "watcher"),
+        "detections": ("yaw", "pitch"),
+    }
+    day = date(2026, 11, 22)
+    old = _tables("v1", day, "lobby", 2)
+    for table in ("detections", "visitors", "videos"):  # the videos file last, as committed
+        schema = pa.schema([f for f in TABLES[table] if f.name not in newer[table]])
+        folder = tmp_path / table / "date=2026-11-22" / "camera=lobby"
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = [{k: v for k, v in r.items() if k in schema.names} for r in old[table]]
+        pq.write_table(pa.Table.from_pylist(kept, schema=schema), folder / "v1.parquet")
+    con = connect(str(tmp_path))
+    kinds = {
+        name: kind
+        for table in newer
+        for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall()
+        if name in newer[table]
+    }
+    assert kinds == {
+        "watchers": "BIGINT",
+        "passers_by": "BIGINT",
+        "attention_s": "DOUBLE",
+        "watcher": "BOOLEAN",
+        "yaw": "FLOAT",
+        "pitch": "FLOAT",
+    }
+    counts = "SELECT count(*), count({0}), count({1}) FROM {2}"
+    for table, (a, b) in newer.items():
+        assert con.execute(counts.format(a, b, table)).fetchall() == [(len(old[table]), 0, 0)]
+    for table, table_rows in reversed(_tables("v2", day, "lobby", 3).items()):
+        publish(str(tmp_path), table, table_rows, day, "lobby", "v2")
+    con = connect(str(tmp_path))
+    got = con.execute("SELECT video_id, watchers, passers_by FROM videos ORDER BY 1").fetchall()
+    assert got == [("v1", None, None), ("v2", 1, 2)]
+    got = con.execute(
+        "SELECT video_id, track_id, attention_s, watcher FROM visitors ORDER BY 1, 2"
+    ).fetchall()
+    assert got == [
+        ("v1", 0, None, None),
+        ("v1", 1, None, None),
+        ("v2", 0, 0.0, False),
+        ("v2", 1, 2.4, True),
+        ("v2", 2, 0.0, False),
+    ]
+    got = con.execute("SELECT video_id, yaw, pitch FROM detections ORDER BY 1").fetchall()
+    assert got == [("v1", None, None)] * 2 + [("v2", -12.5, 4.0)] * 3

@@ -10,14 +10,14 @@ from pipelines.tracks import Observation, iou, track_faces
 SETTINGS = load_settings().tracker
 
 
-def obs(frame, t, cx, cy, size=80, female=0.9, age=30.0):
+def obs(frame, t, cx, cy, size=80, female=0.9, age=30.0, yaw=None, pitch=None):
     half = size / 2
     probs = np.zeros(101, np.float32)
     probs[int(age)] = 1.0
     box = (cx - half, cy - half, cx + half, cy + half)
     face = Face(box=box, score=0.99, landmarks=np.zeros((5, 2), np.float32))
     return Observation(
-        Sighting(video_id="v", frame_index=frame, t_s=t, face=face, frontalness=1.0),
+        Sighting("v", frame, t, face, frontalness=1.0, yaw=yaw, pitch=pitch),
         FacePrediction(age=age, age_probs=probs, gender_prob=female, extra={}),
     )
 

@@ -9,6 +9,7 @@ from pipelines.tracks import Track
 from pipelines.visitors import age_band, aggregate, frames_needed
 
 SETTINGS = load_settings().visitors
+ATTENTION = load_settings().attention
 # The weighting tests use three frames; the shipped minimum track length is tested on its own.
 THREE_FRAMES = dataclasses.replace(SETTINGS, min_frames=3)
 
@@ -66,3 +67,36 @@ def test_a_slow_source_needs_the_same_span_of_video_not_the_same_frame_count():
     assert aggregate(track_of(slow), SETTINGS, 1.0) is None  # the 5 fps rule alone drops it
     visitor = aggregate(track_of(slow), SETTINGS, 1.0, frames_needed(SETTINGS, 0.2, 1.0))
     assert visitor is not None and visitor.dwell_s == pytest.approx(4.0)
+
+
+def posed(poses, t0=0.0, interval=0.2):
+    """A track of one frame per ``interval`` with these (yaw, pitch) head poses."""
+    frames = [obs(i, t0 + i * interval, 300, 300, yaw=y, pitch=p) for i, (y, p) in enumerate(poses)]
+    return track_of(frames)
+
+
+def test_attention_counts_the_frames_facing_the_camera_as_dwell_counts_frames():
+    assert (ATTENTION.max_yaw_deg, ATTENTION.max_pitch_deg, ATTENTION.min_watch_s) == (20, 25, 1.0)
+    facing = [(0, 0), (10, -5), (-19, 3), (20, 25), (5, 5), (0, -10)]  # limits included
+    away = [(21, 0), (-60, 5), (0, -30), (None, None)]  # turned, turned, looking down, no pose
+    visitor = aggregate(posed(facing + away), SETTINGS, 0.2, attention=ATTENTION)
+    assert visitor.dwell_s == 2.0 and visitor.attention_s == 1.2  # 6 frames x 0.2 s, exactly
+    assert visitor.watcher is True
+    visitor = aggregate(posed(facing[:4] + away), SETTINGS, 0.2, attention=ATTENTION)
+    assert (visitor.dwell_s, visitor.attention_s, visitor.watcher) == (1.6, 0.8, False)
+    strict = dataclasses.replace(ATTENTION, max_yaw_deg=9)
+    visitor = aggregate(posed(facing + away), SETTINGS, 0.2, attention=strict)
+    assert visitor.attention_s == 0.6  # (0, 0), (5, 5), (0, -10)
+
+
+def test_a_frontal_visitor_attends_all_of_the_time_except_frames_missed():
+    """Dwell counts a gap the tracker bridged (a head turned too far to be detected); attention
+    counts only the frames that faced the camera."""
+    steady = aggregate(posed([(3, -4)] * 10), SETTINGS, 0.2, attention=ATTENTION)
+    assert steady.attention_s == steady.dwell_s == 2.0
+    first, second = posed([(0, 0)] * 5), posed([(0, 0)] * 5, t0=2.0)
+    gap = track_of(first.observations + second.observations)  # unseen from 1.0 to 2.0 s
+    visitor = aggregate(gap, SETTINGS, 0.2, attention=ATTENTION)
+    assert (visitor.dwell_s, visitor.attention_s) == (3.0, 2.0)
+    unknown = aggregate(posed([(0, 0)] * 5), SETTINGS, 0.2)  # no attention settings given
+    assert unknown.attention_s is None and unknown.watcher is None

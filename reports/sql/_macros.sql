@@ -25,6 +25,24 @@ CREATE OR REPLACE MACRO band_table(bands) AS TABLE
         END AS hi
     FROM (SELECT unnest(bands) AS label, generate_subscripts(bands, 1) AS i) AS b;
 
+-- second_buckets(edges): one row per time bucket from ascending edges in seconds: bucket_no,
+-- [lo, hi) (hi NULL: open) and its label ('5-10 s', '60+ s').
+CREATE OR REPLACE MACRO second_buckets(edges) AS TABLE
+    WITH e AS (
+        SELECT e.i AS bucket_no, e.lo, lead(e.lo) OVER (ORDER BY e.i) AS hi
+        FROM (
+            SELECT
+                unnest(CAST(edges AS DOUBLE[])) AS lo,
+                generate_subscripts(edges, 1) AS i
+        ) AS e
+    )
+    SELECT
+        bucket_no,
+        lo,
+        hi,
+        CASE WHEN hi IS NULL THEN printf('%g+ s', lo) ELSE printf('%g-%g s', lo, hi) END AS bucket
+    FROM e;
+
 CREATE OR REPLACE MACRO in_band(age, lo, hi) AS
     (lo IS NULL OR age >= lo) AND (hi IS NULL OR age < hi);
 

@@ -15,25 +15,7 @@
 --   right.
 -- @order: 40
 
-WITH edges AS (
-    SELECT e.i AS bucket_no, e.lo, lead(e.lo) OVER (ORDER BY e.i) AS hi
-    FROM (
-        SELECT
-            unnest(CAST($dwell_buckets AS DOUBLE[])) AS lo,
-            generate_subscripts($dwell_buckets, 1) AS i
-    ) AS e
-),
-buckets AS (
-    SELECT
-        bucket_no,
-        lo,
-        hi,
-        CASE
-            WHEN hi IS NULL THEN printf('%g+ s', lo)
-            ELSE printf('%g-%g s', lo, hi)
-        END AS bucket
-    FROM edges
-),
+WITH buckets AS (SELECT * FROM second_buckets($dwell_buckets)),
 people AS (
     SELECT dwell_s
     FROM visitors
