@@ -136,7 +136,7 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
             "template_seconds": round(t_template, 1),
             "parity_max_abs": diffs,
             "parity_ok": worst <= 1e-4,
-            "train_seconds": [c["train_seconds"] for c in ckpts],
+            "train_seconds": [c.get("train_seconds") for c in ckpts],  # None: not recorded
         }
     )
     return finish_report(args, report)
