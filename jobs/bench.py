@@ -48,39 +48,30 @@ RUNNERS = (("DirectRunner", 1), ("DirectRunner", 2), ("DaskRunner", 1), ("DaskRu
 
 
 def bench_clip(faces: Path, seconds: float, seed: int) -> Path:
-
-    name = (
-        f"bench_1080p30_{int(seconds)}s_seed{seed}_r{RENDERER}.mp4"  # redrawn when drawing changes
+    opt = RenderOptions(
+        width=1920, height=1080, fps=30, duration_s=seconds, seed=seed, visitors_max=3
     )
-    clip = REPO / "cache" / "bench" / name
+    return cached_clip(f"bench_1080p30_{int(seconds)}s_seed{seed}", faces, opt)
+
+
+def kiosk_day_clip(faces: Path, minutes: float, seed: int) -> Path:
+    opt = kiosk_day(minutes=minutes, seed=seed)
+    return cached_clip(f"kioskday_{minutes:g}min_seed{seed}", faces, opt)
+
+
+def cached_clip(stem: str, faces: Path, opt: RenderOptions) -> Path:
+    """The clip rendered once into cache/bench/, named for its options and the renderer's
+    version (redrawn when the drawing changes)."""
+    clip = REPO / "cache" / "bench" / f"{stem}_r{RENDERER}.mp4"
     if clip.exists():
         return clip
     if not faces.exists():
         raise UserError(f"face source not found: {faces} (give --faces UTKFace.tar.gz or a CSV)")
     started = time.perf_counter()
-    opt = RenderOptions(
-        width=1920, height=1080, fps=30, duration_s=seconds, seed=seed, visitors_max=3
-    )
     try:
         render_clip(clip, held_out(open_faces(faces)), opt)
     except SimulationError as exc:
         clip.unlink(missing_ok=True)  # never leave a half-written clip for the next run to reuse
-        raise UserError(str(exc)) from None
-    print(f"rendered {clip.name} in {time.perf_counter() - started:.1f} s")
-    return clip
-
-
-def kiosk_day_clip(faces: Path, minutes: float, seed: int) -> Path:
-    clip = REPO / "cache" / "bench" / f"kioskday_{minutes:g}min_seed{seed}_r{RENDERER}.mp4"
-    if clip.exists():
-        return clip
-    if not faces.exists():
-        raise UserError(f"face source not found: {faces} (give --faces UTKFace.tar.gz or a CSV)")
-    started = time.perf_counter()
-    try:
-        render_clip(clip, held_out(open_faces(faces)), kiosk_day(minutes=minutes, seed=seed))
-    except SimulationError as exc:
-        clip.unlink(missing_ok=True)
         raise UserError(str(exc)) from None
     print(f"rendered {clip.name} in {time.perf_counter() - started:.1f} s")
     return clip
