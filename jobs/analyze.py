@@ -178,6 +178,9 @@ def settings_for(args: argparse.Namespace) -> Settings:
     except ConfigError as e:
         raise UserError(str(e)) from None
     settings = settings.replace("model", path=_resolve_model(settings.model.path))
+    if settings.identity.embeds:
+        path = _resolve_model(settings.identity.model, "identity.model")
+        settings = settings.replace("identity", model=path)
     model = settings.detector.model
     if model is not None and not is_remote(model):
         settings = settings.replace("detector", model=str(Path(model).resolve()))
@@ -211,14 +214,14 @@ def _command_line_overrides(settings: Settings, args: argparse.Namespace) -> Set
     return settings
 
 
-def _resolve_model(path: str) -> str:
+def _resolve_model(path: str, setting: str = "--model FILE") -> str:
     if is_remote(path):
         return path
     candidate = Path(path)
     if not candidate.is_absolute() and not candidate.exists() and (REPO / path).exists():
         candidate = REPO / path
     if not candidate.exists():
-        raise UserError(f"model file not found: {path} (give --model FILE)")
+        raise UserError(f"model file not found: {path} (give {setting})")
     return str(candidate.resolve())
 
 

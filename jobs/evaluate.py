@@ -40,6 +40,7 @@ from jobs.cli import (
     run,
     setup_logging,
 )
+from jobs.evaluate_identity import evaluate_identity, format_identity
 from jobs.evaluate_plots import write_head_plots, write_plots
 from model import datasets, evaluation
 from model.alignment import chip_detector
@@ -137,9 +138,11 @@ def with_eyeglasses(images: np.ndarray, spec, seed: int | None) -> np.ndarray:
 
 
 def evaluate(args) -> dict:
-    sess, spec = open_model(args.model, args.threads)
-    other = open_model(args.against, args.threads) if args.against else None  # fail early
     kind, records = read_face_set(args.data, args.manifest)
+    if kind == "lfw":  # its model is the embedding network, not a face-model file
+        return evaluate_identity(args, records)
+    sess, spec = open_model(args.model, args.threads)
+    other = open_model(args.against, args.threads) if args.against else None
     if kind != "utkface":
         return evaluate_head(args, kind, records, (sess, spec), other)
     run = predict(sess, spec, args, records)
@@ -358,6 +361,8 @@ def format_metrics(metrics: dict, args) -> str:
             lines.append(format_comparison(paired, args.model, args.against))
         return "\n".join(lines)
     head = metrics["data_kind"]
+    if head == "lfw":
+        return "\n".join([format_identity(metrics), format_detection(metrics["detection"])])
     lines = [format_class_report(head, metrics[head]), format_detection(metrics["detection"])]
     if paired is not None:
         lines.append(format_class_comparison(paired, args.model, args.against))

@@ -117,7 +117,8 @@ def detection_summary(aligner: Aligner, head: str, calibrated: bool) -> dict:
     """The detector's recall on the faces evaluated, overall and per class (in the head's
     class order), and where the landmarks of the faces it missed came from."""
     per_class = aligner.recall()
-    per_class = {c: per_class[c] for c in CLASS_NAMES[head] if c in per_class}
+    classes = CLASS_NAMES.get(head, ("face",))  # an identity set's faces have no class
+    per_class = {c: per_class[c] for c in classes if c in per_class}
     faces = sum(v["faces"] for v in per_class.values())
     found = sum(v["detected"] for v in per_class.values())
     return {

@@ -10,6 +10,9 @@ with the labels it has (-1 for the others).
   ``file,label,photo,x1,y1,x2,y2`` (the face's box inside a loose colour crop, the photo it was
   cut from) and the crops under ``<root>/<label>/``; split by photo, so faces of one photo stay
   on one side.
+* **Identity pairs** (LFW layout): ``<root>/pairs*.txt`` (View-2 format) and
+  ``<root>/<name>/<name>_<i:04d>.jpg``; read by ``read_pairs`` (``model.verification``), the
+  records are the images the pairs use.
 
 A row or folder with a label the model does not know is skipped and counted in one warning,
 never a crash. Which set a path holds is told by what it contains (``face_set_kind``).
@@ -26,10 +29,11 @@ from pathlib import Path
 
 from common.messages import first_line
 from model.datasets import DataError, FaceRecord, read_face_list, scan_utkface
+from model.verification import Pair, pair_records, pairs_file, parse_pairs
 from schemas.model_file import CLASS_NAMES
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-KINDS = ("utkface", "emotion", "mask")
+KINDS = ("utkface", "emotion", "mask")  # the labelled sets training reads
 
 
 def _names(source: Path) -> list[str]:
@@ -51,12 +55,15 @@ def _read(source: Path, name: str) -> bytes:
 
 
 def face_set_kind(source: str | Path, names: list[str] | None = None) -> str:
-    """``mask`` where a ``labels.csv`` is beside the crops, ``emotion`` where images sit in
-    folders named after the emotions (most of them), else ``utkface``."""
+    """``lfw`` where a pairs file is beside the images, ``mask`` where a ``labels.csv`` is,
+    ``emotion`` where images sit in folders named after the emotions (most of them), else
+    ``utkface``."""
     source = Path(source)
     if not source.exists():
         raise DataError(f"data not found: {source}")
     names = _names(source) if names is None else names
+    if pairs_file(names):
+        return "lfw"
     if any(posixpath.basename(n) == "labels.csv" for n in names):
         return "mask"
     emotions = set(CLASS_NAMES["emotion"])
@@ -76,7 +83,30 @@ def read_face_set(source: str | Path, manifest: str | Path | None = None) -> tup
         return kind, scan_mask_crops(source, names)
     if kind == "emotion":
         return kind, scan_emotion_folders(source, names)
+    if kind == "lfw":
+        return kind, pair_records(read_pairs(source, names))
     return kind, scan_utkface(source)
+
+
+def read_pairs(source: str | Path, names: list[str] | None = None) -> list[Pair]:
+    """The verification pairs of an identity set (its pairs file) whose images are present;
+    pairs with a missing image are skipped and counted in one warning."""
+    source = Path(source)
+    names = _names(source) if names is None else names
+    name = pairs_file(names)
+    if name is None:
+        raise DataError(f"no pairs*.txt in {source}")
+    pairs = parse_pairs(_read(source, name).decode("utf-8", "replace"), posixpath.dirname(name))
+    present = set(names)
+    kept = [p for p in pairs if p.a in present and p.b in present]
+    if len(kept) < len(pairs):
+        warnings.warn(
+            f"{source}: skipped {len(pairs) - len(kept)} pair(s) with a missing image",
+            stacklevel=2,
+        )
+    if not kept:
+        raise DataError(f"no pair of {name} has both images in {source}")
+    return kept
 
 
 def _is_image(name: str) -> bool:

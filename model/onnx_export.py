@@ -21,7 +21,7 @@ from torch import nn
 from common.sessions import cpu_session
 from model.network import MultiTaskNet, build_model
 from model.train_config import model_config
-from schemas.model_file import CLASS_NAMES, INPUT_NAME, ModelSpec
+from schemas.model_file import CLASS_NAMES, EMBEDDING_OUTPUT, INPUT_NAME, ModelSpec
 
 LICENSE = (
     "Trained on UTKFace (non-commercial research use only); this model inherits that: "
@@ -96,7 +96,21 @@ def export_onnx(
     names."""
     model = model.eval().to(memory_format=torch.contiguous_format)
     wrapper = ExportWrapper(model).eval()
-    names = wrapper.output_names
+    write_onnx(wrapper, wrapper.output_names, spec, path, opset)
+    return wrapper.output_names
+
+
+def export_embedding_onnx(net: nn.Module, spec: ModelSpec, path: str | Path) -> list[str]:
+    """The identity network (``model.face_embedding``): ``image`` → ``embedding`` [N, D]."""
+    write_onnx(net.eval(), [EMBEDDING_OUTPUT], spec, path)
+    return [EMBEDDING_OUTPUT]
+
+
+def write_onnx(
+    module: nn.Module, names: list[str], spec: ModelSpec, path: str | Path, opset: int = 17
+) -> None:
+    """Trace ``module`` to ``path`` (written whole or not at all) with a dynamic batch axis and
+    ``spec`` as metadata."""
     dummy = torch.zeros(2, 3, spec.input_size, spec.input_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +119,7 @@ def export_onnx(
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            wrapper,
+            module,
             (dummy,),
             str(tmp),
             input_names=[INPUT_NAME],
@@ -124,7 +138,6 @@ def export_onnx(
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
     tmp.replace(path)
-    return names
 
 
 def parity(model: MultiTaskNet, onnx_path: str | Path, inputs: np.ndarray) -> dict[str, float]:

@@ -57,6 +57,9 @@ def load_faces(cfg: TrainConfig, data: list[str], manifest: str | None, log) -> 
     decoded at the input size from the cache when there, split, in one array."""
     d = cfg.data
     read = [read_face_set(path, manifest if i == 0 else None) for i, path in enumerate(data)]
+    for path, (kind, _) in zip(data, read, strict=True):
+        if kind not in KINDS:  # an identity pairs set is for evaluation only
+            raise datasets.DataError(f"{path} is a {kind} pairs set, not a training set")
     sets: list[FaceSet] = []
     chips = None  # (root, training records) of the UTKFace set: where the template comes from
     template = None

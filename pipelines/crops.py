@@ -40,6 +40,8 @@ class Sighting:
     # Head pose in degrees (``pipelines.pose.head_pose``), for attention; None: no pose.
     yaw: float | None = None
     pitch: float | None = None
+    # The face's appearance group in its video (``pipelines.identity``), -1 if not embedded.
+    group: int = -1
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -17,17 +17,16 @@ from apache_beam.io import fileio
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipelines import inputs
-from pipelines.predictions import FaceModelHandler
-from pipelines.settings import RunOptions, Settings
-from pipelines.steps import (
+from pipelines.analyse import (
     AnalyseVideo,
-    PublishVideo,
-    SelectVideos,
     batch_for_model,
     is_face_batch,
     is_record,
     to_observations,
 )
+from pipelines.predictions import FaceModelHandler
+from pipelines.settings import RunOptions, Settings
+from pipelines.steps import PublishVideo, SelectVideos
 from schemas.manifest import ManifestEntry
 from schemas.model_file import ModelSpec
 

@@ -194,6 +194,29 @@ class AttentionSettings:
 
 
 @dataclass(frozen=True)
+class IdentitySettings:
+    stitch: bool  # within a video: merge track fragments whose faces look alike
+    enabled: bool  # across videos: a per-day pseudonymous person_id (opt-in)
+    model: str
+    sample_every_s: float
+    min_frontalness: float
+    min_face_px: float
+    same_person: float
+    stitch_window_s: float
+
+    def __post_init__(self):
+        _require(self.sample_every_s > 0, "identity.sample_every_s must be above 0")
+        _require(0 <= self.min_frontalness <= 1, "identity.min_frontalness must be between 0 and 1")
+        _require(self.min_face_px >= 0, "identity.min_face_px must not be negative")
+        _require(-1 < self.same_person < 1, "identity.same_person must be between -1 and 1")
+        _require(self.stitch_window_s >= 0, "identity.stitch_window_s must not be negative")
+
+    @property
+    def embeds(self) -> bool:
+        return self.stitch or self.enabled
+
+
+@dataclass(frozen=True)
 class OutputSettings:
     detections: bool
 
@@ -280,6 +303,7 @@ class Settings:
     tracker: TrackerSettings
     visitors: VisitorSettings
     attention: AttentionSettings
+    identity: IdentitySettings
     output: OutputSettings
     runner: RunnerSettings
 

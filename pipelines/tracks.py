@@ -99,6 +99,7 @@ class Track:
     track_id: int
     observations: list[Observation] = field(default_factory=list)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box px/s, smoothed
+    fragments: int = 1  # tracker tracks joined into this one (``pipelines.stitching``)
 
     @property
     def last(self) -> Observation:

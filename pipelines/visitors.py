@@ -53,6 +53,10 @@ class Visitor:
     # attention settings were not given).
     attention_s: float | None = None
     watcher: bool | None = None
+    # Tracker fragments stitched into this visit (1: none), and the per-day pseudonymous
+    # person id where cross-video identity is enabled (``pipelines.identity``).
+    fragments: int = 1
+    person_id: str | None = None
 
 
 def frames_needed(settings: VisitorSettings, picked_s: float, frame_interval_s: float) -> int:
@@ -116,6 +120,7 @@ def aggregate(
         gender_score=female,
         face_px=face_px,
         quality=quality,
+        fragments=track.fragments,
         **attributes(obs, weights, classes or {}),
         **watching(obs, attention, frame_interval_s, dwell_s),
     )

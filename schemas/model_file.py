@@ -9,6 +9,9 @@ import json
 from dataclasses import dataclass, field
 
 INPUT_NAME = "image"
+# The identity network's one output: an L2-normalised face embedding [N, D]. It is a file of
+# its own (run only on a track's best faces), with the same metadata keys and no heads.
+EMBEDDING_OUTPUT = "embedding"
 # Outputs every age/gender model must have; further heads add ``<head>_logits`` and
 # ``<head>_prob`` outputs.
 REQUIRED_OUTPUTS = ("age_logits", "gender_logits", "age", "gender_prob")
@@ -50,9 +53,10 @@ class ModelSpec:
             "model_version": self.model_version,
             "training_data": self.training_data,
             "license": self.license,
-            "gender_prob": "probability that the face is female",
             **self.extra,
         }
+        if "gender" in self.heads:
+            values["gender_prob"] = "probability that the face is female"
         return {PREFIX + k: v for k, v in values.items()}
 
     @classmethod

@@ -141,6 +141,11 @@ VISITORS = pa.schema(
         # that reaches attention.min_watch_s; null in files written before attention was read.
         pa.field("attention_s", pa.float64()),
         pa.field("watcher", pa.bool_()),
+        # Tracker fragments joined into this visit by face similarity (1: none; identity.stitch),
+        # and, where identity.enabled, a random per-day person id shared by one person's visits
+        # in one run (never derived from the face); null in older files / when not enabled.
+        pa.field("fragments", pa.int32()),
+        pa.field("person_id", pa.string()),
     ]
 )
 

@@ -593,10 +593,10 @@ def test_a_video_whose_predictions_do_not_all_come_back_fails_rather_than_publis
 ):
     """Every face sent to the model must come back with its answer; where a runner loses some,
     the video is failed with the reason and no visitor of it is published."""
-    from pipelines import pipeline, steps
+    from pipelines import analyse, pipeline
 
     def losing(sightings, predictions):
-        return steps.to_observations(sightings[1:], predictions[1:])  # one face lost per batch
+        return analyse.to_observations(sightings[1:], predictions[1:])  # one face lost per batch
 
     monkeypatch.setattr(pipeline, "to_observations", losing)
     demo = Path(__file__).resolve().parents[1] / "demo" / "kiosk_20240501_100000.mp4"
