@@ -209,6 +209,13 @@ def _command_line_overrides(settings: Settings, args: argparse.Namespace) -> Set
     if workers != settings.runner.workers and settings.runner.name in runner.WORKER_RUNNERS:
         log.info("%d %s worker(s) (runner.workers: auto)", workers, settings.runner.name)
     settings = settings.replace("runner", workers=workers)
+    if settings.identity.enabled and (
+        settings.runner.name not in runner.WORKER_RUNNERS or workers != 1
+    ):
+        raise UserError(
+            "identity.enabled matches people in one worker process's memory: run it with "
+            "--workers 1 (DirectRunner or DaskRunner)"
+        )
     if args.detections:
         settings = settings.replace("output", detections=True)
     return settings

@@ -91,7 +91,10 @@ def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float = FAR_TARGET) ->
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
-    candidates = np.unique(scores)
+    """The most accurate threshold, half-way between two neighbouring scores (a threshold on a
+    score itself would favour the pairs it was chosen on)."""
+    s = np.unique(scores)
+    candidates = np.concatenate([[s[0] - 1e-6], (s[:-1] + s[1:]) / 2, [s[-1] + 1e-6]])
     accuracy = [((scores >= t) == same).mean() for t in candidates]
     return float(candidates[int(np.argmax(accuracy))])
 
@@ -111,6 +114,8 @@ def verification_metrics(scores, same, folds) -> dict:
     scores, same, folds = np.asarray(scores, float), np.asarray(same, bool), np.asarray(folds)
     if same.all() or not same.any():
         raise DataError("verification needs both same-person and different-person pairs")
+    if len(np.unique(folds)) < 2:
+        raise DataError("verification needs at least two folds of pairs (one picks the threshold)")
     eer, eer_threshold = equal_error_rate(scores, same)
     return {
         "pairs": len(scores),

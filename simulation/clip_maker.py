@@ -25,6 +25,7 @@ from simulation.figures import composite, make_figure
 from simulation.ground_truth import clip_truth, dump_truth, truth_path_for, visit_truth
 from simulation.photos import FaceMix, FaceSource, LabelledPhoto, sample_faces
 from simulation.render_options import DEFAULT_CRF, DEFAULT_PRESET, RenderOptions
+from simulation.returns import assign_people, draw_passers, identity_truth, plan_passers
 
 # How clips are drawn (backdrop, figures, choreography), recorded in the truth and in cached clips'
 # names: bump it whenever the drawing changes, so that a clip is never scored as if drawn by other
@@ -45,7 +46,10 @@ def render_clip(
     out = Path(out)
     _check_output(out)
     plans = plan_visits(opt, np.random.default_rng([opt.seed, 2]))
-    photos = _cast(plans, faces, opt.seed)
+    people = assign_people(plans, opt, np.random.default_rng([opt.seed, 4]))
+    passers = plan_passers(plans, opt, np.random.default_rng([opt.seed, 5]))
+    cast = _cast(plans[: max(people, default=-1) + 1], faces, opt.seed)
+    photos = [cast[p] for p in people]
     background = make_background(opt.width, opt.height, np.random.default_rng([opt.seed, 1]))
 
     times = np.arange(opt.frames, dtype=np.float64) / opt.fps
@@ -56,8 +60,9 @@ def render_clip(
         x, y, side = trajectory(v, times, opt.width)
         tracks.append((figure, x, y, side))
         visitors.append(visit_truth(v, photo, times, x, y, side, opt))
+    identity_truth(visitors, plans, people, passers, opt)
 
-    _encode(out, opt, background, tracks, progress)
+    _encode(out, opt, background, tracks, passers, progress)
     truth = clip_truth(out.name, RENDERER, opt, visitors)
     truth_path_for(out).write_text(dump_truth(truth))
     return truth
@@ -87,9 +92,12 @@ def _cast(
     return list(faces[: len(plans)])
 
 
-def _encode(out: Path, opt: RenderOptions, background: np.ndarray, tracks, progress) -> None:
+def _encode(
+    out: Path, opt: RenderOptions, background: np.ndarray, tracks, passers, progress
+) -> None:
     """Draw and encode every frame: ``tracks`` holds (figure, x, y, side) per visitor, one
-    value per frame, side NaN where the visitor is out of the scene."""
+    value per frame, side NaN where the visitor is out of the scene; ``passers`` walk past in
+    front of everyone."""
     container, stream = _open_output(out, opt)
     time_base = stream.codec_context.time_base
     buffers = [np.empty_like(background), np.empty_like(background)]
@@ -102,6 +110,8 @@ def _encode(out: Path, opt: RenderOptions, background: np.ndarray, tracks, progr
         present.sort(key=lambda tr: tr[3][i])  # farther (smaller) first
         for figure, x, y, side in present:
             composite(frame, figure, x[i], y[i], side[i])
+        if passers:
+            draw_passers(frame, passers, i / opt.fps)
         yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
         if grain is not None:
             grain.add(yuv[: opt.height], i)

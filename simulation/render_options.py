@@ -23,7 +23,15 @@ DEFAULT_PRESET = {"libx264": "veryfast", "libx265": "ultrafast"}
 SCHEDULES = ("steady", "day")
 # Options left out of a clip's truth while at these values, so clips rendered before they
 # existed keep their truth byte for byte.
-NEWER_DEFAULTS = {"schedule": "steady", "busy_share": 0.25, "grain": 0.0, "gop_s": None}
+NEWER_DEFAULTS = {
+    "schedule": "steady",
+    "busy_share": 0.25,
+    "grain": 0.0,
+    "gop_s": None,
+    "returns": 0.0,
+    "return_gap_s": 60.0,
+    "passers": 0.0,
+}
 
 
 @dataclass
@@ -54,6 +62,11 @@ class RenderOptions:
     # scene compresses to a tenth of it and decodes unrealistically fast. 0: none (no draws).
     grain: float = 0.0
     gop_s: float | None = None  # a key frame every gop_s seconds, fixed (a camera); None: x264's
+    # Identity cases (simulation/returns.py): the share of visits made by someone who came at
+    # least return_gap_s before, and the share of lingers a passer-by hides for 3-5 s.
+    returns: float = 0.0
+    return_gap_s: float = 60.0
+    passers: float = 0.0
 
     def validate(self) -> None:
         if self.width < 16 or self.height < 16 or self.width % 2 or self.height % 2:
@@ -76,6 +89,11 @@ class RenderOptions:
             raise SimulationError(f"busy_share must be in (0, 1], got {self.busy_share}")
         if not 0 <= self.grain <= 20:
             raise SimulationError(f"grain must be 0..20 grey levels, got {self.grain}")
+        for name in ("returns", "passers"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise SimulationError(f"{name} must be a share between 0 and 1")
+        if self.return_gap_s < 0:
+            raise SimulationError("return_gap_s must not be negative")
         if self.gop_s is not None and not 1 / self.fps <= self.gop_s <= 60:
             raise SimulationError(f"gop_s must be one frame to 60 s, got {self.gop_s}")
         self.codec = resolve_codec(self.codec)

@@ -40,6 +40,7 @@ def result_table(r) -> str:
         ("matched", str(r.matched)),
         ("unmatched true (missed)", str(r.unmatched_true)),
         ("unmatched predicted", str(r.unmatched_predicted)),
+        ("fragments (a visit's extra rows)", str(r.fragments)),
         ("gender accuracy", gender),
         ("age MAE (years)", _fmt(r.age_mae, ".2f")),
         ("age bias (years)", _fmt(r.age_bias, "+.2f")),
@@ -50,6 +51,11 @@ def result_table(r) -> str:
         right = sum(t == c for t, c in head_readings(r.pairs, head))
         note = next((note for note in r.notes if f" {head} " in note), None)
         rows.append((f"{head} accuracy", f"- ({note})" if note else _accuracy(acc, right, n)))
+    if r.predicted_people is not None:
+        error = r.predicted_people - r.true_people
+        rows.append(
+            ("people true / predicted", f"{r.true_people} / {r.predicted_people} ({error:+d})")
+        )
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     if r.pairs:
@@ -80,8 +86,10 @@ def pooled_line(p: dict, label: str) -> str:
         return f"{label}: {p['true_visitors']} true visitors, none matched"
     parts = [
         f"{label}: visitors {p['true_visitors']} true / {p['predicted_visitors']} predicted, "
-        f"matched {p['matched']}"
+        f"matched {p['matched']}, fragments {p['fragments']}"
     ]
+    if p["predicted_people"] is not None:
+        parts.append(f"people {p['true_people']} true / {p['predicted_people']} predicted")
     if p["gender_n"]:
         parts.append(f"gender {p['gender_right']}/{p['gender_n']} ({p['gender_accuracy']:.3f})")
     if p["age_n"]:

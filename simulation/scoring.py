@@ -15,7 +15,12 @@ by earlier start), keeping pairs with IoU >= ``min_iou``. Reported:
 - mask accuracy and emotion accuracy over the matched visitors whose truth has that label and
   whom the analysis read: the ``visitors`` table's ``mask`` and ``emotion`` columns (class names),
   where it has them. An analysis without them (an older pipeline, a model without those heads)
-  scores the rest, with a note.
+  scores the rest, with a note;
+- fragments: predicted visitors left unmatched that lie within a matched true visit (the
+  tracker split one visit into several rows);
+- people: true distinct persons (the truth's ``person``, else each visit its own) against the
+  distinct ``person_id``s of the analysis (a row without one counts as its own person), where
+  the analysis has person ids (``identity.enabled``).
 
 Several clips pool into one set of totals (:func:`pool`), and two analyses of the same clips (two
 models, say) compare visitor by visitor (:func:`compare`), which is how models are chosen on video
@@ -72,6 +77,9 @@ class ScoreResult:
     emotion_accuracy: float | None
     emotion_n: int
     pairs: list[Pair] = field(default_factory=list)
+    fragments: int = 0  # predicted rows that are a second row of a matched true visit
+    true_people: int | None = None
+    predicted_people: int | None = None  # None: the analysis has no person ids
     fingerprint: str | None = None  # the analysed file's content fingerprint (videos table)
     model_version: str | None = None  # the model the analysis used
     labelled: list[str] = field(default_factory=list)  # HEADS some true visitor is labelled for
@@ -163,13 +171,21 @@ def predicted_visitors(output: str | Path, clip_file: str) -> tuple[dict, list[d
         raise SimulationError(f"the analysis of {video} failed: {error or status}")
     try:
         have = {row[0] for row in fetch(con, "DESCRIBE visitors")}
-        cols = ("track_id", "start_s", "end_s", "age", "gender", *(h for h in HEADS if h in have))
+        optional = (*HEADS, "person_id")
+        cols = (
+            "track_id",
+            "start_s",
+            "end_s",
+            "age",
+            "gender",
+            *(h for h in optional if h in have),
+        )
         sql = f"SELECT {', '.join(cols)} FROM visitors WHERE video = ? ORDER BY start_s, track_id"
         rows = fetch(con, sql, [video])
     except TablesError as e:
         raise SimulationError(f"cannot read the tables in {output}: {e}") from None
     analysed = {"video": video, "fingerprint": fingerprint, "model_version": model_version}
-    empty = dict.fromkeys(HEADS)
+    empty = dict.fromkeys((*HEADS, "person_id"))
     return analysed, [{**empty, **dict(zip(cols, r, strict=True))} for r in rows]
 
 
@@ -218,7 +234,8 @@ def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) ->
     clip = truth["clip"]["file"]
     true = [v for v in truth["visitors"] if v.get("enter_s") is not None]
     analysed, pred = predicted_visitors(output, clip)
-    out_pairs = [_pair(true[i], pred[j], iou) for i, j, iou in match(true, pred, min_iou)]
+    matching = match(true, pred, min_iou)
+    out_pairs = [_pair(true[i], pred[j], iou) for i, j, iou in matching]
     labelled = [h for h in HEADS if any(v.get(h) is not None for v in true)]
     read = {h for h in HEADS if any(v[h] is not None for v in pred)}
     # with no visitor found there is nothing the analysis could have read: the count says it
@@ -236,11 +253,41 @@ def score(truth: dict | str | Path, output: str | Path, min_iou: float = 0.1) ->
         unmatched_predicted=len(pred) - n,
         **pair_means(out_pairs),
         pairs=out_pairs,
+        fragments=count_fragments(true, pred, matching),
+        true_people=len({v.get("person", v["id"]) for v in true}),
+        predicted_people=count_people(pred),
         fingerprint=analysed["fingerprint"],
         model_version=analysed["model_version"],
         labelled=labelled,
         notes=notes,
     )
+
+
+def count_fragments(true: list[dict], pred: list[dict], matching) -> int:
+    """Unmatched predicted visitors whose middle falls within a matched true visit (from its
+    first to its last moment in frame): the pieces of a visit the tracker broke apart."""
+    matched_true = {i for i, _, _ in matching}
+    matched_pred = {j for _, j, _ in matching}
+    n = 0
+    for j, p in enumerate(pred):
+        if j in matched_pred:
+            continue
+        mid = (p["start_s"] + p["end_s"]) / 2
+        n += any(
+            (t.get("appear_s") or t["enter_s"]) <= mid <= (t.get("disappear_s") or t["leave_s"])
+            for i, t in enumerate(true)
+            if i in matched_true
+        )
+    return n
+
+
+def count_people(pred: list[dict]) -> int | None:
+    """Distinct people among the predicted visitors by ``person_id`` (a row without one is its
+    own person); None when no row has one."""
+    ids = [p.get("person_id") for p in pred]
+    if all(i is None for i in ids):
+        return None
+    return len({i for i in ids if i is not None}) + sum(i is None for i in ids)
 
 
 def pool(results: list[ScoreResult]) -> dict:
@@ -266,6 +313,13 @@ def pool(results: list[ScoreResult]) -> dict:
         "matched": n,
         "unmatched_true": true - n,
         "unmatched_predicted": predicted - n,
+        "fragments": sum(r.fragments for r in results),
+        "true_people": sum(r.true_people or 0 for r in results),
+        "predicted_people": (
+            None
+            if any(r.predicted_people is None for r in results)
+            else sum(r.predicted_people for r in results)
+        ),
         "gender_right": sum(p.true_gender == p.pred_gender for p in pairs),
         **{f"{h}_right": sum(t == r for t, r in head_readings(pairs, h)) for h in HEADS},
         **pair_means(pairs),

@@ -119,6 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=(0.11, 0.23),
         help="face box side / frame height while lingering, MIN:MAX (0.11:0.23)",
     )
+    p.add_argument(
+        "--returns",
+        type=float,
+        default=0.0,
+        help="share of visits made by someone who came before (the same face; default 0)",
+    )
+    p.add_argument(
+        "--return-gap",
+        type=float,
+        default=60.0,
+        help="seconds a returning visitor stays away at least (default 60)",
+    )
+    p.add_argument(
+        "--passers",
+        type=float,
+        default=0.0,
+        help="share of lingers (8 s or longer) a passer-by close to the camera hides for "
+        "3-5 s, breaking the track (default 0)",
+    )
     p.add_argument("--start", type=_start, help="wall-clock start, written as creation_time")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
@@ -156,6 +175,9 @@ def _options(args: argparse.Namespace) -> RenderOptions:
         gap_s=args.gap,
         face_frac=args.face_frac,
         start_time=args.start,
+        returns=args.returns,
+        return_gap_s=args.return_gap,
+        passers=args.passers,
     )
 
 
