@@ -43,7 +43,7 @@ from simulation.scoring import compare, score
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FACES = REPO.parent / "shared" / "data" / "UTKFace-dev.tar.gz"
-STAGES = ("decode", "detect", "align", "infer", "track", "write")
+STAGES = ("decode", "detect", "align", "embed", "infer", "track", "write")
 RUNNERS = (("DirectRunner", 1), ("DirectRunner", 2), ("DaskRunner", 1), ("DaskRunner", 2))
 
 

@@ -97,7 +97,7 @@ class AnalyseVideo(beam.DoFn):
         self._gate_detector = None
         self._timers = {
             name: Metrics.distribution(NAMESPACE, f"{name}_ms")
-            for name in ("decode", "detect", "align")
+            for name in ("decode", "detect", "align", "embed")
         }
         self._faces = Metrics.counter(NAMESPACE, "faces_detected")
         self._counts = {
@@ -238,14 +238,17 @@ class AnalyseVideo(beam.DoFn):
             # Decoding ran in the prefetch thread, overlapping detection; this is its own time.
             self._timers["decode"].update(int(frames.busy_s * 1000))
             self._timers["detect"].update(int(detect_s * 1000))
-            self._timers["align"].update(int(align_s * 1000))
+            embed_s = identity.busy_s if identity is not None else 0.0  # timed on its own
+            self._timers["align"].update(int((align_s - embed_s) * 1000))
             self._counts["detector_runs"].inc(look.runs)
             self._counts["detections_carried"].inc(look.carried)
         if identity is not None:
             record.faces_embedded = identity.embedded
+            self._timers["embed"].update(int(identity.busy_s * 1000))
             if self._registry is not None:
                 day = record.start_time.date()
-                record.person_ids = self._registry.person_ids(day, identity.groups_of)
+                same = self._settings.identity.same_person_day
+                record.person_ids = self._registry.person_ids(day, identity.groups_of, same)
         record.frames_decoded = reader.info.frames_decoded
         record.frames_skipped = reader.info.frames_skipped
         self._counts["frames_skipped"].inc(reader.info.frames_skipped)

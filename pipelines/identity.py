@@ -17,6 +17,7 @@ ids link the videos one worker process analyses; the job runs one worker when it
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import date
 
@@ -68,6 +69,7 @@ class VideoIdentity:
         self._next_t = -np.inf
         self.groups_of = AppearanceGroups(settings.same_person)
         self.embedded = 0
+        self.busy_s = 0.0  # aligning and embedding, for the run's stage timings
 
     def groups(self, image: np.ndarray, t_s: float, faces, fronts) -> list[int]:
         s = self._settings
@@ -81,11 +83,13 @@ class VideoIdentity:
         ]
         if not picked:
             return out  # try the next frame: the cadence waits for a usable face
+        started = time.perf_counter()
         e = self._embedder
         crops = align_faces(image, [faces[i].landmarks for i in picked], e.template, e.size)
         for i, embedding in zip(picked, e.embed(np.asarray(crops)), strict=True):
             out[i] = self.groups_of.assign(embedding)
         self.embedded += len(picked)
+        self.busy_s += time.perf_counter() - started
         self._next_t = t_s + s.sample_every_s
         return out
 
@@ -98,9 +102,9 @@ class PersonRegistry:
         self._lock = threading.Lock()
         self._days: dict[date, tuple[list[str], list[np.ndarray]]] = {}
 
-    def person_ids(self, day: date, groups: AppearanceGroups) -> dict[int, str]:
+    def person_ids(self, day: date, groups: AppearanceGroups, same_person: float) -> dict[int, str]:
         """A person id for each of a video's groups: that of the day's most similar person at
-        or above the group threshold (each person at most once per video), else a new one."""
+        or above ``same_person`` (each person at most once per video), else a new one."""
         with self._lock:
             ids, sums = self._days.setdefault(day, ([], []))
             taken: set[int] = set()
@@ -111,7 +115,7 @@ class PersonRegistry:
                 sims = [float(c @ (v / np.linalg.norm(v))) for v in sums]
                 free = [k for k in range(len(sums)) if k not in taken]
                 best = max(free, key=lambda k: sims[k], default=None)
-                if best is not None and sims[best] >= groups.same_person:
+                if best is not None and sims[best] >= same_person:
                     sums[best] = sums[best] + c * groups.sizes[g]
                 else:
                     ids.append(uuid.uuid4().hex[:16])

@@ -202,13 +202,16 @@ class IdentitySettings:
     min_frontalness: float
     min_face_px: float
     same_person: float
+    same_person_day: float
     stitch_window_s: float
 
     def __post_init__(self):
         _require(self.sample_every_s > 0, "identity.sample_every_s must be above 0")
         _require(0 <= self.min_frontalness <= 1, "identity.min_frontalness must be between 0 and 1")
         _require(self.min_face_px >= 0, "identity.min_face_px must not be negative")
-        _require(-1 < self.same_person < 1, "identity.same_person must be between -1 and 1")
+        for name in ("same_person", "same_person_day"):
+            value = getattr(self, name)
+            _require(-1 < value < 1, f"identity.{name} must be between -1 and 1")
         _require(self.stitch_window_s >= 0, "identity.stitch_window_s must not be negative")
 
     @property

@@ -30,8 +30,8 @@ def assign_people(plans: list[ScriptedVisit], opt: RenderOptions, rng) -> list[i
     last_end: list[float] = []  # per person, when their latest visit ended
     for v in plans:
         if opt.returns > 0 and rng.uniform() < opt.returns:
+            # gone for the gap: never on screen twice at once
             ready = [p for p, end in enumerate(last_end) if v.t0 - end >= opt.return_gap_s]
-            ready = [p for p in ready if p not in people[-opt.visitors_max :]]
             if ready:
                 person = int(rng.choice(ready))
                 people.append(person)

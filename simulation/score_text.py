@@ -40,7 +40,7 @@ def result_table(r) -> str:
         ("matched", str(r.matched)),
         ("unmatched true (missed)", str(r.unmatched_true)),
         ("unmatched predicted", str(r.unmatched_predicted)),
-        ("fragments (a visit's extra rows)", str(r.fragments)),
+        ("fragments", str(r.fragments)),
         ("gender accuracy", gender),
         ("age MAE (years)", _fmt(r.age_mae, ".2f")),
         ("age bias (years)", _fmt(r.age_bias, "+.2f")),
@@ -86,7 +86,7 @@ def pooled_line(p: dict, label: str) -> str:
         return f"{label}: {p['true_visitors']} true visitors, none matched"
     parts = [
         f"{label}: visitors {p['true_visitors']} true / {p['predicted_visitors']} predicted, "
-        f"matched {p['matched']}, fragments {p['fragments']}"
+        f"matched {p['matched']}"
     ]
     if p["predicted_people"] is not None:
         parts.append(f"people {p['true_people']} true / {p['predicted_people']} predicted")
@@ -99,6 +99,7 @@ def pooled_line(p: dict, label: str) -> str:
             parts.append(
                 f"{head} {p[f'{head}_right']}/{p[f'{head}_n']} ({p[f'{head}_accuracy']:.3f})"
             )
+    parts.append(f"fragments {p['fragments']}")
     return ", ".join(parts + p["notes"])
 
 

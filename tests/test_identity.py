@@ -204,13 +204,13 @@ def test_person_ids_are_random_shared_across_videos_of_a_day_and_distinct_within
     first = AppearanceGroups(0.9)
     first.assign(a)
     first.assign(b)
-    ids_1 = registry.person_ids(day, first)
+    ids_1 = registry.person_ids(day, first, 0.9)
     second = AppearanceGroups(0.9)
     second.assign(_unit(b + 0.01 * rng.normal(size=128)))
-    ids_2 = registry.person_ids(day, second)
+    ids_2 = registry.person_ids(day, second, 0.9)
     assert ids_1[0] != ids_1[1]
     assert ids_2[0] == ids_1[1]
-    other_day = registry.person_ids(day + dt.timedelta(days=1), second)
+    other_day = registry.person_ids(day + dt.timedelta(days=1), second, 0.9)
     assert other_day[0] != ids_1[1]
     assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids_1.values())
 

@@ -88,7 +88,7 @@ def _visitor_row(
     happy = float(emotion == "happy") if emotion else None
     read = dict(mask=mask, mask_score=0.9 if mask else None, emotion=emotion,
                 emotion_scores=scores, happy_share=happy)  # fmt: skip
-    read |= {"attention_s": None, "watcher": None}  # not read by scoring
+    read |= {"attention_s": None, "watcher": None, "fragments": None, "person_id": None}
     row.update({k: v for k, v in read.items() if k in TABLES["visitors"].names})
     return row
 

@@ -119,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=(0.11, 0.23),
         help="face box side / frame height while lingering, MIN:MAX (0.11:0.23)",
     )
+    _identity_options(p)
+    p.add_argument("--start", type=_start, help="wall-clock start, written as creation_time")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--held-out",
+        action="store_true",
+        help="only faces the model never trained on (config/train.yaml's validation split; an "
+        "emotion set's val folder): use it to measure a model on video",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def _identity_options(p: argparse.ArgumentParser) -> None:
+    """The cases identity is measured on (``simulation.returns``)."""
     p.add_argument(
         "--returns",
         type=float,
@@ -138,16 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of lingers (8 s or longer) a passer-by close to the camera hides for "
         "3-5 s, breaking the track (default 0)",
     )
-    p.add_argument("--start", type=_start, help="wall-clock start, written as creation_time")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument(
-        "--held-out",
-        action="store_true",
-        help="only faces the model never trained on (config/train.yaml's validation split; an "
-        "emotion set's val folder): use it to measure a model on video",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
