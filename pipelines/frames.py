@@ -55,7 +55,10 @@ class VideoInfo:
     codec: str
     creation_time: datetime | None
     pick_fps: float  # frames picked per second of video (decode.fps)
-    frames_decoded: int = 0  # frames the decoder produced (a gated read's key frame looks too)
+    # Frames the decoder produced: the decoding work. With the gate, a key frame looked at and
+    # then decoded again with its active stretch counts twice, so decoded + skipped can exceed
+    # the stream's frames by the number of such key frames.
+    frames_decoded: int = 0
     frames_skipped: int = 0  # frames of the stream never decoded (decode.gate)
     corrupt_packets: int = 0
     first_t_s: float | None = None  # the first decoded frame's time: late when the start is lost

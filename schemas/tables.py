@@ -85,6 +85,8 @@ VIDEOS = pa.schema(
         pa.field("height", pa.int32()),
         pa.field("rotation", pa.int32()),
         pa.field("codec", pa.string()),
+        # Decoding work: a key frame the gate looked at and then decoded with its active stretch
+        # counts twice.
         pa.field("frames_decoded", pa.int64(), nullable=False),
         # Frames never decoded: decode.gate passed them by (an empty scene between quiet key
         # frames); 0 with the gate off.
