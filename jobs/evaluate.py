@@ -44,7 +44,7 @@ from jobs.evaluate_identity import evaluate_identity, format_identity
 from jobs.evaluate_plots import write_head_plots, write_plots
 from model import datasets, evaluation
 from model.alignment import chip_detector
-from model.face_sets import read_face_set
+from model.face_sets import face_set_kind, read_face_set
 from model.metrics import (
     class_metrics,
     evaluate_predictions,
@@ -138,11 +138,12 @@ def with_eyeglasses(images: np.ndarray, spec, seed: int | None) -> np.ndarray:
 
 
 def evaluate(args) -> dict:
-    kind, records = read_face_set(args.data, args.manifest)
-    if kind == "lfw":  # its model is the embedding network, not a face-model file
-        return evaluate_identity(args, records)
+    if not args.manifest and Path(args.data).exists() and face_set_kind(args.data) == "lfw":
+        # an identity pairs set: its model is the embedding network, not a face-model file
+        return evaluate_identity(args, read_face_set(args.data)[1])
     sess, spec = open_model(args.model, args.threads)
-    other = open_model(args.against, args.threads) if args.against else None
+    other = open_model(args.against, args.threads) if args.against else None  # fail early
+    kind, records = read_face_set(args.data, args.manifest)
     if kind != "utkface":
         return evaluate_head(args, kind, records, (sess, spec), other)
     run = predict(sess, spec, args, records)

@@ -70,9 +70,11 @@ def test_attention_drops_while_she_turns_away(tmp_path):
 @needs_shared_data("UTKFace-dev.tar.gz")
 def test_frontal_visitors_of_a_generated_clip_attend_all_their_stay(tmp_path):
     """The generated clip of test_simulated_clip.py (60 s, 8 visitors whose faces are frontal
-    photos, walking in, lingering, walking out). Measured: attention / dwell 0.98-1.00 per
-    visitor (a frame or two lost to a photo's own pose or a garbled landmark), every visitor a
-    watcher. With YuNet's landmarks, which the pose was measured on; MTCNN's (the default
+    photos, walking in, lingering, walking out). Measured before track stitching: attention /
+    dwell 0.98-1.00 per visitor (a frame or two lost to a photo's own pose or a garbled
+    landmark), every visitor a watcher; with stitching, dwell also covers the gaps between a
+    visitor's fragments (attention / dwell 0.93-1.00), so attention is compared with the time
+    seen. With YuNet's landmarks, which the pose was measured on; MTCNN's (the default
     detector) read some of these visitors as turned away (lowest share 0.35): a known limit."""
     clip = tmp_path / "kiosk" / "20261122_100000.mp4"
     options = RenderOptions(width=960, height=540, fps=25, duration_s=60, seed=11, visitors_max=3)
@@ -81,11 +83,17 @@ def test_frontal_visitors_of_a_generated_clip_attend_all_their_stay(tmp_path):
     (tmp_path / "site.yaml").write_text("detector: {name: yunet, min_face_px: 40}\n")
     analyse(clip, out, "--config", str(tmp_path / "site.yaml"))
     con = connect(str(out))
-    visitors = con.execute("SELECT dwell_s, attention_s, watcher FROM visitors").fetchall()
+    visitors = con.execute(
+        "SELECT dwell_s, attention_s, watcher, frames * 0.2 AS seen_s FROM visitors"
+    ).fetchall()
     assert len(visitors) == 8
-    ratios = [attention / dwell for dwell, attention, _ in visitors]
+    # Of the time each visitor was seen (analysed frames at 5 fps), attention is nearly all.
+    ratios = [attention / seen for _, attention, _, seen in visitors]
     assert min(ratios) >= 0.95, ratios
-    total = sum(a for _, a, _ in visitors) / sum(d for d, _, _ in visitors)
+    total = sum(v[1] for v in visitors) / sum(v[3] for v in visitors)
     assert total >= 0.98, total
-    assert all(watcher for *_, watcher in visitors)
+    # Dwell also spans the moments a stitched visitor's face was lost between two fragments
+    # (walking in or out, turned): counted as presence, not as attention.
+    assert min(attention / dwell for dwell, attention, *_ in visitors) >= 0.9
+    assert all(watcher for _, _, watcher, _ in visitors)
     assert con.execute("SELECT watchers, passers_by FROM videos").fetchall() == [(8, 0)]

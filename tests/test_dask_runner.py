@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 SMALL_FACES = "detector: {min_face_px: 12, min_score: 0.9}\nvisitors: {min_face_px: 12}\n"
 # What differs between two analyses of the same video by design: ids and timings.
 PER_RUN = {"run_id", "analysis_id", "processing_s", "processed_at"}
-STAGES = {"decode", "detect", "align", "infer", "track", "write"}
+STAGES = {"decode", "detect", "align", "embed", "infer", "track", "write"}
 
 
 def table_rows(out: Path, table: str) -> list[tuple]:

@@ -235,13 +235,14 @@ def test_page_opens_with_the_summary_then_charts_then_tables(output, tmp_path):
         "mood_by_age_band",
         "attention_by_hour",
         "attention_by_age_gender",
+        "unique_people",
         "dwell_distribution",
         "attention_distribution",
         "data_quality",
     ]
     captions = texts(got, r"<figcaption>(.*?)</figcaption>")
     captions += texts(got, r'<p class="desc">(.*?)</p>')
-    assert len(captions) == 13 + 15  # every chart, every table
+    assert len(captions) == 14 + 16  # every chart, every table
     assert all(c and not SQL_WORDS.search(c) for c in captions), captions
     for report in catalog.list_reports():
         assert f'<section id="{report.name}">' in got  # the detailed tables stay
@@ -359,7 +360,7 @@ def test_page_renders_in_headless_chromium(output, tmp_path):
             assert "7 visitors at 2 cameras." in summary.inner_text()
             assert tab.locator("#model").is_visible()
             images = tab.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
-            assert images == [True] * 13
+            assert images == [True] * 14
             # Wide tables scroll in their own box: the page itself never scrolls sideways.
             assert tab.evaluate("document.documentElement.scrollWidth") <= 1100
             tab.screenshot(path=str(tmp_path / "page.png"), full_page=True)

@@ -18,6 +18,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -149,6 +150,8 @@ def _visitor(
         **_attribute_columns(*attributes),
         "attention_s": attention[0],
         "watcher": attention[1],
+        "fragments": 1,
+        "person_id": f"p{i % 3}",  # as identity.enabled writes them: returns on each day
     }
 
 
@@ -227,6 +230,7 @@ def test_reports_are_listed_with_titles_and_in_order():
         "mood_by_age_band",
         "attention_by_hour",
         "attention_by_age_gender",
+        "unique_people",
         "dwell_distribution",
         "attention_distribution",
         "data_quality",
@@ -418,7 +422,7 @@ def test_every_format_writes_every_report(output, tmp_path, capsys):
         assert f'id="{n}"' in page
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     charted = [r for r in catalog.list_reports() if r.chart]
-    assert len(images) == len(charted) == 13  # two days and two cameras: every chart applies
+    assert len(images) == len(charted) == 14  # two days and two cameras: every chart applies
     assert all(base64.b64decode(b).startswith(b"\x89PNG\r\n\x1a\n") for b in images)
     assert not re.search(r'(src|href)="(https?:|//|file:)|<link|<script', page)  # self-contained
     assert "wrote" in capsys.readouterr().out
@@ -533,7 +537,7 @@ def test_the_readme_sql_counts_what_the_views_count(output, tmp_path):
     block = readme.split("### Querying the tables yourself", 1)[1].split("```sql", 1)[1]
     sql = block.split("```", 1)[0].replace("'output/", f"'{copy}/")
     statements = [q for q in sql.split(";") if q.strip()]
-    assert len(statements) == 5  # two views, three examples
+    assert len(statements) == 3  # two views, one example
     con = duckdb.connect()
     answers = [con.execute(q).fetchall() for q in statements]
     views = connect(str(copy))
@@ -544,11 +548,7 @@ def test_the_readme_sql_counts_what_the_views_count(output, tmp_path):
             "GROUP BY ALL ORDER BY ALL"
         ).fetchall()
     )
-    by_hour = views.execute(
-        "SELECT hour(start_time), count(*) FROM visitors GROUP BY 1 ORDER BY 1"
-    ).fetchall()
-    assert [(h, n) for h, n, _ in answers[4]] == by_hour
-    assert sum(n for _, n in by_hour) == len(VISITOR_ROWS)  # neither the stale nor the orphan
+    assert sum(r[2] for r in answers[2]) == len(VISITOR_ROWS)  # neither the stale nor the orphan
 
 
 def test_module_entry_point_help_and_no_traceback(tmp_path):
@@ -770,3 +770,28 @@ def test_attention_reports_over_files_written_before_attention_count_nothing(tmp
     assert sum(r["visitors"] for r in run_one(output, "daily_summary")) == len(VISITOR_ROWS)
     for fmt in formats.FORMATS:
         assert cli("--data", output, "--format", fmt, "--out", tmp_path / fmt) == 0
+
+
+def test_unique_people_counts_each_days_person_ids(tmp_path):
+    """Visits, distinct people and returning visits per day from visitors' person ids (an
+    analysis with identity.enabled); visitors without one (identity off) are left out."""
+    output = make_output(tmp_path / "output")
+    for path in (output / "visitors").rglob("*.parquet"):
+        table = pq.read_table(path)
+        ids = [None if t == 0 else f"p{t % 3}" for t in table.column("track_id").to_pylist()]
+        at = table.schema.get_field_index("person_id")
+        pq.write_table(table.set_column(at, "person_id", pa.array(ids, pa.string())), path)
+    committed = connect(str(output)).execute("SELECT date, person_id FROM visitors").fetchall()
+    by_day: dict = {}
+    for day, person in committed:
+        if person is not None:
+            by_day.setdefault(day, []).append(person)
+    got = run_one(output, "unique_people")
+    assert [r["date"] for r in got] == sorted(by_day)
+    for r in got:
+        persons = by_day[r["date"]]
+        assert r["visits"] == len(persons) and r["people"] == len(set(persons))
+        assert r["returning_visits"] == len(persons) - len(set(persons))
+    assert sum(r["returning_visits"] for r in got) > 0
+    assert cli("--data", output, "--report", "unique_people", "--format", "html", "--out",
+               tmp_path / "html") == 0  # fmt: skip
