@@ -83,9 +83,12 @@ def test_frontal_visitors_of_a_generated_clip_attend_all_their_stay(tmp_path):
     (tmp_path / "site.yaml").write_text("detector: {name: yunet, min_face_px: 40}\n")
     analyse(clip, out, "--config", str(tmp_path / "site.yaml"))
     con = connect(str(out))
-    visitors = con.execute(
-        "SELECT dwell_s, attention_s, watcher, frames * 0.2 AS seen_s FROM visitors"
-    ).fetchall()
+    visitors = [
+        (dwell, attention, watcher, frames * 0.2)  # seconds seen: analysed frames at 5 fps
+        for dwell, attention, watcher, frames in con.execute(
+            "SELECT dwell_s, attention_s, watcher, frames FROM visitors"
+        ).fetchall()
+    ]
     assert len(visitors) == 8
     # Of the time each visitor was seen (analysed frames at 5 fps), attention is nearly all.
     ratios = [attention / seen for _, attention, _, seen in visitors]

