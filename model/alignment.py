@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.geometry import iou
 from model.datasets import DataError, FaceRecord, is_tar, load_images
 from model.preprocess import DecodeError, decode_rgb
 from model.template import estimate_template
@@ -96,14 +97,6 @@ def crop_template(root, train_recs, samples: int, size: int, crop: float):
     return estimate_template(marks, chip_hw, size, crop, symmetric=True), len(marks), len(chips)
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def face_box(rgb: np.ndarray, record: FaceRecord) -> tuple[float, float, float, float]:
     """The face's box: the annotated one, or the whole image for a tight crop."""
     return record.box if record.box is not None else (0.0, 0.0, rgb.shape[1], rgb.shape[0])
@@ -117,7 +110,7 @@ def find_landmarks(detector: FaceDetector, rgb: np.ndarray, box) -> np.ndarray |
     padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     best, best_iou = None, MIN_BOX_IOU
     for face in detector.detect(padded):
-        overlap = _iou(tuple(v - pad for v in face.box), box)
+        overlap = iou(tuple(v - pad for v in face.box), box)
         if overlap >= best_iou:
             best, best_iou = np.asarray(face.landmarks, np.float64) - pad, overlap
     return best

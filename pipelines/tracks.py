@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from common.geometry import box_size
+from common.geometry import box_size, iou
 from pipelines.settings import TrackerSettings
 
 if TYPE_CHECKING:  # types only: the tracker itself needs neither the detector nor the model
@@ -123,14 +123,6 @@ class Track:
             float(np.mean([o.gender_prob for o in recent])),
             float(np.mean([o.age for o in recent])),
         )
-
-
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _cost(track: Track, obs: Observation, settings: TrackerSettings) -> float | None:
