@@ -1,7 +1,6 @@
 """Face-box geometry shared by the detector (stage 3), the identity sampler and the tracker
-(stage 6). Here rather than
-in pipelines/faces/, so the tracker, the visitors and the reports that build on them do not
-import the detector (ONNX Runtime, OpenCV, Beam's filesystems)."""
+(stage 6). Here rather than in pipelines/faces/, so the tracker, the visitors and the reports
+that build on them do not import the detector (ONNX Runtime, OpenCV, Beam's filesystems)."""
 
 import math
 

@@ -39,6 +39,7 @@ from jobs.cli import (
 )
 from jobs.summary import print_summary
 from pipelines import accounting, pipeline, runner
+from pipelines.embeddings import FaceEmbedder
 from pipelines.faces import detector_version
 from pipelines.inputs import GLOB_CHARS, has_video_extension
 from pipelines.predictions import ModelFileError, load_model_spec
@@ -209,12 +210,12 @@ def _command_line_overrides(settings: Settings, args: argparse.Namespace) -> Set
     if workers != settings.runner.workers and settings.runner.name in runner.WORKER_RUNNERS:
         log.info("%d %s worker(s) (runner.workers: auto)", workers, settings.runner.name)
     settings = settings.replace("runner", workers=workers)
-    if settings.identity.enabled and (
-        settings.runner.name not in runner.WORKER_RUNNERS or workers != 1
-    ):
+    if settings.identity.enabled and (settings.runner.name != runner.LOCAL_RUNNER or workers != 1):
+        # One process holds the day's people for the whole run only on the in-process runner;
+        # Dask builds the step anew per partition, and Beam's Shared holds them only weakly.
         raise UserError(
-            "identity.enabled matches people in one worker process's memory: run it with "
-            "--workers 1 (DirectRunner or DaskRunner)"
+            "identity.enabled matches people in one process's memory: run it on the "
+            "DirectRunner with --workers 1"
         )
     if args.detections:
         settings = settings.replace("output", detections=True)
@@ -278,6 +279,8 @@ def model_versions(settings: Settings):
     (nothing is built); a missing or wrong file is a user error."""
     try:
         spec = load_model_spec(settings.model.path)
+        if settings.identity.embeds:  # fail now, not in every worker's setup
+            FaceEmbedder(settings.identity.model)
         return spec, detector_version(settings.detector.name, settings.detector.model)
     except (ModelFileError, ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
@@ -296,6 +299,7 @@ def analyse(args: argparse.Namespace, extra: list[str]) -> dict:
     settings = settings_for(args)
     paths = {"input": args.input, "output": args.output, "model": settings.model.path}
     paths["detector model"] = settings.detector.model or ""
+    paths["identity model"] = settings.identity.model if settings.identity.embeds else ""
     for what, path in paths.items():
         check_filesystem(path, what)
     input_path = check_input(args.input, settings.input.extensions)

@@ -21,9 +21,11 @@ from pipelines.predictions import ModelFileError
 
 
 def evaluate_identity(args, records: list) -> dict:
-    for flag in ("against", "realign", "eyeglasses"):
+    for flag in ("against", "realign", "eyeglasses", "plots"):
         if getattr(args, flag, None):
             raise UserError(f"--{flag} is not available for an identity pairs set")
+    if args.split == "val":
+        raise UserError("an identity pairs set has no val split: its folds are all evaluated")
     try:
         embedder = FaceEmbedder(args.model, args.threads)
     except ModelFileError as e:

@@ -3,7 +3,7 @@
 Davis King trained it with a metric loss on about 3 million faces of 7,485 people (none of them
 in LFW) and released the weights into the public domain (CC0 1.0; PyPI package
 ``face-recognition-models``). We re-express the network in PyTorch and export it to ONNX
-(``jobs.export --face-embedding``), so neither dlib nor the package is needed at run time.
+(``jobs.export_embedding``), so neither dlib nor the package is needed at run time.
 
 The network (dlib's ``dnn_face_recognition_ex.cpp``): a 7x7/2 convolution and 3x3/2 max pool on
 a 150x150 RGB chip, residual stages of 32, 64, 128 and 256 channels whose first block

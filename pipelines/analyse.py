@@ -39,7 +39,7 @@ from pipelines.embeddings import FaceEmbedder
 from pipelines.faces import create_detector
 from pipelines.frames import Prefetcher, VideoError, VideoInfo, VideoReader
 from pipelines.gate import SceneGate
-from pipelines.identity import PersonRegistry, VideoIdentity
+from pipelines.identity import NO_GROUP, PersonRegistry, VideoIdentity
 from pipelines.pose import head_pose
 from pipelines.settings import RunOptions, Settings
 from pipelines.tracks import Observation
@@ -76,7 +76,6 @@ class VideoRecord:
     frames_analysed: int = 0
     faces_detected: int = 0  # faces sent to the model; as many predictions must come back
     seconds: float = 0.0
-    faces_embedded: int = 0
     # identity.enabled: each appearance group's random person id (``pipelines.identity``).
     person_ids: dict[int, str] = field(default_factory=dict)
 
@@ -100,6 +99,7 @@ class AnalyseVideo(beam.DoFn):
             for name in ("decode", "detect", "align", "embed")
         }
         self._faces = Metrics.counter(NAMESPACE, "faces_detected")
+        self._embedded = Metrics.counter(NAMESPACE, "faces_embedded")
         self._counts = {
             name: Metrics.counter(NAMESPACE, name)
             for name in ("frames_skipped", "detector_runs", "detections_carried")
@@ -243,7 +243,7 @@ class AnalyseVideo(beam.DoFn):
             self._counts["detector_runs"].inc(look.runs)
             self._counts["detections_carried"].inc(look.carried)
         if identity is not None:
-            record.faces_embedded = identity.embedded
+            self._embedded.inc(identity.embedded)
             self._timers["embed"].update(int(identity.busy_s * 1000))
             if self._registry is not None:
                 day = record.start_time.date()
@@ -265,7 +265,7 @@ class AnalyseVideo(beam.DoFn):
         for k, (face, front) in enumerate(zip(faces, fronts, strict=True)):
             crop = align_face(frame.image, face.landmarks, self._template, self._size)
             yaw, pitch = head_pose(face.landmarks, size, hfov) or (None, None)
-            group = groups[k] if groups else -1
+            group = groups[k] if groups else NO_GROUP
             sighting = Sighting(video_id, frame.index, frame.t_s, face, front, yaw, pitch, group)
             aligned.append((sighting, crop))
         return aligned

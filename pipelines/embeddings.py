@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.preprocess import normalize
-from pipelines.predictions import ModelFileError, open_session
+from pipelines.model_files import ModelFileError, open_session
 from schemas.model_file import EMBEDDING_OUTPUT, INPUT_NAME, ModelSpec
 
 

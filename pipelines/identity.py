@@ -1,6 +1,6 @@
 """Faces → appearance groups and pseudonymous person ids, without keeping a face.
 
-Where a video's frames are decoded (``pipelines.steps.AnalyseVideo``), ``VideoIdentity`` embeds
+Where a video's frames are decoded (``pipelines.analyse.AnalyseVideo``), ``VideoIdentity`` embeds
 a sample of its faces (``pipelines.embeddings``) and sorts them online into appearance groups:
 a face joins the group whose mean embedding it resembles most when the cosine similarity
 reaches ``identity.same_person``, else it starts a group. Only the group's number travels on,
@@ -10,8 +10,8 @@ with the face's sighting; the tracker's fragments that share a group are stitche
 Cross-video identity is opt-in (``identity.enabled``): ``PersonRegistry`` keeps, per day, one
 mean embedding per person seen in this process during this run and hands each video's groups a
 person id: a random hex string, not derived from the face, that means nothing after the run.
-The registry is process memory (Beam's ``Shared`` handle, one per worker process), so person
-ids link the videos one worker process analyses; the job runs one worker when it is enabled.
+The registry is process memory (Beam's ``Shared`` handle), so person ids link the videos one
+process analyses: the job allows it only on the in-process DirectRunner with one worker.
 """
 
 from __future__ import annotations
@@ -46,11 +46,16 @@ class AppearanceGroups:
         s = self._sums[group]
         return s / max(float(np.linalg.norm(s)), 1e-12)
 
-    def assign(self, embedding: np.ndarray) -> int:
-        if self._sums:
-            sims = np.stack([self.centroid(g) for g in range(len(self))]) @ embedding
-            best = int(np.argmax(sims))
-            if sims[best] >= self.same_person:
+    def assign(self, embedding: np.ndarray, taken: set[int] | frozenset = frozenset()) -> int:
+        """The embedding's group: the most similar one at or above ``same_person`` that is not
+        ``taken`` (by another face of the same frame: two faces at once are two people), else a
+        new one."""
+        free = [g for g in range(len(self)) if g not in taken]
+        if free:
+            sims = np.stack([self.centroid(g) for g in free]) @ embedding
+            k = int(np.argmax(sims))
+            best = free[k]
+            if sims[k] >= self.same_person:
                 self._sums[best] = self._sums[best] + embedding
                 self.sizes[best] += 1
                 return best
@@ -86,8 +91,10 @@ class VideoIdentity:
         started = time.perf_counter()
         e = self._embedder
         crops = align_faces(image, [faces[i].landmarks for i in picked], e.template, e.size)
+        taken: set[int] = set()
         for i, embedding in zip(picked, e.embed(np.asarray(crops)), strict=True):
-            out[i] = self.groups_of.assign(embedding)
+            out[i] = self.groups_of.assign(embedding, taken)
+            taken.add(out[i])
         self.embedded += len(picked)
         self.busy_s += time.perf_counter() - started
         self._next_t = t_s + s.sample_every_s

@@ -1,7 +1,7 @@
 """Stage 5, crops → predictions: the multi-task face model through ONNX Runtime.
 
 ``FaceModelHandler`` plugs the model into Beam's ``RunInference``: each example is one video's
-batch of crops (``pipelines.steps``), and Beam loads one session per worker. Beam's stock ONNX
+batch of crops (``pipelines.analyse``), and Beam loads one session per worker. Beam's stock ONNX
 handler returns only the first output; this one returns every head.
 """
 
@@ -14,14 +14,9 @@ import numpy as np
 import onnxruntime as ort
 from apache_beam.ml.inference.base import ModelHandler
 
-from common.sessions import cpu_session
 from model.preprocess import normalize
-from pipelines.inputs import read_bytes
+from pipelines.model_files import ModelFileError, open_session
 from schemas.model_file import INPUT_NAME, REQUIRED_OUTPUTS, ModelSpec
-
-
-class ModelFileError(ValueError):
-    """The model file is missing or is not a face model of the expected shape."""
 
 
 @dataclass(frozen=True)
@@ -32,22 +27,6 @@ class FacePrediction:
     age_probs: np.ndarray  # float32 (101,), P(age = k years)
     gender_prob: float  # P(female)
     extra: dict[str, np.ndarray]  # class probabilities of further heads, by head name
-
-
-def _read_bytes(path: str) -> bytes:
-    try:
-        return read_bytes(path)
-    except Exception as e:  # Beam wraps filesystem errors in its own types per scheme
-        raise ModelFileError(f"cannot read model file {path}: {e}") from None
-
-
-def open_session(path: str, threads: int = 1) -> ort.InferenceSession:
-    try:
-        return cpu_session(_read_bytes(path), threads)
-    except ModelFileError:
-        raise
-    except Exception as e:
-        raise ModelFileError(f"{path} is not a loadable ONNX model ({str(e)[:120]})") from None
 
 
 def read_spec(session: ort.InferenceSession, path: str) -> ModelSpec:
@@ -112,9 +91,9 @@ class LoadedModel:
 
 class FaceModelHandler(ModelHandler[np.ndarray, list[FacePrediction], LoadedModel]):
     """RunInference handler: each example is a batch of aligned RGB crops (N x S x S x 3, one
-    video's, batched by ``pipelines.steps.AnalyseVideo``) and its result the list of their
+    video's, batched by ``pipelines.analyse.AnalyseVideo``) and its result the list of their
     FacePredictions, from one ONNX Runtime call. Beam's own batching is held at one example
-    per call, so nothing waits for ``finish_bundle`` (see ``pipelines.steps``)."""
+    per call, so nothing waits for ``finish_bundle`` (see ``pipelines.analyse``)."""
 
     def __init__(self, model_path: str, threads: int):
         super().__init__()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 INPUT_NAME = "image"
 # The identity network's one output: an L2-normalised face embedding [N, D]. It is a file of
-# its own (run only on a track's best faces), with the same metadata keys and no heads.
+# its own (run on a sample of a video's faces), with the same metadata keys and no heads.
 EMBEDDING_OUTPUT = "embedding"
 # Outputs every age/gender model must have; further heads add ``<head>_logits`` and
 # ``<head>_prob`` outputs.

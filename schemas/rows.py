@@ -98,7 +98,7 @@ def video_row(
     processing_s: float,
 ) -> dict:
     """The ``videos`` row, the video's commit record: what the file is, what decoding found
-    (``record``: ``pipelines.steps.VideoRecord``), the counts (``watchers`` of the ``visitors``)
+    (``record``: ``pipelines.analyse.VideoRecord``), the counts (``watchers`` of the ``visitors``)
     and the run's bookkeeping."""
     stream = record.stream
     return key.columns() | {

@@ -20,7 +20,7 @@ import numpy as np
 
 from simulation import SimulationError
 from simulation.backdrop import make_background
-from simulation.choreography import MAX_SWAY_SCALE, ScriptedVisit, plan_visits, trajectory
+from simulation.choreography import MAX_SWAY_SCALE, plan_visits, trajectory
 from simulation.figures import composite, make_figure
 from simulation.ground_truth import clip_truth, dump_truth, truth_path_for, visit_truth
 from simulation.photos import FaceMix, FaceSource, LabelledPhoto, sample_faces
@@ -48,7 +48,7 @@ def render_clip(
     plans = plan_visits(opt, np.random.default_rng([opt.seed, 2]))
     people = assign_people(plans, opt, np.random.default_rng([opt.seed, 4]))
     passers = plan_passers(plans, opt, np.random.default_rng([opt.seed, 5]))
-    cast = _cast(plans[: max(people, default=-1) + 1], faces, opt.seed)
+    cast = _cast(max(people, default=-1) + 1, faces, opt.seed)
     photos = [cast[p] for p in people]
     background = make_background(opt.width, opt.height, np.random.default_rng([opt.seed, 1]))
 
@@ -79,17 +79,17 @@ def _check_output(out: Path) -> None:
 
 
 def _cast(
-    plans: list[ScriptedVisit], faces: FaceSource | FaceMix | list[LabelledPhoto], seed: int
+    n: int, faces: FaceSource | FaceMix | list[LabelledPhoto], seed: int
 ) -> list[LabelledPhoto]:
-    """One distinct photo per visit: drawn from a source or sources with ``seed``, or a list's
-    first ones."""
+    """``n`` distinct photos, one per person: drawn from a source or sources with ``seed``, or
+    a list's first ones."""
     if isinstance(faces, FaceSource):
-        return sample_faces(faces, len(plans), seed)
+        return sample_faces(faces, n, seed)
     if isinstance(faces, FaceMix):
-        return faces.cast(len(plans), seed)
-    if len(faces) < len(plans):
-        raise SimulationError(f"need {len(plans)} distinct faces, got {len(faces)}")
-    return list(faces[: len(plans)])
+        return faces.cast(n, seed)
+    if len(faces) < n:
+        raise SimulationError(f"need {n} distinct faces, got {len(faces)}")
+    return list(faces[:n])
 
 
 def _encode(

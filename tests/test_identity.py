@@ -284,6 +284,14 @@ def test_no_embedding_reaches_the_tables_the_logs_or_temporary_files(
         return out
 
     monkeypatch.setattr(FaceEmbedder, "embed", recording)
+    centroid = AppearanceGroups.centroid
+
+    def recording_centroid(self, group):  # the groups' mean embeddings must not leak either
+        out = centroid(self, group)
+        made.append(out[None].astype(np.float32))
+        return out
+
+    monkeypatch.setattr(AppearanceGroups, "centroid", recording_centroid)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
@@ -314,3 +322,38 @@ def test_no_embedding_reaches_the_tables_the_logs_or_temporary_files(
         decoded = data.decode("latin-1")
         for pattern in text:
             assert pattern not in decoded, f"{path} holds an embedding as text"
+
+
+def test_one_person_in_two_videos_of_a_day_gets_one_person_id(tiny_model, tmp_path):
+    """identity.enabled across videos: the demo clip under two names, one day, one camera:
+    the same face, so one person id for both visits; with identity off, no person id."""
+    from jobs import analyze
+    from jobs.cli import run as run_cli
+    from schemas.views import connect
+
+    demo = Path(__file__).resolve().parents[1] / "demo" / "kiosk_20240501_100000.mp4"
+    videos = tmp_path / "videos" / "lobby"
+    videos.mkdir(parents=True)
+    for name in ("kiosk_20240501_100000.mp4", "kiosk_20240501_110000.mp4"):
+        (videos / name).write_bytes(demo.read_bytes())
+    site = tmp_path / "site.yaml"
+    site.write_text("identity:\n  enabled: true\n  min_frontalness: 0.0\n  min_face_px: 20\n")
+    argv = ["--input", str(videos), "--model", str(tiny_model), "--workers", "1", "--no-progress"]
+    assert analyze.main([*argv, "--output", str(tmp_path / "on"), "--config", str(site)]) == 0
+    rows = connect(str(tmp_path / "on")).execute("SELECT person_id FROM visitors").fetchall()
+    assert len(rows) == 2 and rows[0][0] is not None and rows[0] == rows[1]
+    assert analyze.main([*argv, "--output", str(tmp_path / "off")]) == 0
+    rows = connect(str(tmp_path / "off")).execute("SELECT person_id FROM visitors").fetchall()
+    assert len(rows) == 2 and rows == [(None,), (None,)]
+    refused = [*argv, "--output", str(tmp_path / "x"), "--config", str(site), "--workers", "2"]
+    assert run_cli(analyze.main, refused) == 2  # one line: one process must hold the day's people
+
+
+def test_two_faces_of_one_frame_never_share_a_group():
+    rng = np.random.default_rng(3)
+    face = _unit(rng.normal(size=128))
+    twin = _unit(face + 0.01 * rng.normal(size=128))  # a look-alike beside them
+    groups = AppearanceGroups(same_person=0.9)
+    first = groups.assign(face)
+    assert groups.assign(twin) == first  # seen alone, the look-alike joins the group
+    assert groups.assign(twin, taken={first}) != first  # beside the first face it cannot

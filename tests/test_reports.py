@@ -774,18 +774,21 @@ def test_attention_reports_over_files_written_before_attention_count_nothing(tmp
 
 def test_unique_people_counts_each_days_person_ids(tmp_path):
     """Visits, distinct people and returning visits per day from visitors' person ids (an
-    analysis with identity.enabled); visitors without one (identity off) are left out."""
+    analysis with identity.enabled); a visitor without one counts as a person of their own."""
     output = make_output(tmp_path / "output")
     for path in (output / "visitors").rglob("*.parquet"):
         table = pq.read_table(path)
         ids = [None if t == 0 else f"p{t % 3}" for t in table.column("track_id").to_pylist()]
         at = table.schema.get_field_index("person_id")
         pq.write_table(table.set_column(at, "person_id", pa.array(ids, pa.string())), path)
-    committed = connect(str(output)).execute("SELECT date, person_id FROM visitors").fetchall()
+    committed = (
+        connect(str(output))
+        .execute("SELECT date, person_id, video_id, track_id FROM visitors")
+        .fetchall()
+    )
     by_day: dict = {}
-    for day, person in committed:
-        if person is not None:
-            by_day.setdefault(day, []).append(person)
+    for day, person, video, track in committed:
+        by_day.setdefault(day, []).append(person or f"{video}:{track}")
     got = run_one(output, "unique_people")
     assert [r["date"] for r in got] == sorted(by_day)
     for r in got:
