@@ -211,8 +211,7 @@ def _command_line_overrides(settings: Settings, args: argparse.Namespace) -> Set
         log.info("%d %s worker(s) (runner.workers: auto)", workers, settings.runner.name)
     settings = settings.replace("runner", workers=workers)
     if settings.identity.enabled and (settings.runner.name != runner.LOCAL_RUNNER or workers != 1):
-        # One process holds the day's people for the whole run only on the in-process runner;
-        # Dask builds the step anew per partition, and Beam's Shared holds them only weakly.
+        # Only the in-process runner keeps one process (and its Shared registry) for the run.
         raise UserError(
             "identity.enabled matches people in one process's memory: run it on the "
             "DirectRunner with --workers 1"
