@@ -22,9 +22,10 @@ its description, and lines of the form ``-- @key: value`` are settings:
 
 Parameters are DuckDB named prepared-statement parameters, ``$name``. Every report may use
 ``$from`` and ``$to`` (DATE, inclusive) and ``$camera`` (VARCHAR); NULL means "no filter", so a
-report filters with ``($from IS NULL OR date >= $from)``. The other parameters have defaults in
-:data:`DEFAULT_PARAMS`. To run a report by hand in the ``duckdb`` CLI, create the views (or
-replace them with ``read_parquet``) and use ``PREPARE r AS <file body>;`` then
+report filters with ``in_period(date, camera, $from, $to, $camera)`` (a macro of
+``_macros.sql``). The other parameters have defaults in :data:`DEFAULT_PARAMS`. To run a report
+by hand in the ``duckdb`` CLI, create the views (or replace them with ``read_parquet``), run
+``_macros.sql`` and use ``PREPARE r AS <file body>;`` then
 ``EXECUTE r("from" := DATE '2024-05-01', "to" := NULL, camera := NULL);`` (``from`` and ``to``
 are SQL keywords, hence the quotes there, not in the file).
 

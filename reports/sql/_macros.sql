@@ -1,5 +1,9 @@
 -- Shared SQL of the reports (not a report: files starting with "_" are run before every report).
 --
+-- in_period(day, cam_col, date_from, date_to, cam): whether a row of day ``day`` and camera
+-- ``cam_col`` is in the report's period and camera; NULL date_from / date_to / cam mean no
+-- filter. Every report filters with in_period(date, camera, $from, $to, $camera).
+--
 -- band_table(bands): one row per band label, in order: band_no, band, and the ages [lo, hi) it
 -- holds (NULL: open). Each label is '<N' (under N), 'A-B' (A to B years inclusive, i.e.
 -- A <= age < B+1) or 'N+' (N and over); in_band(age, lo, hi) tests an age against a row.
@@ -9,6 +13,11 @@
 -- from the stored `age_band`: each label is '<N' (under N), 'A-B' (A to B years inclusive, i.e.
 -- A <= age < B+1) or 'N+' (N and over). Every band is listed, with 0 where no visitor falls in
 -- it; ages outside all bands are left out. NULL date_from / date_to / cam mean no filter.
+
+CREATE OR REPLACE MACRO in_period(day, cam_col, date_from, date_to, cam) AS
+    (date_from IS NULL OR day >= date_from)
+    AND (date_to IS NULL OR day <= date_to)
+    AND (cam IS NULL OR cam_col = cam);
 
 CREATE OR REPLACE MACRO band_table(bands) AS TABLE
     SELECT
@@ -59,9 +68,7 @@ CREATE OR REPLACE MACRO age_gender_by_bands(bands, date_from, date_to, cam) AS T
     people AS (
         SELECT age, gender
         FROM visitors
-        WHERE (date_from IS NULL OR date >= date_from)
-          AND (date_to IS NULL OR date <= date_to)
-          AND (cam IS NULL OR camera = cam)
+        WHERE in_period(date, camera, date_from, date_to, cam)
     )
     SELECT
         bands.band,

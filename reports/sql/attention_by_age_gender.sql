@@ -18,9 +18,7 @@ WITH people AS (
     SELECT age, gender, watcher, attention_s
     FROM visitors
     WHERE attention_s IS NOT NULL
-      AND ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+      AND in_period(date, camera, $from, $to, $camera)
 ),
 groups AS (
     SELECT b.*, g.gender, g.gender_no

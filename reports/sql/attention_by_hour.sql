@@ -24,8 +24,6 @@ SELECT
     round(avg(attention_s), 1) AS mean_attention_s
 FROM visitors
 WHERE attention_s IS NOT NULL
-  AND ($from IS NULL OR date >= $from)
-  AND ($to IS NULL OR date <= $to)
-  AND ($camera IS NULL OR camera = $camera)
+  AND in_period(date, camera, $from, $to, $camera)
 GROUP BY hour
 ORDER BY hour

@@ -22,9 +22,7 @@ people AS (
     SELECT attention_s
     FROM visitors
     WHERE attention_s IS NOT NULL
-      AND ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+      AND in_period(date, camera, $from, $to, $camera)
 )
 SELECT
     buckets.bucket,

@@ -15,9 +15,7 @@
 WITH v AS (
     SELECT camera, count(*) AS videos, count(*) FILTER (WHERE status = 'failed') AS videos_failed
     FROM videos
-    WHERE ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+    WHERE in_period(date, camera, $from, $to, $camera)
     GROUP BY camera
 ),
 p AS (
@@ -27,9 +25,7 @@ p AS (
         median(dwell_s) AS median_dwell_s,
         100.0 * count(*) FILTER (WHERE gender = 'female') / count(*) AS female_pct
     FROM visitors
-    WHERE ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+    WHERE in_period(date, camera, $from, $to, $camera)
     GROUP BY camera
 )
 SELECT

@@ -15,9 +15,7 @@
 WITH v AS (
     SELECT *
     FROM videos
-    WHERE ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+    WHERE in_period(date, camera, $from, $to, $camera)
 ),
 per_day_videos AS (
     SELECT

@@ -27,8 +27,6 @@ SELECT
     round(sum(duration_s) / 3600.0, 2) AS video_h,
     round(sum(processing_s), 1) AS processing_s
 FROM videos
-WHERE ($from IS NULL OR date >= $from)
-  AND ($to IS NULL OR date <= $to)
-  AND ($camera IS NULL OR camera = $camera)
+WHERE in_period(date, camera, $from, $to, $camera)
 GROUP BY date, camera
 ORDER BY date, camera

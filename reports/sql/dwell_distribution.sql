@@ -19,9 +19,7 @@ WITH buckets AS (SELECT * FROM second_buckets($dwell_buckets)),
 people AS (
     SELECT dwell_s
     FROM visitors
-    WHERE ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+    WHERE in_period(date, camera, $from, $to, $camera)
 )
 SELECT
     buckets.bucket,

@@ -16,7 +16,5 @@ SELECT
     timezone('UTC', processed_at) AS processed_at_utc  -- the job's clock; the other times are the site's
 FROM videos
 WHERE status = 'failed'
-  AND ($from IS NULL OR date >= $from)
-  AND ($to IS NULL OR date <= $to)
-  AND ($camera IS NULL OR camera = $camera)
+  AND in_period(date, camera, $from, $to, $camera)
 ORDER BY date, camera, video

@@ -17,9 +17,7 @@ WITH people AS (
     SELECT age, gender, mask
     FROM visitors
     WHERE mask IS NOT NULL
-      AND ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+      AND in_period(date, camera, $from, $to, $camera)
 ),
 groups AS (
     SELECT b.*, g.gender, g.gender_no

@@ -16,9 +16,7 @@ WITH people AS (
     SELECT age, emotion, happy_share
     FROM visitors
     WHERE emotion IS NOT NULL
-      AND ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+      AND in_period(date, camera, $from, $to, $camera)
 )
 SELECT
     b.band,

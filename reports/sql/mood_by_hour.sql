@@ -24,8 +24,6 @@ SELECT
     round(100 * avg(happy_share), 1) AS happy_frames_pct
 FROM visitors
 WHERE emotion IS NOT NULL
-  AND ($from IS NULL OR date >= $from)
-  AND ($to IS NULL OR date <= $to)
-  AND ($camera IS NULL OR camera = $camera)
+  AND in_period(date, camera, $from, $to, $camera)
 GROUP BY hour
 ORDER BY hour

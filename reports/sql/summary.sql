@@ -20,16 +20,12 @@
 WITH v AS (
     SELECT *
     FROM videos
-    WHERE ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+    WHERE in_period(date, camera, $from, $to, $camera)
 ),
 p AS (
     SELECT *
     FROM visitors
-    WHERE ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+    WHERE in_period(date, camera, $from, $to, $camera)
 ),
 busiest AS (
     SELECT hour(start_time) AS hour, count(*) AS visitors

@@ -18,9 +18,7 @@
 WITH selected AS (
     SELECT *
     FROM visitors
-    WHERE ($from IS NULL OR date >= $from)
-      AND ($to IS NULL OR date <= $to)
-      AND ($camera IS NULL OR camera = $camera)
+    WHERE in_period(date, camera, $from, $to, $camera)
 ),
 visits AS (
     SELECT

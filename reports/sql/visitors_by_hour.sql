@@ -17,8 +17,6 @@ SELECT
     count(*) AS visitors,
     round(avg(dwell_s), 1) AS mean_dwell_s
 FROM visitors
-WHERE ($from IS NULL OR date >= $from)
-  AND ($to IS NULL OR date <= $to)
-  AND ($camera IS NULL OR camera = $camera)
+WHERE in_period(date, camera, $from, $to, $camera)
 GROUP BY camera, hour
 ORDER BY camera, hour
