@@ -45,6 +45,7 @@ def _tensor(values: np.ndarray) -> bytes:
 
 
 def test_dlib_integers_decode_as_dlib_writes_them():
+    pytest.importorskip("torch")  # the reader lives beside the PyTorch network
     from model.face_embedding import _read_int
 
     for v in (0, 1, 5, 255, 256, 70000, -5, -300):
