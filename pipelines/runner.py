@@ -54,20 +54,15 @@ import shlex
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 
 LOCAL_RUNNER = "DirectRunner"
 DASK_RUNNER = "DaskRunner"
 DASK_PATH = "apache_beam.runners.dask.dask_runner.DaskRunner"
-KNOWN_RUNNERS = (
-    LOCAL_RUNNER,
-    DASK_RUNNER,
-    "PortableRunner",
-    "FlinkRunner",
-    "SparkRunner",
-    "DataflowRunner",
-)
+KNOWN_RUNNERS = (LOCAL_RUNNER, DASK_RUNNER, "PortableRunner", "FlinkRunner", "SparkRunner",
+                 "DataflowRunner")  # fmt: skip
 WORKER_RUNNERS = (LOCAL_RUNNER, DASK_RUNNER)  # --workers: local worker processes
 # Beam's runners that run the job through its SwitchingDirectRunner, which may pick Prism.
 PRISM_RUNNERS = ("PrismRunner", "InteractiveRunner", "TestDirectRunner")
@@ -275,8 +270,10 @@ def _quiet_on_interrupt():
         return
     previous = {s: signal.getsignal(s) for s in _STOPS}
     excepthook, disabled = threading.excepthook, logging.root.manager.disable
+    stopped = threading.Event()
 
     def silence_then_stop(signum, frame):
+        stopped.set()
         threading.excepthook = lambda _: None
         logging.disable(logging.CRITICAL)
         _forward_to_children(signum)
@@ -288,12 +285,23 @@ def _quiet_on_interrupt():
     try:
         yield
     finally:
-        # Beam's clean-up has joined its threads by now; a caller that goes on (jobs.nightly
-        # reporting, a test) gets its logging back.
+        if stopped.is_set():
+            _wait_for_worker_watchers()
+        # A caller that goes on (jobs.nightly reporting, a test) gets its logging back.
         for s, handler in previous.items():
             signal.signal(s, handler)
         threading.excepthook = excepthook
         logging.disable(disabled)
+
+
+def _wait_for_worker_watchers() -> None:
+    """After a stop, wait for Beam's threads watching the worker processes: a stop can unwind
+    past their join, and a worker it ended makes its thread raise, printed after the job's last
+    line unless that happens while tracebacks are silenced."""
+    deadline = time.monotonic() + WORKER_LEAVE_AFTER_S + 5.0
+    for thread in threading.enumerate():
+        if thread.name == "run_worker" and thread is not threading.current_thread():
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _forward_to_children(signum: int) -> None:
@@ -324,6 +332,8 @@ def _leave_quietly(interrupted: threading.Event):
     def handler(signum, frame) -> None:
         interrupted.set()
         logging.disable(logging.CRITICAL)  # the job prints "interrupted"; the rest is noise
+        # Beam's harness prints the failure of a bundle the stop cut short straight to stderr.
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the process leaves within 0.5 s
         for s in _STOPS:
             signal.signal(s, signal.SIG_IGN)
         code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
