@@ -358,3 +358,34 @@ def test_two_faces_of_one_frame_never_share_a_group():
     first = groups.assign(face)
     assert groups.assign(twin) == first  # seen alone, the look-alike joins the group
     assert groups.assign(twin, taken={first}) != first  # beside the first face it cannot
+
+
+def test_faces_are_sampled_once_a_second_and_twice_a_second_while_two_are_in_frame():
+    """The cadences ``identity.sample_every_s`` and ``identity.crowded_every_s``."""
+    import dataclasses
+
+    from pipelines.identity import VideoIdentity
+    from pipelines.settings import load_settings
+
+    settings = dataclasses.replace(
+        load_settings().identity,
+        sample_every_s=1.0,
+        crowded_every_s=0.5,
+        min_frontalness=0.0,
+        min_face_px=0,
+    )
+    identity = VideoIdentity(FaceEmbedder(str(EMBEDDING_FILE)), settings)
+    image = np.random.default_rng(5).integers(0, 255, (240, 320, 3), np.uint8)
+    eyes = np.array([[40, 50], [80, 50], [60, 70], [45, 90], [75, 90]], np.float32)
+    one = [Face((20.0, 20.0, 100.0, 110.0), 0.99, eyes)]
+    two = one + [Face((180.0, 20.0, 260.0, 110.0), 0.99, eyes + [160, 0])]
+
+    def sampled(t_s, faces):
+        return [g != NO_GROUP for g in identity.groups(image, t_s, faces, [1.0] * len(faces))]
+
+    assert sampled(0.0, one) == [True]
+    assert sampled(0.6, one) == [False] and sampled(1.0, one) == [True]
+    assert sampled(1.6, two) == [False, False]  # the next sample is still due at 2.0
+    assert sampled(2.0, two) == [True, True]
+    assert sampled(2.5, two) == [True, True] and sampled(2.8, two) == [False, False]
+    assert identity.embedded == 6
