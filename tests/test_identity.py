@@ -21,7 +21,7 @@ from pipelines.embeddings import FaceEmbedder
 from pipelines.faces.base import Face
 from pipelines.identity import NO_GROUP, AppearanceGroups, PersonRegistry
 from pipelines.predictions import FacePrediction, ModelFileError
-from pipelines.stitching import stitch_tracks, track_group
+from pipelines.stitching import stitch_tracks, track_group, track_groups
 from pipelines.tracks import Observation, Track
 
 EMBEDDING_FILE = Path(__file__).resolve().parents[1] / "model" / "weights" / "face_embedding.onnx"
@@ -245,7 +245,19 @@ def test_a_tracks_group_is_the_one_most_of_its_faces_fell_into():
     track = _track(1, 0, 2, 3)
     for obs in track.observations[:3]:
         object.__setattr__(obs.sighting, "group", 7)
-    assert track_group(track) == 3
+    assert track_group(track) == 3 and track_groups(track) == {3, 7}
+
+
+def test_a_fragment_sharing_any_group_with_an_earlier_track_continues_it():
+    """One person's faces split over groups 0 and 2; the fragment's majority (2) is not the
+    earlier track's (0), but a face of it fell into 0, and the tracker vouches for the rest."""
+    earlier = _track(1, 0, 5, 0)
+    fragment = _track(2, 8, 12, 2)
+    object.__setattr__(fragment.observations[0].sighting, "group", 0)
+    stranger = _track(3, 20, 24, 1)
+    out = stitch_tracks([earlier, fragment, stranger], window_s=30)
+    assert [t.track_id for t in out] == [1, 3] and out[0].fragments == 2
+    assert track_group(out[0]) == 0  # the visitor's person id: the merged track's majority
 
 
 # --- privacy: embeddings stay in memory ------------------------------------------------------
