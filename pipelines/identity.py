@@ -97,7 +97,7 @@ class VideoIdentity:
             taken.add(out[i])
         self.embedded += len(picked)
         self.busy_s += time.perf_counter() - started
-        self._next_t = t_s + (s.crowded_every_s if len(faces) > 1 else s.sample_every_s)
+        self._next_t = t_s + s.sample_every_s
         return out
 
 

@@ -199,7 +199,6 @@ class IdentitySettings:
     enabled: bool  # across videos: a per-day pseudonymous person_id (opt-in)
     model: str
     sample_every_s: float
-    crowded_every_s: float  # the cadence while two or more faces are in the frame
     min_frontalness: float
     min_face_px: float
     same_person: float
@@ -207,8 +206,7 @@ class IdentitySettings:
     stitch_window_s: float
 
     def __post_init__(self):
-        for name in ("sample_every_s", "crowded_every_s"):
-            _require(getattr(self, name) > 0, f"identity.{name} must be above 0")
+        _require(self.sample_every_s > 0, "identity.sample_every_s must be above 0")
         _require(0 <= self.min_frontalness <= 1, "identity.min_frontalness must be between 0 and 1")
         _require(self.min_face_px >= 0, "identity.min_face_px must not be negative")
         for name in ("same_person", "same_person_day"):
