@@ -218,12 +218,14 @@ def report(decode: dict, runs: dict[int, dict]) -> None:
             ms = s["stages_ms"].get(stage, 0)
             print(f"  {stage:<7} {ms / 1000:7.1f} s  {ms / total:5.1%}")
         if workers == 1:
-            # Decoding overlaps the rest in a prefetch thread; every other stage runs in the one
-            # worker's loop, so what the wall time holds beyond them is start-up, Beam's own
-            # per-element work and waiting for frames.
-            busy = sum(s["stages_ms"].get(k, 0) for k in STAGES if k != "decode") / 1000
-            rest = s["wall_total_s"] - busy
-            print(f"  rest of the wall time (start-up, Beam, waiting): {rest:.1f} s")
+            # Decoding and detection run in threads of their own beside the rest of the
+            # worker's loop, so stage times overlap: their sum over the wall time is how many
+            # cores the worker kept busy on average (start-up and Beam's own work not counted).
+            wall = s["wall_total_s"]
+            print(
+                f"  stages sum to {total / 1000:.1f} s in {wall:.1f} s of wall time: "
+                f"{total / 1000 / wall:.2f} cores busy on average"
+            )
         sc = s["score"]
         print(
             f"  visitors true/predicted {sc['true_visitors']}/{sc['predicted_visitors']} "

@@ -102,7 +102,12 @@ class AnalyseVideo(beam.DoFn):
         self._embedded = Metrics.counter(NAMESPACE, "faces_embedded")
         self._counts = {
             name: Metrics.counter(NAMESPACE, name)
-            for name in ("frames_skipped", "detector_runs", "detections_carried")
+            for name in (
+                "frames_skipped",
+                "detector_runs",
+                "detections_refreshed",
+                "detections_carried",
+            )
         }
         self._not_dated = Metrics.counter(NAMESPACE, "videos_outside_dates")
         self._embedder = None
@@ -182,10 +187,10 @@ class AnalyseVideo(beam.DoFn):
         gate = None
         if decode.gate:
             gate = SceneGate(self._gate_faces, decode.gate_change, decode.gate_max_gop_s)
-        if not is_remote(video.path):
-            return VideoReader(video.path, decode.fps, decode.threads, gate)
-        stream = FileSystems.open(video.path, compression_type=CompressionTypes.UNCOMPRESSED)
-        return VideoReader(stream, decode.fps, decode.threads, gate)
+        source = video.path
+        if is_remote(video.path):
+            source = FileSystems.open(video.path, compression_type=CompressionTypes.UNCOMPRESSED)
+        return VideoReader(source, decode.fps, decode.threads, gate, decode.skip_nonref)
 
     def _gate_faces(self, image: np.ndarray) -> list:
         min_score = self._settings.detector.min_score
@@ -194,6 +199,11 @@ class AnalyseVideo(beam.DoFn):
     def _detect(self, image: np.ndarray) -> list:
         min_score = self._settings.detector.min_score
         return [f for f in self._detector.detect(image) if f.score >= min_score]
+
+    def _refresh(self, image: np.ndarray, faces: list) -> list | None:
+        found = self._detector.refresh(image, faces)
+        min_score = self._settings.detector.min_score
+        return found if found is not None and all(f.score >= min_score for f in found) else None
 
     def _faces_of(self, video, reader: VideoReader, record: VideoRecord):
         expected = int((reader.info.duration_s or 0) * self._settings.decode.fps) or None
@@ -209,38 +219,43 @@ class AnalyseVideo(beam.DoFn):
         frames = Prefetcher(reader.frames())
         d = self._settings.detector
         look = DetectorCadence(d.cadence, d.cadence_change)
-        # Summed over the video, not per frame: one face's alignment takes well under 1 ms.
-        detect_s = align_s = 0.0
+        # Detection runs in a thread of its own, between decoding and this one (alignment,
+        # embedding and, where the runner fuses it, inference): on a busy scene all three
+        # stages keep both cores busy.
+        refresh = self._refresh if hasattr(self._detector, "refresh") else None
+        detected = Prefetcher(look.detected(frames, self._detect, refresh), name="detect")
+        align_s = 0.0  # summed over the video: one face's alignment takes well under 1 ms
         identity = (
             VideoIdentity(self._embedder, self._settings.identity) if self._embedder else None
         )
         batch: list[tuple[Sighting, np.ndarray]] = []
         try:
-            for frame in frames:
-                t1 = time.perf_counter()
-                faces, _ = look.faces(frame.image, self._detect)
-                t2 = time.perf_counter()
+            for frame, faces in detected:
+                started = time.perf_counter()
                 batch += self._aligned(video.video_id, frame, faces, identity)
-                detect_s, align_s = detect_s + t2 - t1, align_s + time.perf_counter() - t2
+                align_s += time.perf_counter() - started
                 record.frames_analysed += 1
                 record.faces_detected += len(faces)
                 self._faces.inc(len(faces))
                 bar.update(1)
                 if len(batch) >= self._batch_size:
                     # A runner that fuses the next steps runs them (inference) inside this
-                    # yield: the timers above stop before it; infer has its own.
+                    # yield: the timer above stops before it; infer has its own.
                     yield _face_batch(video.video_id, batch)
                     batch = []
             if batch:
                 yield _face_batch(video.video_id, batch)
         finally:  # a video that fails part-way still reports the time it took
             bar.close()
-            # Decoding ran in the prefetch thread, overlapping detection; this is its own time.
+            detected.close()  # first: its thread may be waiting for the decoder's next frame
+            frames.close()
+            # Each stage's own time in its own thread (decoding's excludes waiting for room).
             self._timers["decode"].update(int(frames.busy_s * 1000))
-            self._timers["detect"].update(int(detect_s * 1000))
+            self._timers["detect"].update(int(look.busy_s * 1000))
             embed_s = identity.busy_s if identity is not None else 0.0  # timed on its own
             self._timers["align"].update(int((align_s - embed_s) * 1000))
             self._counts["detector_runs"].inc(look.runs)
+            self._counts["detections_refreshed"].inc(look.refreshed)
             self._counts["detections_carried"].inc(look.carried)
         if identity is not None:
             self._embedded.inc(identity.embedded)

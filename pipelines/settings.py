@@ -70,6 +70,7 @@ class DecodeSettings:
     gate: bool  # decode only around activity (pipelines.gate); false: every frame
     gate_max_gop_s: float  # longest stretch one key frame may vouch for
     gate_change: float  # share of a key frame's thumbnail that must change to count as activity
+    skip_nonref: bool  # drop non-reference frames when picking at most every other frame
 
     def __post_init__(self):
         _require(math.isfinite(self.fps) and self.fps > 0, "decode.fps must be positive")

@@ -89,7 +89,7 @@ VIDEOS = pa.schema(
         # counts twice.
         pa.field("frames_decoded", pa.int64(), nullable=False),
         # Frames never decoded: decode.gate passed them by (an empty scene between quiet key
-        # frames); 0 with the gate off.
+        # frames), or the decoder dropped them as non-reference (decode.skip_nonref).
         pa.field("frames_skipped", pa.int64(), nullable=False),
         pa.field("frames_analysed", pa.int64(), nullable=False),
         pa.field("faces_detected", pa.int64(), nullable=False),

@@ -335,3 +335,27 @@ def test_yunet_reach_is_set_by_max_side(chips):
 
 def test_yunet_several_faces_sorted_by_score(chips, yunet_chip_detector):
     check_several_faces_sorted_by_score(chips, yunet_chip_detector, yunet_chip_detector)
+
+
+def test_refresh_follows_faces_that_moved_and_gives_up_on_lost_ones(chips, frame_detector):
+    """O-Net alone on the last boxes follows two faces that moved by a tenth of their size to
+    where a detection in the new frame finds them; a face gone, or two boxes on one face, give
+    None (the cadence then detects)."""
+
+    def frame_with(shift):
+        frame = np.zeros((1080, 1920, 3), np.uint8)
+        for k, chip in enumerate(chips[:2]):
+            x = 300 + 700 * k + shift
+            frame[300:500, x : x + 200] = chip
+        return frame
+
+    before = frame_detector.detect(frame_with(0))
+    assert len(before) == 2
+    after = frame_detector.refresh(frame_with(20), before)
+    assert after is not None and len(after) == 2
+    for face in frame_detector.detect(frame_with(20)):
+        match = max(after, key=lambda f: iou(f.box, face.box))
+        assert iou(match.box, face.box) > 0.8
+        assert np.linalg.norm(match.landmarks - face.landmarks, axis=1).mean() < 0.05 * face.width
+    assert frame_detector.refresh(np.zeros((1080, 1920, 3), np.uint8), before) is None
+    assert frame_detector.refresh(frame_with(20), [before[0], before[0]]) is None

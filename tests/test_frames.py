@@ -179,3 +179,25 @@ def test_prefetcher_yields_every_frame_in_order_and_reraises_errors(tmp_path):
 
     with pytest.raises(VideoError, match="after 3 frames"):
         list(Prefetcher(broken()))
+
+
+def test_dropping_non_reference_frames_keeps_picks_times_and_counts(tmp_path):
+    """x264's default B-frames are never referenced here: dropped unseen while picking every
+    6th frame, each pick falls on the next decoded frame, indexed by its time."""
+    path = write_clip(tmp_path / "b.mp4", seconds=3, fps=30, size=(160, 120))
+    with VideoReader(str(path), fps=5, threads=2, skip_nonref=True) as reader:
+        frames = list(reader.frames())
+    info = reader.info
+    assert 30 < info.frames_decoded < 90 and info.frames_decoded + info.frames_skipped == 90
+    assert len(frames) == 15
+    for k, frame in enumerate(frames):
+        assert 0 <= frame.index - 6 * k <= 2
+        assert frame.index == round(frame.t_s * 30)
+
+
+def test_non_reference_frames_are_decoded_when_picking_more_than_every_other_frame(tmp_path):
+    path = write_clip(tmp_path / "b.mp4", seconds=1, fps=30, size=(160, 120))
+    with VideoReader(str(path), fps=20, threads=2, skip_nonref=True) as reader:
+        frames = list(reader.frames())
+    assert reader.info.frames_decoded == 30 and reader.info.frames_skipped == 0
+    assert len(frames) == 20

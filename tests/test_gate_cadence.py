@@ -1,5 +1,6 @@
 """The cheap look before the detector (pipelines/cadence.py): skip it on an empty scene that has
-not changed, run it every cadence-th frame on a still scene with faces, carrying its faces."""
+not changed, run it every cadence-th frame on a still scene with faces, carrying its faces, and
+refresh the faces of visitors who move while nothing changes elsewhere."""
 
 import numpy as np
 from videos import scene
@@ -68,3 +69,68 @@ def test_a_face_that_moves_is_detected_again_at_once(tmp_path):
 def test_cadence_one_runs_the_detector_on_every_frame():
     detector, look, results = run(scene(2, size=SIZE), cadence=1)
     assert detector.calls == 20 and look.carried == 0 and all(d for _, d in results)
+
+
+# ---------------------------------------------------------------- refreshing the last faces
+
+
+def person(cx: int, stranger: bool = False) -> np.ndarray:
+    """A flat room with one visitor (head at HEAD's row, body below) centred at ``cx``, and a
+    dark stranger in the far corner if asked."""
+    image = np.full((SIZE[1], SIZE[0], 3), 90, np.uint8)
+    image[120:240, cx - 45 : cx + 45] = (200, 150, 120)
+    image[240:360, cx - 90 : cx + 90] = (60, 60, 160)
+    if stranger:
+        image[10:90, 540:620] = 20
+    return image
+
+
+class Refresher(FakeDetector):
+    """Refreshes by finding the face again (or loses it: ``lose``), counting refreshes."""
+
+    def __init__(self, lose: bool = False):
+        super().__init__()
+        self.lose, self.refreshes = lose, 0
+
+    def refresh(self, image, faces):
+        self.refreshes += 1
+        return None if self.lose else FakeDetector.__call__(FakeDetector(), image)
+
+
+def follow(frames, detector, cadence=5):
+    look = DetectorCadence(cadence, 0.004)
+    results = [look.faces(frame, detector, detector.refresh) for frame in frames]
+    return look, results
+
+
+def test_a_visitor_who_moves_is_followed_by_refresh_not_detection():
+    frames = [person(300)] * 3 + [person(310)] * 2
+    detector = Refresher()
+    look, results = follow(frames, detector)
+    assert (detector.calls, detector.refreshes) == (1, 1)
+    assert (look.runs, look.refreshed, look.carried) == (1, 1, 3)
+    assert results[3][0][0].box[0] == results[0][0][0].box[0] + 10 and results[3][1]
+    assert results[4][0] is results[3][0]  # then carried
+
+
+def test_change_away_from_the_visitors_runs_the_detector():
+    frames = [person(300)] * 3 + [person(310, stranger=True)] * 2
+    detector = Refresher()
+    look, _ = follow(frames, detector)
+    assert (detector.calls, detector.refreshes) == (2, 0)
+
+
+def test_a_face_the_refresh_loses_is_detected_again():
+    frames = [person(300)] * 3 + [person(310)] * 2
+    detector = Refresher(lose=True)
+    look, results = follow(frames, detector)
+    assert (detector.calls, detector.refreshes) == (2, 1)
+    assert results[3][0][0].box[0] == results[0][0][0].box[0] + 10
+
+
+def test_refreshes_never_put_off_the_cadences_detection():
+    frames = [person(300 + 10 * i) for i in range(12)]  # moving on every frame
+    detector = Refresher()
+    look, results = follow(frames, detector, cadence=4)
+    assert [faces[0].box[0] for faces, _ in results] == [254.5 + 10 * i for i in range(12)]
+    assert (look.runs, look.refreshed, look.carried) == (3, 9, 0)  # detected on 0, 4 and 8

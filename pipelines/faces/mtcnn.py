@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -298,12 +299,17 @@ class MtcnnDetector(PicklesByOptions):
         final, landmarks, score = final[ok], landmarks[ok], score[ok]
         keep = nms(final, score, self.nms_thresholds[3], mode="min")
         final, landmarks, score = final[keep], landmarks[keep], score[keep]
-        if self.refine_landmarks:
-            # Second O-Net look, centred on the regressed box; averaging both landmark sets
-            # cuts their jitter under translation/scale/rotation by about a quarter.
-            _, again, _ = self._run_onet(image, work, fx, fy, _square(final))
-            landmarks = (landmarks + again) / 2
+        landmarks = self._refined(image, work, fx, fy, final, landmarks)
         return np.hstack([final, score[:, None]]), landmarks.astype(np.float32)
+
+    def _refined(self, image, work, fx, fy, final, landmarks) -> np.ndarray:
+        """With ``refine_landmarks``, a second O-Net look centred on each regressed box, its
+        landmarks averaged with the first: a quarter less jitter under translation, scale and
+        rotation."""
+        if not self.refine_landmarks:
+            return landmarks
+        _, again, _ = self._run_onet(image, work, fx, fy, _square(final))
+        return (landmarks + again) / 2
 
     # ---- public
 
@@ -321,3 +327,23 @@ class MtcnnDetector(PicklesByOptions):
             return []
         boxes, landmarks = self._stage3(image, work, fx, fy, boxes)
         return faces_from(image.shape, boxes, boxes[:, 4], landmarks)
+
+    def refresh(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face] | None:
+        """``faces`` (of an earlier frame) looked at again in ``image`` by O-Net alone, on their
+        last boxes: new boxes, landmarks and scores, best first as ``detect``. None when any of them
+        is no longer a face there (below O-Net's threshold) or two of them became one: the
+        caller then runs ``detect``. O-Net's box regression follows a face that moved or turned
+        by a fraction of its size; at about 1 ms a face it replaces a 1080p detection (15-30
+        ms) where the cadence knows no one new can have come (``pipelines.cadence``)."""
+        image = checked_image(image, 12)
+        if image is None or not faces:
+            return None
+        boxes = _square(np.array([f.box for f in faces], np.float64))
+        final, landmarks, score = self._run_onet(image, image, 1.0, 1.0, boxes)
+        lost = (score <= self.thresholds[2]).any()
+        merged = len(nms(final, score, self.nms_thresholds[3], "min")) < len(final)
+        if lost or merged:
+            return None
+        landmarks = self._refined(image, image, 1.0, 1.0, final, landmarks)
+        found = faces_from(image.shape, final, score, landmarks.astype(np.float32))
+        return found if len(found) == len(faces) else None
