@@ -32,12 +32,13 @@ from apache_beam.utils import shared
 from tqdm import tqdm
 
 from common.paths import is_remote
+from common.prefetch import Prefetcher
 from pipelines import inputs
 from pipelines.cadence import DetectorCadence
 from pipelines.crops import Sighting, align_face, frontalness
 from pipelines.embeddings import FaceEmbedder
 from pipelines.faces import create_detector
-from pipelines.frames import Prefetcher, VideoError, VideoInfo, VideoReader
+from pipelines.frames import VideoError, VideoInfo, VideoReader
 from pipelines.gate import SceneGate
 from pipelines.identity import NO_GROUP, PersonRegistry, VideoIdentity
 from pipelines.pose import head_pose
@@ -205,24 +206,21 @@ class AnalyseVideo(beam.DoFn):
         min_score = self._settings.detector.min_score
         return found if found is not None and all(f.score >= min_score for f in found) else None
 
-    def _faces_of(self, video, reader: VideoReader, record: VideoRecord):
+    def _progress(self, video, reader: VideoReader) -> tqdm:
         expected = int((reader.info.duration_s or 0) * self._settings.decode.fps) or None
         name = video.path.rsplit("/", 1)[-1][:30]
-        bar = tqdm(
-            total=expected,
-            desc=name,
-            unit="frame",
-            disable=not self._run.progress,
-            file=sys.stderr,
-            leave=False,
-        )
+        options = dict(unit="frame", disable=not self._run.progress, file=sys.stderr, leave=False)
+        return tqdm(total=expected, desc=name, **options)
+
+    def _faces_of(self, video, reader: VideoReader, record: VideoRecord):
+        bar = self._progress(video, reader)
         frames = Prefetcher(reader.frames())
         d = self._settings.detector
         look = DetectorCadence(d.cadence, d.cadence_change)
         # Detection runs in a thread of its own, between decoding and this one (alignment,
         # embedding and, where the runner fuses it, inference): on a busy scene all three
         # stages keep both cores busy.
-        refresh = self._refresh if hasattr(self._detector, "refresh") else None
+        refresh = self._refresh if d.refresh and hasattr(self._detector, "refresh") else None
         detected = Prefetcher(look.detected(frames, self._detect, refresh), name="detect")
         align_s = 0.0  # summed over the video: one face's alignment takes well under 1 ms
         identity = (

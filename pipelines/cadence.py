@@ -10,8 +10,9 @@ thumbnail of the last frame the detector ran on:
   visitor stands: someone may have come;
 - where the change is only the visitors' own (a carried face's box changed by FACE_CHANGE_SHARE,
   the rest around them by anything: they moved, turned, gestured), a detector that can
-  ``refresh`` faces (MTCNN: O-Net alone on the last boxes, about 1 ms a face) follows them
-  instead; one that cannot, or a refresh that loses a face, runs the detector;
+  ``refresh`` faces (MTCNN: R-Net and O-Net on the last boxes, about 1 ms a face) follows them
+  instead, where ``detector.refresh`` allows; otherwise, or when a refresh loses a face, the
+  detector runs;
 - an unchanged scene where the last detection found no face skips it;
 - an unchanged scene with faces carries the last faces: the same boxes and landmarks (so tracks
   and dwell stay whole), the crops cut from the current frame;
@@ -38,7 +39,7 @@ FACE_CHANGE_SHARE = 0.1
 # above and below it (head, shoulders, the arms at the screen): change there is theirs, and a
 # refresh follows it. Larger areas refresh more and detect less, but a newcomer inside one is
 # found only at the cadence's next detection. On the benchmark's busy clip these sizes refreshed
-# 85 of 300 frames and missed 1 of 594 faces of the every-frame detection.
+# 85 of 300 frames and missed 1 of the 594 faces that detecting on every frame finds.
 PERSON_SIDE, PERSON_ABOVE, PERSON_BELOW = 1.0, 0.5, 3.0
 
 Faces = list

@@ -92,6 +92,7 @@ class DetectorSettings:
     max_side: int | None  # None: detect on full-size frames
     cadence: int  # in a stable scene with faces, detect on every cadence-th frame; 1: on all
     cadence_change: float  # share of a frame's thumbnail that must change to detect at once
+    refresh: bool  # follow moving visitors' faces without a detection (pipelines.cadence)
 
     def __post_init__(self):
         _require(self.min_face_px >= 1, "detector.min_face_px must be at least 1")
@@ -225,8 +226,8 @@ class OutputSettings:
     detections: bool
 
 
-# What one DirectRunner worker needs (`make bench`, 2-core machine): decoding runs in a prefetch
-# thread beside detection and inference, so a worker keeps about two cores busy, and its peak
+# What one DirectRunner worker needs (`make bench`, 2-core machine): decoding and detection run in
+# threads beside inference, so a worker keeps about two cores busy, and its peak
 # memory was 1.25 GiB. A second worker on two cores was slower (3.24 against 4.58 video-seconds
 # per second) and used 2.5 GB against 1.0.
 CORES_PER_WORKER = 2

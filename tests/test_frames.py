@@ -163,7 +163,7 @@ def test_a_source_slower_than_the_picking_rate_gives_each_frame_its_own_interval
 
 
 def test_prefetcher_yields_every_frame_in_order_and_reraises_errors(tmp_path):
-    from pipelines.frames import Prefetcher
+    from common.prefetch import Prefetcher
 
     path = write_clip(tmp_path / "a.mp4", seconds=2, fps=10)
     with VideoReader(str(path), fps=5, threads=2) as reader:

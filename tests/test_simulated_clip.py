@@ -57,8 +57,8 @@ def test_ten_minute_clip_demographics(tmp_path):
     default, resnet18x3-mt-80px-20261204): 85 of 86 matched and no fragment, where without it
     all 86 matched with 2 fragments: two 4-year-old girls in one lane 8 s apart read as one
     person (docs/experiments/2026-12-04-face-embedding.md). Since the decoder drops non-reference
-    frames and the cadence refreshes moving faces (decode.skip_nonref, pipelines/cadence.py): 85
-    matched and 1 fragment, the last visitor's track broken 1.4 s before the clip ends."""
+    frames (decode.skip_nonref): 85 matched and 1 fragment, the last visitor's track broken 1.4 s
+    before the clip ends."""
     options = RenderOptions(width=960, height=540, fps=25, duration_s=600, seed=21, visitors_max=3)
     truth, result = analyse_generated(tmp_path, "20261125_100000.mp4", options)
     assert len(truth["visitors"]) == 86

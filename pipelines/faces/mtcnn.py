@@ -329,21 +329,20 @@ class MtcnnDetector(PicklesByOptions):
         return faces_from(image.shape, boxes, boxes[:, 4], landmarks)
 
     def refresh(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face] | None:
-        """``faces`` (of an earlier frame) looked at again in ``image`` by O-Net alone, on their
-        last boxes: new boxes, landmarks and scores, best first as ``detect``. None when any of them
-        is no longer a face there (below O-Net's threshold) or two of them became one: the
-        caller then runs ``detect``. O-Net's box regression follows a face that moved or turned
-        by a fraction of its size; at about 1 ms a face it replaces a 1080p detection (15-30
-        ms) where the cadence knows no one new can have come (``pipelines.cadence``)."""
+        """``faces`` (of an earlier frame) looked for again in ``image`` by MTCNN's last two
+        stages alone, R-Net and O-Net on their last boxes as if P-Net had proposed them: new
+        boxes, landmarks and scores, best first as ``detect``. None when any of them is no
+        longer a face there or two of them became one: the caller then runs ``detect``. The
+        box regressions follow a face that moved or turned by a fraction of its size, at about
+        1 ms a face against 15-30 ms for a 1080p detection (``pipelines.cadence`` says when)."""
         image = checked_image(image, 12)
         if image is None or not faces:
             return None
         boxes = _square(np.array([f.box for f in faces], np.float64))
-        final, landmarks, score = self._run_onet(image, image, 1.0, 1.0, boxes)
-        lost = (score <= self.thresholds[2]).any()
-        merged = len(nms(final, score, self.nms_thresholds[3], "min")) < len(final)
-        if lost or merged:
-            return None
-        landmarks = self._refined(image, image, 1.0, 1.0, final, landmarks)
-        found = faces_from(image.shape, final, score, landmarks.astype(np.float32))
-        return found if len(found) == len(faces) else None
+        boxes = self._stage2(image, image, 1.0, 1.0, np.hstack([boxes, np.ones((len(boxes), 1))]))
+        if len(boxes) == len(faces):
+            boxes, landmarks = self._stage3(image, image, 1.0, 1.0, boxes)
+            found = faces_from(image.shape, boxes, boxes[:, 4], landmarks)
+            if len(found) == len(faces):
+                return found
+        return None
