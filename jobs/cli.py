@@ -21,14 +21,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.runner import (
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    EXIT_USAGE,
-    Terminated,
-    install_log_filter,
-    raise_terminated,
-)
+from pipelines.runner import EXIT_USAGE, install_log_filter
+from pipelines.stops import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, raise_terminated
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1

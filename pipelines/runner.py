@@ -20,7 +20,7 @@ it can be dropped when Beam changes.
    interrupt unwinds, the runner's threads talking to the stopping workers each log a
    traceback. The job silences logging and thread tracebacks the moment Ctrl-C arrives and
    turns the wrapped error back into a KeyboardInterrupt, which ``jobs.cli`` prints as
-   ``interrupted`` (exit 130).
+   ``interrupted`` (exit 130); the handling lives in ``pipelines.stops``.
 4. **Beam's notes are filtered** (``install_log_filter``). Beam logs at import time and in every
    worker about optional cloud libraries it does not need here, memory statistics RunInference
    cannot read on this platform, and the "multi_processing" mode that bend 2 replaces on
@@ -45,18 +45,21 @@ it can be dropped when Beam changes.
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib.util
 import io
 import logging
 import os
 import shlex
-import signal
 import sys
 import threading
-import time
 import traceback
-from pathlib import Path
+
+from pipelines.stops import (
+    EXIT_INTERRUPTED,
+    interrupted_in,
+    leave_quietly_on_stops,
+    quiet_on_interrupt,
+)
 
 LOCAL_RUNNER = "DirectRunner"
 DASK_RUNNER = "DaskRunner"
@@ -74,23 +77,9 @@ JOB_SERVER_JARS = {
     "PortableRunner": None,
 }
 EXIT_USAGE = 2  # the job's exit codes (jobs.cli takes them from here)
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
-EXIT_TERMINATED = 143  # 128 + SIGTERM
-
-
-class Terminated(KeyboardInterrupt):  # noqa: N818 (a signal, like KeyboardInterrupt)
-    """SIGTERM: ``systemctl stop``, a scheduler's timeout, ``kill PID``. A stop, not a crash: it
-    unwinds as Ctrl-C does (Beam treats it as one), and the job says "terminated" (exit 143)."""
-
-
-def raise_terminated(signum, frame):
-    raise Terminated
 
 
 _verbose = False  # install_log_filter's last setting
-# After Ctrl-C a worker leaves at the latest this long after it: by then the job has seen the
-# interrupt and stopped listening, so the worker's going shows no tracebacks.
-WORKER_LEAVE_AFTER_S = 0.5
 
 
 class RunnerError(ValueError):
@@ -244,112 +233,15 @@ def run_pipeline(pipeline):
     """Bend 3: run ``pipeline`` to the end and return its result; Ctrl-C raises
     KeyboardInterrupt and SIGTERM ``Terminated``, however Beam wrapped them."""
     try:
-        with _quiet_on_interrupt():
+        with quiet_on_interrupt():
             result = pipeline.run()
             result.wait_until_finish()
     except Exception as e:
-        stop = _interrupted(e)
+        stop = interrupted_in(e)
         if stop is not None:
             raise type(stop) from None
         raise
     return result
-
-
-# The stops the job handles (not where they are ignored, as Ctrl-C under nohup), and what each
-# raises.
-_STOPS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
-
-
-@contextlib.contextmanager
-def _quiet_on_interrupt():
-    """Ctrl-C or SIGTERM silences logging and thread tracebacks before anything else happens:
-    Beam's clean-up as the stop unwinds stops the worker processes, and the runner's threads
-    talking to them would each log a traceback (only in the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.getsignal(s) for s in _STOPS}
-    excepthook, disabled = threading.excepthook, logging.root.manager.disable
-    stopped = threading.Event()
-
-    def silence_then_stop(signum, frame):
-        stopped.set()
-        threading.excepthook = lambda _: None
-        logging.disable(logging.CRITICAL)
-        _forward_to_children(signum)
-        raise _STOPS[signum]
-
-    for s, handler in previous.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(s, silence_then_stop)
-    try:
-        yield
-    finally:
-        if stopped.is_set():
-            _wait_for_worker_watchers()
-        # A caller that goes on (jobs.nightly reporting, a test) gets its logging back.
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        threading.excepthook = excepthook
-        logging.disable(disabled)
-
-
-def _wait_for_worker_watchers() -> None:
-    """After a stop, wait for Beam's threads watching the worker processes: a stop can unwind
-    past their join, and a worker it ended makes its thread raise, printed after the job's last
-    line unless that happens while tracebacks are silenced."""
-    deadline = time.monotonic() + WORKER_LEAVE_AFTER_S + 5.0
-    for thread in threading.enumerate():
-        if thread.name == "run_worker" and thread is not threading.current_thread():
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-
-
-def _forward_to_children(signum: int) -> None:
-    """Pass a stop on to the worker processes: sent to the job alone (``kill PID``), it would
-    otherwise reach them only as a closed connection, which each reports with a traceback."""
-    for children in glob.glob(f"/proc/{os.getpid()}/task/*/children"):  # Linux
-        try:
-            pids = [int(p) for p in Path(children).read_text().split()]
-        except (OSError, ValueError):
-            continue
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signum)
-
-
-def _interrupted(error: BaseException) -> KeyboardInterrupt | None:
-    """The Ctrl-C or SIGTERM anywhere in a pipeline failure's exception chain, or None."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def _leave_quietly(interrupted: threading.Event):
-    def handler(signum, frame) -> None:
-        interrupted.set()
-        logging.disable(logging.CRITICAL)  # the job prints "interrupted"; the rest is noise
-        # Beam's harness prints the failure of a bundle the stop cut short straight to stderr.
-        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the process leaves within 0.5 s
-        for s in _STOPS:
-            signal.signal(s, signal.SIG_IGN)
-        code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
-        timer = threading.Timer(WORKER_LEAVE_AFTER_S, os._exit, [code])
-        timer.daemon = True
-        timer.start()
-
-    return handler
-
-
-def leave_quietly_on_stops(interrupted: threading.Event) -> None:
-    """In a worker process: Ctrl-C and SIGTERM (which reach the workers with the job when sent
-    to its process group) make it leave quietly, unless they are ignored."""
-    for s in _STOPS:
-        if signal.getsignal(s) is not signal.SIG_IGN:
-            signal.signal(s, _leave_quietly(interrupted))
 
 
 def _dask_worker_setup(verbose: bool) -> None:

@@ -79,3 +79,23 @@ def test_sigterm_stops_the_job_with_one_line_and_the_next_run_does_the_rest(
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*") if p.parent.name != "out")
     assert analyze.main(_args(tiny_model, inp, out, "1")) == 0
     assert [r[1] for r in _videos(out)] == ["ok"] * N_VIDEOS
+
+
+def test_a_stop_that_lands_in_a_finalizer_is_raised_again():
+    """Python ignores an exception raised inside ``__del__``; a SIGTERM whose handler runs there
+    (a pyarrow writer's finalizer, once in CI) must still stop the run, not let it go on."""
+    from pipelines.stops import Terminated, quiet_on_interrupt
+
+    class Finalised:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs here, inside the finalizer
+                pass
+
+    started = time.monotonic()
+    with pytest.raises(Terminated), quiet_on_interrupt():
+        Finalised()  # collected at once
+        while time.monotonic() < started + 5:  # the run going on
+            pass
+    assert time.monotonic() - started < 1
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
