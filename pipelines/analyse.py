@@ -193,18 +193,20 @@ class AnalyseVideo(beam.DoFn):
             source = FileSystems.open(video.path, compression_type=CompressionTypes.UNCOMPRESSED)
         return VideoReader(source, decode.fps, decode.threads, gate, decode.skip_nonref)
 
+    def _confident(self, faces: list) -> list:
+        """The faces scoring at least ``detector.min_score``."""
+        return [f for f in faces if f.score >= self._settings.detector.min_score]
+
     def _gate_faces(self, image: np.ndarray) -> list:
-        min_score = self._settings.detector.min_score
-        return [f for f in self._gate_detector.detect(image) if f.score >= min_score]
+        return self._confident(self._gate_detector.detect(image))
 
     def _detect(self, image: np.ndarray) -> list:
-        min_score = self._settings.detector.min_score
-        return [f for f in self._detector.detect(image) if f.score >= min_score]
+        return self._confident(self._detector.detect(image))
 
     def _refresh(self, image: np.ndarray, faces: list) -> list | None:
+        """The faces followed into ``image``; None (detect instead) if any fell below the score."""
         found = self._detector.refresh(image, faces)
-        min_score = self._settings.detector.min_score
-        return found if found is not None and all(f.score >= min_score for f in found) else None
+        return found if found is not None and self._confident(found) == found else None
 
     def _progress(self, video, reader: VideoReader) -> tqdm:
         expected = int((reader.info.duration_s or 0) * self._settings.decode.fps) or None
