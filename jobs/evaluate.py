@@ -2,8 +2,8 @@
 UTKFace, the mask-status or emotion head on a mask or emotion set.
 
 ``python -m jobs.evaluate --model model.onnx --data DIR_OR_TAR [--manifest CSV] [--realign]
-[--split val|all] [--split-seed N] [--eyeglasses SEED] [--against OTHER.onnx] [--json out.json]
-[--plots DIR]``
+[--split val|all] [--split-seed N] [--eyeglasses SEED] [--face-masks SEED] [--against OTHER.onnx]
+[--json out.json] [--plots DIR]``
 
 Faces are prepared exactly as in training (``model.preprocess``: centred crop of the chip by the
 model's ``chip_crop`` metadata, area resize to the input size, mean/std normalisation). ``--split
@@ -112,7 +112,7 @@ def predict(sess, spec, args, records: list) -> dict:
     records = [records[i] for i in keep]
     if not records:
         raise UserError("no readable faces")
-    images = with_eyeglasses(images[keep], spec, args.eyeglasses)
+    images = with_drawn(images[keep], spec, args)
     return {
         "spec": spec,
         "records": records,
@@ -123,18 +123,23 @@ def predict(sess, spec, args, records: list) -> dict:
     }
 
 
-def with_eyeglasses(images: np.ndarray, spec, seed: int | None) -> np.ndarray:
-    """``images`` with synthetic glasses drawn on (seeded), or as they are when ``seed`` is
-    None."""
-    if seed is None:
+def with_drawn(images: np.ndarray, spec, args) -> np.ndarray:
+    """``images`` with synthetic glasses (``--eyeglasses SEED``) and masks (``--face-masks
+    SEED``) drawn on where asked, placed by the model's crop template."""
+    if args.eyeglasses is None and args.face_masks is None:
         return images
-    try:  # model.eyeglasses needs torch, which the rest of this job runs without
-        from model.eyeglasses import draw_on_images, eyes_in_template
+    try:  # the drawing needs torch, which the rest of this job runs without
+        from model import eyeglasses, face_masks
     except ImportError:
-        raise UserError("--eyeglasses needs torch: pip install -e .[train]") from None
+        raise UserError("drawing glasses or masks needs torch: pip install -e .[train]") from None
 
-    eyes = eyes_in_template(spec.crop_template, spec.input_size)
-    return draw_on_images(images, seed, eyes)
+    if args.eyeglasses is not None:
+        eyes = eyeglasses.eyes_in_template(spec.crop_template, spec.input_size)
+        images = eyeglasses.draw_on_images(images, args.eyeglasses, eyes)
+    if args.face_masks is not None:
+        face = face_masks.face_in_template(spec.crop_template, spec.input_size)
+        images = face_masks.draw_on_images(images, args.face_masks, face)
+    return images
 
 
 def evaluate(args) -> dict:
@@ -155,6 +160,7 @@ def evaluate(args) -> dict:
     metrics["model"] = str(args.model)
     metrics["model_version"] = run["spec"].model_version
     metrics["eyeglasses_seed"] = args.eyeglasses
+    metrics["face_masks_seed"] = args.face_masks
     if run["realign"] is not None:
         metrics["realign"] = dict(run["realign"])
     if other is not None:
@@ -195,6 +201,7 @@ def evaluate_head(args, kind: str, records: list, model, other) -> dict:
         "model": str(args.model),
         "model_version": model[1].model_version,
         "eyeglasses_seed": args.eyeglasses,
+        "face_masks_seed": args.face_masks,
     }
     if other is not None:
         paired = evaluation.paired_heads(
@@ -229,7 +236,7 @@ def predict_head(sess, spec, head: str, records: list, detector, relative, args)
     if not keep.size:
         raise UserError("no readable faces")
     records = [records[i] for i in keep]
-    pred = run_model(sess, spec, with_eyeglasses(images[keep], spec, args.eyeglasses))
+    pred = run_model(sess, spec, with_drawn(images[keep], spec, args))
     return {
         "records": records,
         "labels": datasets.labels_array(records),
@@ -321,6 +328,13 @@ def get_args_parser() -> ArgumentParser:
         metavar="SEED",
         help="robustness test: draw synthetic glasses (model/eyeglasses.py, seeded) on every "
         "face; needs torch (the train extra)",
+    )
+    ap.add_argument(
+        "--face-masks",
+        type=int,
+        metavar="SEED",
+        help="robustness test: draw a synthetic mask worn over the nose (model/face_masks.py, "
+        "seeded) on every face; needs torch (the train extra)",
     )
     ap.add_argument(
         "--against",

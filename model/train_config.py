@@ -166,9 +166,11 @@ class AugmentConfig:
     gamma: float
     noise: float
     eyeglasses: float
+    face_masks: float
 
     def __post_init__(self):
-        for name in ("hflip", "grayscale", "erase_prob", "downscale_prob", "eyeglasses"):
+        names = ("hflip", "grayscale", "erase_prob", "downscale_prob", "eyeglasses", "face_masks")
+        for name in names:
             _probability(getattr(self, name), name)
         lo, hi = self.erase_area
         require(0 < lo <= hi <= 1, "augment.erase_area: [low, high] shares in (0, 1]")
@@ -196,6 +198,10 @@ class TrainConfig:
             set(self.loss.weights) == set(self.model.heads),
             f"loss.weights must give each head of model.heads a weight "
             f"(heads: {', '.join(self.model.heads)}; weights: {', '.join(self.loss.weights)})",
+        )
+        require(
+            not self.augment.face_masks or self.data.crop == 1.0,
+            "augment.face_masks draws on whole UTKFace chips: it needs data.crop 1.0",
         )
 
     def replace(self, section: str, **values: Any) -> TrainConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -23,7 +24,9 @@ import numpy as np
 import torch
 import yaml
 
+from model import face_masks
 from model.augment import augment, random_erase
+from model.face_sets import KINDS
 from model.losses import MultiTaskLoss, expected_age
 from model.metrics import age_metrics, class_metrics, gender_metrics
 from model.network import MultiTaskNet, build_model
@@ -161,16 +164,16 @@ def train_one_epoch(
     t0, sums, lr = time.time(), {}, 0.0
     for b, idx in enumerate(batches):
         lr = optimizer.param_groups[0]["lr"]
+        targets = {k: v[idx].to(device) for k, v in faces.targets.items()}
         x = to_input(
             faces.images[idx].to(device, non_blocking=True),
             mean,
             std,
-            lambda x: augment(x, cfg.augment, gen, cfg.data.crop),
+            functools.partial(_augmented, targets=targets, kind=faces.kind[idx], cfg=cfg, gen=gen),
         )
         x = random_erase(x, cfg.augment, gen)
         if cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        targets = {k: v[idx].to(device) for k, v in faces.targets.items()}
         with torch.autocast(device.type, enabled=scaler.is_enabled()):
             outputs = model(x)
         loss, parts = criterion(outputs, targets)
@@ -187,6 +190,16 @@ def train_one_epoch(
     row.update({k: v / max(1, len(batches)) for k, v in sums.items()})
     row["epoch_s"] = round(time.time() - t0, 1)
     return row
+
+
+def _augmented(x: torch.Tensor, targets: dict, kind: np.ndarray, cfg: TrainConfig, gen):
+    """The training augmentation of a batch, synthetic masks first (``augment.face_masks``) so
+    they turn and degrade with the face; the drawn faces' mask targets are set to match."""
+    share = cfg.augment.face_masks
+    if share and "mask" in targets:
+        utkface = torch.from_numpy(kind == KINDS.index("utkface"))
+        x, targets["mask"] = face_masks.draw_some(x, targets["mask"], utkface, share, gen)
+    return augment(x, cfg.augment, gen, cfg.data.crop)
 
 
 def _step(opt, scaler, loss: torch.Tensor, model: torch.nn.Module, grad_clip: float) -> None:

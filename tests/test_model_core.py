@@ -32,7 +32,7 @@ from model.network import (  # noqa: E402
 NO_AUGMENT = AugmentConfig(
     hflip=0, rotate_deg=0, scale=0, translate=0, brightness=0, contrast=0, saturation=0,
     grayscale=0, erase_prob=0, erase_area=(0.02, 0.2), downscale_prob=0, downscale_px=(20, 64),
-    white_balance=0, gamma=0, noise=0, eyeglasses=0,
+    white_balance=0, gamma=0, noise=0, eyeglasses=0, face_masks=0,
 )  # fmt: skip
 
 

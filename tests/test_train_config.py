@@ -90,9 +90,23 @@ def test_a_wrong_type_or_range_is_an_error_naming_the_setting(tmp_path, data, me
 
 def test_an_unknown_variant_names_the_known_ones():
     with pytest.raises(
-        ConfigError, match=r"no variant 'dlib' in the config \(it has: glasses, multitask\)"
+        ConfigError, match=r"no variant 'dlib' in the config \(it has: glasses, mul"
     ):
         load_config(variant="dlib")
+
+
+def test_a_variant_can_build_on_another_through_yaml_anchors():
+    """multitask_more repeats the multitask recipe by a YAML merge key, changing the schedule."""
+    base, more = load_config(variant="multitask"), load_config(variant="multitask_more")
+    assert more.model == base.model and more.sampling == base.sampling
+    assert more.augment == base.augment and more.loss == base.loss
+    assert (more.train.epochs, more.train.lr, more.train.warmup_epochs) == (12, 0.0003, 0)
+
+
+def test_synthetic_masks_need_the_whole_chip(tmp_path):
+    path = _file(tmp_path, {"augment": {"face_masks": 0.4}, "data": {"crop": 0.8}})
+    with pytest.raises(ConfigError, match="face_masks .* needs data.crop 1.0"):
+        load_config(path)
 
 
 def test_a_checkpoint_model_section_reads_back_retired_options_only_at_their_only_value():

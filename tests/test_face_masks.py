@@ -1,0 +1,76 @@
+"""Synthetic masks for the mask head: where they sit, which labels they bring, which faces."""
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs the train extra (make install-train)")
+
+# Imported after the skip: these modules import torch.
+from model.face_masks import CHIP_FACE, INCORRECT, NONE, WORN, draw_mask, draw_some  # noqa: E402
+
+SIZE = 80
+
+
+def _covered(alpha: torch.Tensor, y_frac: float) -> float:
+    """The mask's coverage at the face's centre line, ``y_frac`` down the chip."""
+    left, right, _ = CHIP_FACE["eyes"]
+    return float(alpha[0, int(y_frac * SIZE), int((left + right) / 2 * SIZE)])
+
+
+def test_a_worn_mask_covers_nose_and_mouth_and_an_incorrect_one_leaves_the_nose_bare():
+    gen = torch.Generator().manual_seed(0)
+    eye_y, nose, mouth = CHIP_FACE["eyes"][2], CHIP_FACE["nose_y"], CHIP_FACE["mouth_y"]
+    for _ in range(20):
+        alpha, fill = draw_mask(SIZE, SIZE, incorrect=False, gen=gen)
+        assert alpha.shape == (1, SIZE, SIZE) and fill.shape == (3, SIZE, SIZE)
+        assert float(alpha.min()) >= 0 and float(alpha.max()) <= 1 and float(fill.min()) >= 0
+        assert _covered(alpha, nose) == 1 and _covered(alpha, mouth) == 1
+        assert _covered(alpha, eye_y) == 0  # the eyes stay visible
+        alpha, _ = draw_mask(SIZE, SIZE, incorrect=True, gen=gen)
+        assert _covered(alpha, nose) == 0 and _covered(alpha, eye_y) == 0
+        assert float(alpha[0, int(mouth * SIZE) :].sum()) > 50  # on the lips or the chin
+
+
+def test_only_eligible_unlabelled_faces_are_drawn_and_their_labels_match():
+    n = 400
+    x = torch.full((n, 3, SIZE, SIZE), 0.5)
+    labels = torch.full((n,), -1)
+    labels[:10] = WORN  # a real mask crop keeps its own label and pixels
+    eligible = torch.ones(n, dtype=torch.bool)
+    eligible[10:50] = False  # an expression face is never drawn on
+    out, new = draw_some(x, labels, eligible, 0.5, torch.Generator().manual_seed(1))
+    changed = (out - x).abs().amax(dim=(1, 2, 3)) > 0.02
+    assert torch.equal(new[:10], labels[:10]) and not changed[:50].any()
+    assert (new[10:50] == -1).all()
+    chosen = new[50:] >= 0
+    assert 0.4 < float(chosen.float().mean()) < 0.6  # about the share asked for
+    drawn = (new[50:] == WORN) | (new[50:] == INCORRECT)
+    assert torch.equal(changed[50:], drawn)  # a face labelled bare is left as it was
+    counts = [int((new[50:] == k).sum()) for k in (WORN, INCORRECT, NONE)]
+    assert counts[0] > counts[1] > 0 and counts[2] > 0
+    again, _ = draw_some(x, labels, eligible, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(again, out)  # reproducible from the seed
+
+
+def test_evaluation_masks_sit_on_the_model_template_and_cover_every_face():
+    """The template of the shipped file puts nose and mouth where training draws them."""
+    np = pytest.importorskip("numpy")
+    from conftest import SHIPPED_MODEL
+
+    from model.face_masks import draw_on_images, face_in_template
+    from pipelines.predictions import load_model_spec
+
+    if not SHIPPED_MODEL.exists():
+        pytest.skip("shipped model not built yet")
+    spec = load_model_spec(str(SHIPPED_MODEL))
+    face = face_in_template(spec.crop_template, spec.input_size)
+    assert face["eyes"] == pytest.approx(CHIP_FACE["eyes"], abs=0.01)
+    assert face["nose_y"] == pytest.approx(CHIP_FACE["nose_y"], abs=0.01)
+    assert face["mouth_y"] == pytest.approx(CHIP_FACE["mouth_y"], abs=0.01)
+    grey = np.full((4, SIZE, SIZE, 3), 128, np.uint8)
+    drawn = draw_on_images(grey, 0, face)
+    nose_row = drawn[:, int(face["nose_y"] * SIZE)]
+    assert (np.abs(nose_row.astype(int) - 128).max(axis=(1, 2)) > 10).all()  # every face masked
+    assert np.array_equal(drawn, draw_on_images(grey, 0, face))
+    assert np.array_equal(
+        drawn[:, : int(face["eyes"][2] * SIZE)], grey[:, : int(face["eyes"][2] * SIZE)]
+    )
