@@ -194,11 +194,15 @@ def train_one_epoch(
 
 def _augmented(x: torch.Tensor, targets: dict, kind: np.ndarray, cfg: TrainConfig, gen):
     """The training augmentation of a batch, synthetic masks first (``augment.face_masks``) so
-    they turn and degrade with the face; the drawn faces' mask targets are set to match."""
+    they turn and degrade with the face; the drawn faces' mask targets (if the network has a
+    mask head) are set to match."""
     share = cfg.augment.face_masks
-    if share and "mask" in targets:
+    if share:  # a network without a mask head still learns to read age and gender over masks
         utkface = torch.from_numpy(kind == KINDS.index("utkface"))
-        x, targets["mask"] = face_masks.draw_some(x, targets["mask"], utkface, share, gen)
+        labels = targets.get("mask", torch.full((len(kind),), -1, device=x.device))
+        x, labels = face_masks.draw_some(x, labels, utkface, share, gen)
+        if "mask" in targets:
+            targets["mask"] = labels
     return augment(x, cfg.augment, gen, cfg.data.crop)
 
 

@@ -74,3 +74,32 @@ def test_evaluation_masks_sit_on_the_model_template_and_cover_every_face():
     assert np.array_equal(
         drawn[:, : int(face["eyes"][2] * SIZE)], grey[:, : int(face["eyes"][2] * SIZE)]
     )
+
+
+def test_training_draws_masks_on_utkface_faces_with_or_without_a_mask_head():
+    import dataclasses
+
+    import numpy as np
+
+    from model.face_sets import KINDS
+    from model.train_config import load_config
+    from model.training import _augmented
+
+    base = load_config()
+    off = {k: 0 for k in ("hflip", "rotate_deg", "scale", "translate", "brightness", "contrast")}
+    off.update(saturation=0, grayscale=0, downscale_prob=0, white_balance=0, gamma=0, noise=0)
+    augment = dataclasses.replace(base.augment, **off, eyeglasses=0, face_masks=1.0)
+    cfg = dataclasses.replace(base, augment=augment)
+    kind = np.array([KINDS.index("utkface")] * 30 + [KINDS.index("emotion")] * 10)
+    x = torch.full((40, 3, SIZE, SIZE), 0.5)
+    gen = torch.Generator().manual_seed(0)
+    age_only = {"age": torch.full((40,), 30)}
+    out = _augmented(x, age_only, kind, cfg, gen)
+    changed = (out - x).abs().amax(dim=(1, 2, 3)) > 0.02
+    assert set(age_only) == {"age"} and 15 < int(changed[:30].sum()) < 30
+    assert not changed[30:].any()  # expression faces keep their expression
+    with_head = {"age": torch.full((40,), 30), "mask": torch.full((40,), -1)}
+    out = _augmented(x, with_head, kind, cfg, torch.Generator().manual_seed(0))
+    drawn = (out - x).abs().amax(dim=(1, 2, 3)) > 0.02
+    assert torch.equal(drawn, changed)  # the same draws from the same seed
+    assert (with_head["mask"][:30] >= 0).all() and (with_head["mask"][30:] == -1).all()

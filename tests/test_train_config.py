@@ -90,7 +90,7 @@ def test_a_wrong_type_or_range_is_an_error_naming_the_setting(tmp_path, data, me
 
 def test_an_unknown_variant_names_the_known_ones():
     with pytest.raises(
-        ConfigError, match=r"no variant 'dlib' in the config \(it has: glasses, mul"
+        ConfigError, match=r"no variant 'dlib' in the config \(it has: glasses, masks, multitask"
     ):
         load_config(variant="dlib")
 
