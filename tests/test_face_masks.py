@@ -103,3 +103,42 @@ def test_training_draws_masks_on_utkface_faces_with_or_without_a_mask_head():
     drawn = (out - x).abs().amax(dim=(1, 2, 3)) > 0.02
     assert torch.equal(drawn, changed)  # the same draws from the same seed
     assert (with_head["mask"][:30] >= 0).all() and (with_head["mask"][30:] == -1).all()
+
+
+def test_evaluate_draws_masks_on_request_and_says_when_it_cannot(tmp_path):
+    """``jobs.evaluate --face-masks SEED``: the same faces, masked, read differently by a model
+    that reads the mean colour; without torch, a one-line error."""
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+    import numpy as np
+    from test_model_export import ROOT, _KnownNet, _spec
+
+    from model.onnx_export import export_onnx
+
+    onnx_path = tmp_path / "known.onnx"
+    heads = {"age": [str(i) for i in range(101)], "gender": ["male", "female"]}
+    export_onnx(_KnownNet(), _spec(32, heads, {"chip_crop": "1.0"}), onnx_path)  # a 32 px TEMPLATE
+    (tmp_path / "img").mkdir()
+    lines = ["path,age,gender"]
+    for i, age in enumerate((20, 40, 60)):
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), np.full((48, 48, 3), age, np.uint8))
+        lines.append(f"img/{i}.png,{age},0")
+    (tmp_path / "faces.csv").write_text("\n".join(lines) + "\n")
+    args = ["--model", str(onnx_path), "--data", str(tmp_path), "--manifest"]
+    args += [str(tmp_path / "faces.csv"), "--json", str(tmp_path / "m.json")]
+    cmd = [sys.executable, "-m", "jobs.evaluate", *args]
+    plain = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["mae"] == pytest.approx(0, abs=0.5)
+    masked = subprocess.run([*cmd, "--face-masks", "0"], cwd=ROOT, capture_output=True, text=True)
+    assert masked.returncode == 0, masked.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["face_masks_seed"] == 0 and m["mae"] > 2  # the masks moved the mean colour
+    no_torch = [sys.executable, "-c", "import sys; sys.modules['torch'] = None; "
+                "from jobs.evaluate import main; sys.exit(main())"]  # fmt: skip
+    res = subprocess.run([*no_torch, *args, "--face-masks", "0"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "needs torch" in res.stderr
