@@ -89,12 +89,12 @@ def matched_people(truth: dict, found: dict) -> list[tuple[str, dict, dict | Non
 
 def test_real_clips_demographics(analysed):
     """Each annotated person is matched by a visitor of the right gender and an age in the
-    annotated range. Measured with the shipped model (resnet18x3-ft1-g2-80px-20261126): 7 of 7.
-    The hard one is the woman on the right of face-demographics-walking-and-pause.gif (short
-    pulled-back hair, glasses, washed out against a white wall): read as a woman of 49.6
-    (P(female) 0.58), at the edge of her annotated 28-50. Every file shipped before read her as
-    an older man (docs/experiments/2026-11-26-choosing-among-trained-networks.md), so a model
-    change that loses her fails here on purpose."""
+    annotated range: 7 of 7 since resnet18x3-ft1-g2-80px-20261126. The hard one is the woman on
+    the right of face-demographics-walking-and-pause.gif (short pulled-back hair, glasses, washed
+    out against a white wall): read as a woman of 46.3 by resnet18x3-mtm-80px-20261205 (47.9
+    with detector.refresh), near the top of her annotated 28-50. Files shipped before 2026-11-26
+    read her as an older man (docs/experiments/2026-11-26-choosing-among-trained-networks.md),
+    so a model change that loses her fails here on purpose."""
     truth = json.loads((SHARED_DATA / "videos" / "truth.json").read_text())
     people = matched_people(truth, visitors_by_clip(analysed))
     missed = [(clip, person) for clip, person, match in people if match is None]

@@ -1,6 +1,7 @@
 """The typed training config (defaults, overlays, type and range errors) and the learning-rate
 schedule that the config gives."""
 
+import dataclasses
 import math
 
 import pytest
@@ -90,17 +91,20 @@ def test_a_wrong_type_or_range_is_an_error_naming_the_setting(tmp_path, data, me
 
 def test_an_unknown_variant_names_the_known_ones():
     with pytest.raises(
-        ConfigError, match=r"no variant 'dlib' in the config \(it has: glasses, masks, multitask"
+        ConfigError,
+        match=r"no variant 'dlib' in the config \(it has: glasses, multitask, multitask_masks\)",
     ):
         load_config(variant="dlib")
 
 
 def test_a_variant_can_build_on_another_through_yaml_anchors():
-    """multitask_more repeats the multitask recipe by a YAML merge key, changing the schedule."""
-    base, more = load_config(variant="multitask"), load_config(variant="multitask_more")
-    assert more.model == base.model and more.sampling == base.sampling
-    assert more.augment == base.augment and more.loss == base.loss
-    assert (more.train.epochs, more.train.lr, more.train.warmup_epochs) == (12, 0.0003, 0)
+    """multitask_masks repeats the multitask recipe by YAML merge keys, changing the schedule
+    and adding one augmentation."""
+    base, masks = load_config(variant="multitask"), load_config(variant="multitask_masks")
+    assert masks.model == base.model and masks.sampling == base.sampling
+    assert masks.loss == base.loss and base.augment.face_masks == 0
+    assert masks.augment == dataclasses.replace(base.augment, face_masks=0.4)
+    assert (masks.train.epochs, masks.train.lr, masks.train.warmup_epochs) == (12, 0.0003, 0)
 
 
 def test_synthetic_masks_need_the_whole_chip(tmp_path):
