@@ -56,9 +56,9 @@ import traceback
 
 from pipelines.stops import (
     EXIT_INTERRUPTED,
-    interrupted_in,
     leave_quietly_on_stops,
     quiet_on_interrupt,
+    stop_error,
 )
 
 LOCAL_RUNNER = "DirectRunner"
@@ -233,11 +233,11 @@ def run_pipeline(pipeline):
     """Bend 3: run ``pipeline`` to the end and return its result; Ctrl-C raises
     KeyboardInterrupt and SIGTERM ``Terminated``, however Beam wrapped them."""
     try:
-        with quiet_on_interrupt():
+        with quiet_on_interrupt() as received:
             result = pipeline.run()
             result.wait_until_finish()
     except Exception as e:
-        stop = interrupted_in(e)
+        stop = stop_error(e, received)
         if stop is not None:
             raise type(stop) from None
         raise

@@ -54,9 +54,13 @@ def quiet_on_interrupt():
     Python ignores an exception raised inside a finalizer (``__del__``: a signal handler runs
     wherever the main thread is, a pyarrow writer's finalizer included), so a stop raised there
     would be lost and the run would go on: such a stop is raised again right after, by
-    ``_thread.interrupt_main`` from a timer (again if that lands in a finalizer too)."""
+    ``_thread.interrupt_main`` from a timer (again if that lands in a finalizer too).
+
+    Yields the list of the stop signals received: a library can turn the stop raised inside it
+    into its own error (DuckDB: "Query interrupted"), which the caller still treats as the stop."""
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
     previous = {s: signal.getsignal(s) for s in STOPS}
     excepthook, disabled = threading.excepthook, logging.root.manager.disable
@@ -66,6 +70,7 @@ def quiet_on_interrupt():
     def silence_then_stop(signum, frame):
         if leaving.is_set():  # raised again just as the run ended: the stop is under way
             return
+        received.append(signum)
         if not stopped.is_set():
             stopped.set()
             threading.excepthook = lambda _: None
@@ -87,7 +92,7 @@ def quiet_on_interrupt():
             signal.signal(s, silence_then_stop)
     sys.unraisablehook = raise_swallowed_stop
     try:
-        yield
+        yield received
     finally:
         leaving.set()
         if stopped.is_set():
@@ -98,6 +103,16 @@ def quiet_on_interrupt():
         sys.unraisablehook = unraisable
         threading.excepthook = excepthook
         logging.disable(disabled)
+
+
+def stop_error(error: BaseException, received: list[int]) -> KeyboardInterrupt | None:
+    """The stop a pipeline failure stands for: a Ctrl-C or SIGTERM in its exception chain, else
+    the first stop received while it ran (a library turned it into an error of its own); None
+    when no stop came."""
+    stop = interrupted_in(error)
+    if stop is None and received:
+        return STOPS[received[0]]()
+    return stop
 
 
 def _signal_of(error: BaseException | None) -> int | None:

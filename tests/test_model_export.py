@@ -374,7 +374,7 @@ def test_train_cli_names_a_removed_option_and_an_unknown_variant(tmp_path, capsy
     err = _train_cli_refusal(tmp_path, capsys, lambda c: c["model"].update(pretrained=True))
     assert "unknown setting 'model.pretrained'" in err
     err = _train_cli_refusal(tmp_path, capsys, lambda c: None, "--variant", "dlib")
-    assert "no variant 'dlib' in the config (it has: glasses, multitask)" in err
+    assert "no variant 'dlib' in the config (it has: glasses, multitask, multitask_masks)" in err
 
     def typo(cfg):
         cfg["finetune"]["augment"] = {"eyeglass": 0.3}

@@ -99,3 +99,25 @@ def test_a_stop_that_lands_in_a_finalizer_is_raised_again():
             pass
     assert time.monotonic() - started < 1
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_stop_a_library_turns_into_its_own_error_is_still_the_stop():
+    """DuckDB checks for signals while a query runs and raises ``RuntimeError: Query interrupted``
+    in place of the SIGTERM (once in the job test above, as a traceback): the run still ends as
+    a stop."""
+    import threading
+
+    import duckdb
+
+    from pipelines.stops import Terminated, quiet_on_interrupt, stop_error
+
+    with (
+        pytest.raises(RuntimeError, match="interrupted") as caught,
+        quiet_on_interrupt() as received,
+    ):
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        duckdb.sql("SELECT sum(i * i) FROM range(20000000000) t(i)").fetchall()
+    assert received == [signal.SIGTERM]
+    assert isinstance(stop_error(caught.value, received), Terminated)
+    assert stop_error(RuntimeError("a real failure"), []) is None
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
