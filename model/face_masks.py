@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from model.eyeglasses import eyes_in_template
 from schemas.model_file import CLASS_NAMES
 
 # Where aligned UTKFace chips put eyes (left x, right x, y), nose tip y and mouth y, as fractions
@@ -27,6 +28,7 @@ WORN, INCORRECT, NONE = (
 )
 # Of the faces chosen: masks worn, worn incorrectly, left bare (labelled without a mask).
 SHARES = (0.45, 0.30, 0.25)
+DRAWN_WORN, DRAWN_INCORRECT, BARE = range(3)  # indices into SHARES
 SUPERSAMPLE = 4
 
 
@@ -48,9 +50,10 @@ def draw_some(
     label_of = torch.tensor([WORN, INCORRECT, NONE])
     labels = labels.clone()
     labels[idx.to(labels.device)] = label_of[kind[idx]].to(labels.device)
-    drawn = idx[kind[idx] != 2]
+    drawn = idx[kind[idx] != BARE]
     if len(drawn):
-        masks = [draw_mask(x.shape[2], x.shape[3], bool(kind[i] == 1), gen) for i in drawn]
+        shape = x.shape[2:]
+        masks = [draw_mask(*shape, bool(kind[i] == DRAWN_INCORRECT), gen) for i in drawn]
         alpha = torch.stack([m[0] for m in masks]).to(x.device)
         fill = torch.stack([m[1] for m in masks]).to(x.device)
         x = x.clone()
@@ -138,8 +141,8 @@ def face_in_template(template, size: int) -> dict:
     """Eyes, nose tip and mouth (fractions, as ``CHIP_FACE``) of a model's crop template
     (``ModelSpec.crop_template``)."""
     t = np.asarray(template, np.float64)
-    eyes = ((t[0, 0] + 0.5) / size, (t[1, 0] + 0.5) / size, ((t[0, 1] + t[1, 1]) / 2 + 0.5) / size)
     mouth_y = ((t[3, 1] + t[4, 1]) / 2 + 0.5) / size
+    eyes = eyes_in_template(template, size)
     return {"eyes": eyes, "nose_y": (t[2, 1] + 0.5) / size, "mouth_y": mouth_y}
 
 
