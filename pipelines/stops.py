@@ -65,14 +65,14 @@ def quiet_on_interrupt():
     previous = {s: signal.getsignal(s) for s in STOPS}
     excepthook, disabled = threading.excepthook, logging.root.manager.disable
     unraisable = sys.unraisablehook
-    stopped, leaving = threading.Event(), threading.Event()
+    leaving = threading.Event()
 
     def silence_then_stop(signum, frame):
         if leaving.is_set():  # raised again just as the run ended: the stop is under way
             return
+        first = not received
         received.append(signum)
-        if not stopped.is_set():
-            stopped.set()
+        if first:  # silence the rest of the run once
             threading.excepthook = lambda _: None
             logging.disable(logging.CRITICAL)
             _forward_to_children(signum)
@@ -95,7 +95,7 @@ def quiet_on_interrupt():
         yield received
     finally:
         leaving.set()
-        if stopped.is_set():
+        if received:
             _wait_for_worker_watchers()
         # A caller that goes on (jobs.nightly reporting, a test) gets its logging back.
         for s, handler in previous.items():
