@@ -107,6 +107,7 @@ class AnalyseVideo(beam.DoFn):
                 "frames_skipped",
                 "detector_runs",
                 "detections_refreshed",
+                "detections_partial",
                 "detections_carried",
             )
         }
@@ -216,9 +217,9 @@ class AnalyseVideo(beam.DoFn):
 
     def _faces_of(self, video, reader: VideoReader, record: VideoRecord):
         bar = self._progress(video, reader)
-        frames = Prefetcher(reader.frames())
         d = self._settings.detector
         look = DetectorCadence(d.cadence, d.cadence_change)
+        frames = Prefetcher(look.thumbnails(reader.frames()))
         # Detection runs in a thread of its own, between decoding and this one (alignment,
         # embedding and, where the runner fuses it, inference): on a busy scene all three
         # stages keep both cores busy.
@@ -249,13 +250,15 @@ class AnalyseVideo(beam.DoFn):
             bar.close()
             detected.close()  # first: its thread may be waiting for the decoder's next frame
             frames.close()
-            # Each stage's own time in its own thread (decoding's excludes waiting for room).
+            # Each stage's own time in its own thread (decoding's excludes waiting for room
+            # and includes the look's thumbnails, made in its thread).
             self._timers["decode"].update(int(frames.busy_s * 1000))
             self._timers["detect"].update(int(look.busy_s * 1000))
             embed_s = identity.busy_s if identity is not None else 0.0  # timed on its own
             self._timers["align"].update(int((align_s - embed_s) * 1000))
             self._counts["detector_runs"].inc(look.runs)
             self._counts["detections_refreshed"].inc(look.refreshed)
+            self._counts["detections_partial"].inc(look.partial)
             self._counts["detections_carried"].inc(look.carried)
         if identity is not None:
             self._embedded.inc(identity.embedded)

@@ -5,7 +5,7 @@ refresh the faces of visitors who move while nothing changes elsewhere."""
 import numpy as np
 from videos import scene
 
-from pipelines.cadence import DetectorCadence
+from pipelines.cadence import DetectorCadence, _holding_faces
 from pipelines.faces import Face
 
 SIZE = (640, 360)
@@ -13,21 +13,31 @@ HEAD = (320, 180)  # where the scene's visitor has their head (videos._with_blob
 
 
 class FakeDetector:
-    """Finds the scene's visitor's face: their head's skin tone on the head's row."""
+    """Finds one face: the skin-toned head (red far above blue) wherever it is in the image it
+    is given, which may be a part of the frame; records the sizes it was given."""
 
     def __init__(self):
         self.calls = 0
+        self.shapes = []
 
     def __call__(self, image):
         self.calls += 1
-        row = image[HEAD[1]].astype(int)
-        found = np.flatnonzero(row[:, 0] - row[:, 2] > 70)
-        if found.size == 0:
+        self.shapes.append(image.shape[:2])
+        pixels = image.astype(int)
+        ys, xs = np.nonzero(pixels[..., 0] - pixels[..., 2] > 70)
+        if xs.size == 0:
             return []
-        cx = float(found.mean())
-        box = (cx - 45, 120.0, cx + 45, 240.0)
+        cx, cy = float(xs.mean()), float(ys.mean())
+        box = (cx - 45, cy - 60, cx + 45, cy + 60)
         landmarks = np.array(
-            [[cx - 20, 160], [cx + 20, 160], [cx, 180], [cx - 15, 200], [cx + 15, 200]], np.float32
+            [
+                [cx - 20, cy - 20],
+                [cx + 20, cy - 20],
+                [cx, cy],
+                [cx - 15, cy + 20],
+                [cx + 15, cy + 20],
+            ],
+            np.float32,
         )
         return [Face(box, 0.99, landmarks)]
 
@@ -48,9 +58,11 @@ def test_a_visitor_wakes_the_detector_which_then_runs_at_the_cadence_carrying_fa
     frames = list(scene(6, size=SIZE, visitor=(1.0, 4.0)))  # 10 fps: visitor in frames 10-39
     detector, look, results = run(frames, cadence=5)
     ran = [i for i, (_, detected) in enumerate(results) if detected]
-    # Frame 0; the arrival (10); every 5th frame while they stand (15 ... 35); the leaving (40).
+    # Frame 0; the arrival (10: in the patch that changed); every 5th frame while they stand
+    # (15 ... 35); the leaving (40: the change is at their face, so the whole frame).
     assert ran == [0, 10, 15, 20, 25, 30, 35, 40]
-    assert detector.calls == len(ran) and (look.runs, look.carried) == (8, 52)
+    assert detector.calls == len(ran) and (look.runs, look.partial, look.carried) == (7, 1, 52)
+    assert detector.shapes[1] != (SIZE[1], SIZE[0])
     with_faces = [i for i, (faces, _) in enumerate(results) if faces]
     assert with_faces == list(range(10, 40))  # each frame of the visit has its face
     for i in range(11, 15):  # carried: the very faces of the last run, not new detections
@@ -113,24 +125,85 @@ def test_a_visitor_who_moves_is_followed_by_refresh_not_detection():
     assert results[4][0] is results[3][0]  # then carried
 
 
-def test_change_away_from_the_visitors_runs_the_detector():
+def test_change_away_from_the_visitors_is_searched_alone_while_they_are_refreshed():
     frames = [person(300)] * 3 + [person(310, stranger=True)] * 2
     detector = Refresher()
     look, _ = follow(frames, detector)
-    assert (detector.calls, detector.refreshes) == (2, 0)
-
-
-def test_a_face_the_refresh_loses_is_detected_again():
-    frames = [person(300)] * 3 + [person(310)] * 2
-    detector = Refresher(lose=True)
-    look, results = follow(frames, detector)
     assert (detector.calls, detector.refreshes) == (2, 1)
-    assert results[3][0][0].box[0] == results[0][0][0].box[0] + 10
+    assert (look.runs, look.partial, look.refreshed, look.carried) == (1, 1, 0, 3)
+    height, width = detector.shapes[1]  # the stranger's corner and its margin, not the frame
+    assert height * width < 0.25 * SIZE[0] * SIZE[1]
 
 
-def test_refreshes_never_put_off_the_cadences_detection():
-    frames = [person(300 + 10 * i) for i in range(12)]  # moving on every frame
-    detector = Refresher()
-    look, results = follow(frames, detector, cadence=4)
-    assert [faces[0].box[0] for faces, _ in results] == [254.5 + 10 * i for i in range(12)]
-    assert (look.runs, look.refreshed, look.carried) == (3, 9, 0)  # detected on 0, 4 and 8
+def newcomer(frames: int, stay_x: int = 150, from_x: int = 560) -> list[np.ndarray]:
+    """A visitor standing at ``stay_x``; a second one walks in from ``from_x`` (right edge)
+    towards the middle, 20 px a frame."""
+    out = []
+    for i in range(frames):
+        image = person(stay_x)
+        if i >= 3:
+            cx = from_x - 20 * (i - 3)
+            image[120:240, cx - 45 : cx + 45] = (200, 150, 120)
+            image[240:360, cx - 90 : cx + 90] = (60, 60, 160)
+        out.append(image)
+    return out
+
+
+class TwoFaces(Refresher):
+    """Finds every skin-toned head (columns of skin split by gaps) in the image it is given."""
+
+    def __call__(self, image):
+        self.calls += 1
+        self.shapes.append(image.shape[:2])
+        pixels = image.astype(int)
+        columns = np.flatnonzero((pixels[..., 0] - pixels[..., 2] > 70).any(axis=0))
+        faces = []
+        for run in (
+            np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1) if columns.size else []
+        ):
+            part = image[:, run[0] : run[-1] + 1]
+            for face in FakeDetector.__call__(FakeDetector(), part):
+                faces.append(
+                    Face(
+                        (face.box[0] + run[0], face.box[1], face.box[2] + run[0], face.box[3]),
+                        face.score,
+                        face.landmarks + np.array([run[0], 0], np.float32),
+                    )
+                )
+        return faces
+
+    def refresh(self, image, faces):
+        self.refreshes += 1
+        return faces  # the standing visitor does not move in these frames
+
+
+def test_a_newcomer_is_found_in_the_patch_that_changed_in_frame_pixels():
+    frames = newcomer(6)
+    detector = TwoFaces()
+    look, results = follow(frames, detector, cadence=10)
+    faces, detected = results[3]
+    assert detected and sorted(round(f.box[0], 1) for f in faces) == [104.5, 514.5]
+    assert detector.shapes[1] != (SIZE[1], SIZE[0])  # a patch, not the frame
+    assert look.runs == 1 and look.partial >= 1
+    assert all(len(faces) == 2 for faces, _ in results[3:])
+
+
+def test_change_over_most_of_the_frame_runs_the_whole_detector():
+    shutter = person(150)
+    shutter[:, 340:] = 20  # a shutter comes down over the right half
+    look, _ = follow([person(150)] * 2 + [shutter] * 2, Refresher())
+    assert (look.runs, look.partial) == (2, 0)
+
+
+def test_a_patch_that_touches_a_face_is_grown_to_hold_all_of_it():
+    face = Face((100.0, 100.0, 160.0, 170.0), 0.99, np.zeros((5, 2), np.float32))
+    elsewhere = Face((400.0, 100.0, 460.0, 170.0), 0.99, np.zeros((5, 2), np.float32))
+    grown = _holding_faces((150.0, 50.0, 300.0, 300.0), [face, elsewhere])
+    assert grown == (100.0, 50.0, 300.0, 300.0)  # all of the face it touched, not the other
+
+
+def test_without_refresh_a_scene_with_faces_is_searched_whole():
+    beside = person(300)
+    beside[120:240, 360:400] = 20  # right beside the face, with no refresh to follow it
+    detector, look, results = run([person(300)] * 2 + [beside] * 2)
+    assert (look.runs, look.partial) == (2, 0)
