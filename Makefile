@@ -57,7 +57,7 @@ train:  ## train the shipped model as it was trained (config/train.yaml; seeds i
 	done
 	$(PY) -m jobs.train --config config/train.yaml --variant multitask --init runs/g30-seed0/final.pt --data $(DATA)/UTKFace-dev.tar.gz --data $(DATA)/fer2013-dev.tar.gz --data $(DATA)/masks-dev.tar.gz --run-dir runs/mt-seed0 || exit 1
 	$(PY) -m jobs.train --config config/train.yaml --variant multitask_masks --init runs/mt-seed0/final.pt --data $(DATA)/UTKFace-dev.tar.gz --data $(DATA)/fer2013-dev.tar.gz --data $(DATA)/masks-dev.tar.gz --run-dir runs/mtm-seed0 || exit 1
-	$(PY) -m jobs.export $(MEMBERS) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --version $(VERSION)-$$(date +%Y%m%d)
+	$(PY) -m jobs.export $(MEMBERS) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --int8-out model/weights/age_gender.int8.onnx --version $(VERSION)-$$(date +%Y%m%d)
 
 evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev
 	$(PY) -m jobs.evaluate --model model/weights/age_gender.onnx --data $(DATA)/UTKFace-dev.tar.gz --split val

@@ -20,7 +20,8 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "age_gender.onnx"
+# The file `jobs.analyze` uses by default (config/analyze.yaml, model.path): the INT8 copy.
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "age_gender.int8.onnx"
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Accuracy:
 
 
 SHIPPED_ACCURACY = Accuracy(
-    version="resnet18x3-mtm-80px-20261205",
+    version="resnet18x3-mtm-80px-20261205-int8-static",
     age_mae_years=4.58,
     gender_accuracy_pct=94.5,
     measured_on="2,063 validation faces of UTKFace-dev (faces the model was not trained on)",
