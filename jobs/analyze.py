@@ -280,7 +280,8 @@ def model_versions(settings: Settings):
         spec = load_model_spec(settings.model.path)
         if settings.identity.embeds:  # fail now, not in every worker's setup
             FaceEmbedder(settings.identity.model)
-        return spec, detector_version(settings.detector.name, settings.detector.model)
+        d = settings.detector
+        return spec, detector_version(d.name, d.model, **d.version_options())
     except (ModelFileError, ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
 

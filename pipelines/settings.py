@@ -93,6 +93,7 @@ class DetectorSettings:
     cadence: int  # in a stable scene with faces, detect on every cadence-th frame; 1: on all
     cadence_change: float  # share of a frame's thumbnail that must change to detect at once
     refresh: bool  # follow moving visitors' faces without a detection (pipelines.cadence)
+    landmarks: str  # yunet: whose landmarks its faces get (onet: MTCNN's O-Net; yunet: its own)
 
     def __post_init__(self):
         _require(self.min_face_px >= 1, "detector.min_face_px must be at least 1")
@@ -111,6 +112,10 @@ class DetectorSettings:
             self.name.lower() != "mtcnn" or self.model is None,
             "detector mtcnn ships with the project: remove detector.model",
         )
+        _require(
+            self.landmarks in ("onet", "yunet"),
+            "detector.landmarks must be onet (MTCNN's O-Net) or yunet (YuNet's own points)",
+        )
 
     def detector_options(self) -> dict[str, Any]:
         """Keyword options for ``pipelines.faces.create_detector(self.name, ...)``: the common
@@ -120,9 +125,15 @@ class DetectorSettings:
             options["thresholds"] = self.thresholds
         else:
             options["min_score"] = self.min_score
+            options.update(self.version_options())
             if self.model is not None:
                 options["model"] = self.model
         return options
+
+    def version_options(self) -> dict[str, Any]:
+        """The options besides the model file that change a detector's results, and so its
+        ``detector_version``: YuNet's choice of landmarks."""
+        return {} if self.name.lower() == "mtcnn" else {"landmarks": self.landmarks}
 
 
 @dataclass(frozen=True)

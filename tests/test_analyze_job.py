@@ -535,6 +535,7 @@ def test_worker_processes_give_the_same_rows_quietly(tmp_path, capfd):
         ("{name: yunet, model: /nowhere/yunet.onnx}", "not found"),
         ("{name: mtcnn, model: /nowhere/yunet.onnx}", "remove detector.model"),
         ("{name: scrfd}", "unknown face detector 'scrfd'"),
+        ("{name: yunet, landmarks: dlib}", "detector.landmarks must be onet"),
     ],
 )
 def test_detector_configuration_errors(tiny_model, tmp_path, capsys, detector, message):

@@ -264,6 +264,30 @@ def test_yunet_from_config_and_pickled(chips):
     assert copy.detect(np.zeros((100, 100, 3), np.uint8)) == []
 
 
+def test_yunet_with_onet_landmarks_places_faces_as_mtcnn_does(chips, chip_detector):
+    """landmarks="onet": YuNet finds the face, MTCNN's O-Net places its box and landmarks, so
+    they land where MTCNN's own detection puts them (the points of the face model's template),
+    YuNet's score is kept, results carry a version of their own, and faces can be refreshed."""
+    own = YunetDetector(YUNET_FILE, max_side=None)
+    placed = YunetDetector(YUNET_FILE, max_side=None, landmarks="onet")
+    assert placed.version == "yunet-2023mar+onet" and own.version == "yunet-2023mar"
+    assert hasattr(placed, "refresh") and not hasattr(own, "refresh")
+    own_errors, placed_errors = [], []
+    for chip in chips:
+        ref = chip_detector.detect(chip)[0]
+        image = cv2.copyMakeBorder(chip, 50, 50, 50, 50, cv2.BORDER_REPLICATE)
+        (a,), (b,) = own.detect(image), placed.detect(image)
+        assert b.score == a.score
+        eye_distance = ref.landmarks[1, 0] - ref.landmarks[0, 0]
+        for face, errors in ((a, own_errors), (b, placed_errors)):
+            errors.append(np.linalg.norm(face.landmarks - 50 - ref.landmarks, axis=1).mean())
+            errors[-1] /= eye_distance
+        assert placed.refresh(image, [b]) is not None
+    assert np.mean(placed_errors) < 0.03 < np.mean(own_errors)
+    with pytest.raises(ValueError, match="landmarks must be one of onet, yunet"):
+        YunetDetector(YUNET_FILE, landmarks="dlib")
+
+
 def test_yunet_one_face_per_chip_in_order_and_close_to_mtcnn(chips, chip_detector):
     """Each chip, given 50 px of replicated border (context, as a face has in a frame), gives one
     face whose landmarks are in our as-seen order and near MTCNN's: 6.7% of the eye distance on

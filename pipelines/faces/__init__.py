@@ -14,8 +14,9 @@ A detector is a class that provides
 - ``__init__(**options)``: the options ``DetectorSettings.detector_options()`` gives (at least
   ``min_face_px`` and ``max_side``), checked there, with one-line ValueError/FileNotFoundError;
 - ``version``: a string naming the weights, stored with every result;
-- ``version_for(model=None)``, a class or static method: that same string, read from the model
-  file's metadata alone (no ONNX Runtime session), for the launcher;
+- ``version_for(model=None, **options)``, a class or static method: that same string, read from
+  the model file's metadata and the options that change results alone (no ONNX Runtime
+  session), for the launcher;
 - ``detect(image)``: ending with ``base.faces_from`` (clipping, empty boxes, the size filter,
   best first) after ``base.checked_image``;
 - pickling by its options (``base.PicklesByOptions``): Beam workers rebuild it from them.
@@ -91,8 +92,8 @@ def create_detector(name: str, **options) -> FaceDetector:
     return _detector_class(name)(**options)
 
 
-def detector_version(name: str, model: str | os.PathLike | None = None) -> str:
+def detector_version(name: str, model: str | os.PathLike | None = None, **options) -> str:
     """The ``version`` a detector built from ``name`` and ``model`` would have, read without
     building it (no ONNX Runtime sessions); the same one-line ValueError or FileNotFoundError as
     ``create_detector`` for an unknown name or a missing, unreadable or unsuitable model file."""
-    return _detector_class(name).version_for(model)
+    return _detector_class(name).version_for(model, **options)

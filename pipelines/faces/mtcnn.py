@@ -328,6 +328,20 @@ class MtcnnDetector(PicklesByOptions):
         boxes, landmarks = self._stage3(image, work, fx, fy, boxes)
         return faces_from(image.shape, boxes, boxes[:, 4], landmarks)
 
+    def place(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
+        """``faces`` found by another detector, given MTCNN's box and landmarks: O-Net (and
+        its refining second look) on each one's square box, the face kept whatever O-Net's
+        score (the other detector decided it is a face) with its own score. The model's crop
+        template is made from MTCNN's landmarks, so crops cut from these match training's."""
+        image = checked_image(image, 12)
+        if image is None or not faces:
+            return list(faces)
+        boxes = _square(np.array([f.box for f in faces], np.float64))
+        final, landmarks, _ = self._run_onet(image, image, 1.0, 1.0, boxes)
+        landmarks = self._refined(image, image, 1.0, 1.0, final, landmarks)
+        scores = np.array([f.score for f in faces])
+        return faces_from(image.shape, final, scores, landmarks.astype(np.float32))
+
     def refresh(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face] | None:
         """``faces`` (of an earlier frame) looked for again in ``image`` by MTCNN's last two
         stages alone, R-Net and O-Net on their last boxes as if P-Net had proposed them: new

@@ -49,6 +49,7 @@ from pipelines.faces.base import (
     working_image,
 )
 from pipelines.faces.graphs import any_input_size
+from pipelines.faces.mtcnn import MtcnnDetector
 
 __all__ = ["SHIPPED_MODEL", "YUNET_2023MAR_SHA256", "YunetDetector", "yunet_version"]
 
@@ -58,6 +59,10 @@ SHIPPED_MODEL = Path(__file__).with_name("weights") / "face_detection_yunet_2023
 YUNET_2023MAR_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 STRIDES = (8, 16, 32)
 OUTPUTS = tuple(f"{head}_{s}" for head in ("cls", "obj", "bbox", "kps") for s in STRIDES)
+# Whose landmarks a face gets (YunetDetector's ``landmarks``), and the mark its version carries:
+# the two give different crops, so their results must not share a version.
+LANDMARKS = ("onet", "yunet")
+_SUFFIX = {"onet": "+onet", "yunet": ""}
 MAX_CANDIDATES = 5000  # as FaceDetectorYN's top_k: bounds the NMS cost on a pathological frame
 
 
@@ -141,6 +146,12 @@ class YunetDetector(PicklesByOptions):
         network; results are always in full-resolution pixels. None: no downscale.
     nms_threshold: IoU above which the lower-scored of two boxes is suppressed (OpenCV's 0.3).
     threads: ONNX Runtime intra-op threads (default 1: the pipeline parallelises across workers).
+    landmarks: "yunet" (default): YuNet's own points; "onet": each face YuNet finds gets MTCNN's
+        box and landmarks from O-Net (``MtcnnDetector.place``, about 1 ms a face), the points
+        the face model's crop template was made from, and the detector can ``refresh`` faces as
+        MTCNN does. Crops from YuNet's points read one real-clip woman as a man of 53, from
+        O-Net's as a woman of 48; head pose (``pipelines.pose``) was fitted on YuNet's points
+        and reads O-Net's about 8 degrees more downward.
     """
 
     def __init__(
@@ -151,8 +162,11 @@ class YunetDetector(PicklesByOptions):
         max_side: int | None = 640,
         nms_threshold: float = 0.3,
         threads: int = 1,
+        landmarks: str = "yunet",
     ):
         self.model = _require_model(model)  # local path or any Beam filesystem URL
+        if landmarks not in LANDMARKS:
+            raise ValueError(f"landmarks must be one of {', '.join(LANDMARKS)}")
         if not 0 <= min_score <= 1:
             raise ValueError("min_score must be in [0, 1]")
         if not 0 < nms_threshold <= 1:
@@ -166,6 +180,7 @@ class YunetDetector(PicklesByOptions):
             max_side=max_side,
             nms_threshold=nms_threshold,
             threads=threads,
+            landmarks=landmarks,
         )
         self.min_face_px = float(min_face_px)
         self.min_score = float(min_score)
@@ -175,16 +190,21 @@ class YunetDetector(PicklesByOptions):
         self._net = detector_session(self.model, threads, (any_input_size,), data=data)
         _require_outputs({o.name for o in self._net.get_outputs()}, self.model)
         self._input = self._net.get_inputs()[0].name
-        self.version = _version(data)
+        self.version = _version(data) + _SUFFIX[landmarks]
+        self._placer = None
+        if landmarks == "onet":
+            self._placer = MtcnnDetector(min_face_px=12, threads=threads)
+            self.refresh = self._placer.refresh  # follows faces as MTCNN does (pipelines.cadence)
 
     @staticmethod
-    def version_for(model: str | os.PathLike | None = None) -> str:
-        return yunet_version(model)
+    def version_for(model: str | os.PathLike | None = None, landmarks: str = "yunet") -> str:
+        return yunet_version(model) + _SUFFIX[landmarks]
 
     def __repr__(self) -> str:
         return (
             f"YunetDetector(model={self.model!r}, min_face_px={self.min_face_px:g}, "
-            f"min_score={self.min_score:g}, max_side={self.max_side})"
+            f"min_score={self.min_score:g}, max_side={self.max_side}, "
+            f"landmarks={self._options['landmarks']!r})"
         )
 
     @staticmethod
@@ -214,4 +234,5 @@ class YunetDetector(PicklesByOptions):
             boxes, scores, points = boxes[top], scores[top], points[top]
         keep = nms(boxes, scores, self.nms_threshold)
         boxes, points = self._to_frame(boxes[keep], points[keep], fx, fy)
-        return faces_from(image.shape, boxes, scores[keep], points, self.min_face_px)
+        faces = faces_from(image.shape, boxes, scores[keep], points, self.min_face_px)
+        return self._placer.place(image, faces) if self._placer else faces
