@@ -3,6 +3,7 @@ UTKFace, the mask-status or emotion head on a mask or emotion set.
 
 ``python -m jobs.evaluate --model model.onnx --data DIR_OR_TAR [--manifest CSV] [--realign]
 [--split val|all] [--split-seed N] [--eyeglasses SEED] [--face-masks SEED] [--against OTHER.onnx]
+[--detector mtcnn|yunet] [--min-score S]
 [--json out.json] [--plots DIR]``
 
 Faces are prepared exactly as in training (``model.preprocess``: centred crop of the chip by the
@@ -189,14 +190,17 @@ def evaluate_head(args, kind: str, records: list, model, other) -> dict:
     )
     if not selected:
         raise UserError("no faces in the selected split")
-    detector = evaluation.MemoDetector(chip_detector())
+    detector = evaluation.MemoDetector(chip_detector(args.detector, args.min_score))
     relative = evaluation.landmark_calibration(records, args.data, detector)
     run = predict_head(*model, head, selected, detector, relative, args)
     metrics = {
         "data_kind": kind,
         "n": len(run["records"]),
         head: class_metrics(run["labels"][head], run["probs"][head], CLASS_NAMES[head]),
-        "detection": evaluation.detection_summary(run["aligner"], head, relative is not None),
+        "detection": {
+            "detector": args.detector,
+            **evaluation.detection_summary(run["aligner"], head, relative is not None),
+        },
         "split": {"split": args.split, "by": evaluation.split_basis(selected), **split},
         "model": str(args.model),
         "model_version": model[1].model_version,
@@ -335,6 +339,16 @@ def get_args_parser() -> ArgumentParser:
         metavar="SEED",
         help="robustness test: draw a synthetic mask worn over the nose (model/face_masks.py, "
         "seeded) on every face; needs torch (the train extra)",
+    )
+    ap.add_argument(
+        "--detector",
+        choices=("mtcnn", "yunet"),
+        default="mtcnn",
+        help="emotion and mask sets: the detector that finds and aligns their faces (mtcnn, as "
+        "training; yunet with O-Net's landmarks, on crops enlarged to 320 px)",
+    )
+    ap.add_argument(
+        "--min-score", type=float, default=0.6, help="--detector yunet: its score floor"
     )
     ap.add_argument(
         "--against",

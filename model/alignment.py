@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import tarfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -29,7 +30,7 @@ from model.datasets import DataError, FaceRecord, is_tar, load_images
 from model.preprocess import DecodeError, decode_rgb
 from model.template import estimate_template
 from pipelines.crops import align_face
-from pipelines.faces import FaceDetector, MtcnnDetector, face_on_chip
+from pipelines.faces import FaceDetector, MtcnnDetector, YunetDetector, face_on_chip
 from schemas.model_file import CLASS_NAMES
 
 # A detected face belongs to the annotated one when their boxes overlap at least this much.
@@ -63,10 +64,47 @@ def _chips_from_tar(path: Path, wanted: set[str]) -> list[np.ndarray]:
     return chips
 
 
-def chip_detector() -> MtcnnDetector:
+def chip_detector(name: str = "mtcnn", min_score: float = 0.6) -> FaceDetector:
     """The detector the template and the training alignment use: MTCNN, the pipeline's
-    default, down to the small faces of FER-2013 and the mask crops."""
-    return MtcnnDetector(min_face_px=16, threads=1)
+    default, down to the small faces of FER-2013 and the mask crops. ``name`` yunet: the
+    pipeline's other detector with O-Net's landmarks (``detector.landmarks: onet``), on crops
+    enlarged as ``EnlargedCrops`` says, its faces scoring at least ``min_score``."""
+    if name == "mtcnn":
+        return MtcnnDetector(min_face_px=16, threads=1)
+    yunet = YunetDetector(min_face_px=8, min_score=min_score, max_side=None, landmarks="onet")
+    return EnlargedCrops(yunet, YUNET_CROP_SIDE)
+
+
+# YuNet needs a face of about 30 px (pipelines.faces.yunet) and sees no finer than its 8 px
+# stride, while MTCNN's pyramid reaches down to ``min_face_px`` by itself: the sets' small crops
+# (FER's 48 px) are enlarged to this longer side for it, as a camera close enough would see them.
+YUNET_CROP_SIDE = 320
+
+
+class EnlargedCrops:
+    """``detector`` run on images enlarged (bilinear) to at least ``side`` px on their longer
+    side, its faces mapped back to the image's pixels."""
+
+    def __init__(self, detector: FaceDetector, side: int):
+        self.detector, self.side = detector, side
+        self.version = detector.version
+
+    def detect(self, image: np.ndarray) -> list:
+        h, w = image.shape[:2]
+        f = max(1.0, self.side / max(h, w))
+        if f == 1.0:
+            return self.detector.detect(image)
+        size = (round(w * f), round(h * f))
+        big = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        fx, fy = size[0] / w, size[1] / h
+        return [
+            replace(
+                face,
+                box=(face.box[0] / fx, face.box[1] / fy, face.box[2] / fx, face.box[3] / fy),
+                landmarks=((face.landmarks + 0.5) / np.array([fx, fy]) - 0.5).astype(np.float32),
+            )
+            for face in self.detector.detect(big)
+        ]
 
 
 def detect_chip_landmarks(chips: list[np.ndarray]) -> np.ndarray:

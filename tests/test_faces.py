@@ -383,3 +383,22 @@ def test_refresh_follows_faces_that_moved_and_gives_up_on_lost_ones(chips, frame
         assert np.linalg.norm(match.landmarks - face.landmarks, axis=1).mean() < 0.05 * face.width
     assert frame_detector.refresh(np.zeros((1080, 1920, 3), np.uint8), before) is None
     assert frame_detector.refresh(frame_with(20), [before[0], before[0]]) is None
+
+
+def test_evaluation_yunet_enlarges_small_crops_and_maps_faces_back(chips, chip_detector):
+    """model.alignment.chip_detector("yunet"): a 46 px crop is enlarged to 320 px for YuNet;
+    the face comes back in the crop's pixels, its landmarks near MTCNN's on the full chip."""
+    from model.alignment import chip_detector as evaluation_detector
+
+    detector = evaluation_detector("yunet", min_score=0.5)
+    assert detector.version == "yunet-2023mar+onet"
+    side, pad = 30, 8
+    small = cv2.resize(chips[0], (side, side), interpolation=cv2.INTER_AREA)
+    padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    (face,) = detector.detect(padded)
+    ref = chip_detector.detect(chips[0])[0]
+    s = side / 200
+    expected = (ref.landmarks + 0.5) * s - 0.5 + pad
+    eye_distance = (ref.landmarks[1, 0] - ref.landmarks[0, 0]) * s
+    assert np.linalg.norm(face.landmarks - expected, axis=1).mean() < 0.15 * eye_distance
+    assert face.box[0] < face.landmarks[0, 0] and face.box[2] <= side + 2 * pad
