@@ -280,8 +280,7 @@ def model_versions(settings: Settings):
         spec = load_model_spec(settings.model.path)
         if settings.identity.embeds:  # fail now, not in every worker's setup
             FaceEmbedder(settings.identity.model)
-        d = settings.detector
-        return spec, detector_version(d.name, d.model, **d.version_options())
+        return spec, detector_version(**settings.detector.version_args())
     except (ModelFileError, ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
 

@@ -292,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     return run(_evaluate, argv)
 
 
+DETECTOR_HELP = (
+    "emotion and mask sets: the detector that finds and aligns their faces (mtcnn, as training; "
+    "yunet with O-Net's landmarks, on crops enlarged to 320 px)"
+)
+
+
 def get_args_parser() -> ArgumentParser:
     ap = ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
     ap.add_argument("--model", required=True, help="exported .onnx model")
@@ -340,16 +346,8 @@ def get_args_parser() -> ArgumentParser:
         help="robustness test: draw a synthetic mask worn over the nose (model/face_masks.py, "
         "seeded) on every face; needs torch (the train extra)",
     )
-    ap.add_argument(
-        "--detector",
-        choices=("mtcnn", "yunet"),
-        default="mtcnn",
-        help="emotion and mask sets: the detector that finds and aligns their faces (mtcnn, as "
-        "training; yunet with O-Net's landmarks, on crops enlarged to 320 px)",
-    )
-    ap.add_argument(
-        "--min-score", type=float, default=0.6, help="--detector yunet: its score floor"
-    )
+    ap.add_argument("--detector", choices=("mtcnn", "yunet"), default="mtcnn", help=DETECTOR_HELP)
+    ap.add_argument("--min-score", type=float, default=0.6, help="--detector yunet: score floor")
     ap.add_argument(
         "--against",
         metavar="MODEL",

@@ -125,15 +125,16 @@ class DetectorSettings:
             options["thresholds"] = self.thresholds
         else:
             options["min_score"] = self.min_score
-            options.update(self.version_options())
+            options["landmarks"] = self.landmarks
             if self.model is not None:
                 options["model"] = self.model
         return options
 
-    def version_options(self) -> dict[str, Any]:
-        """The options besides the model file that change a detector's results, and so its
-        ``detector_version``: YuNet's choice of landmarks."""
-        return {} if self.name.lower() == "mtcnn" else {"landmarks": self.landmarks}
+    def version_args(self) -> dict[str, Any]:
+        """Arguments of ``pipelines.faces.detector_version``: the name, the model file and the
+        options that change a detector's results (YuNet's choice of landmarks)."""
+        args: dict[str, Any] = {"name": self.name, "model": self.model}
+        return args if self.name.lower() == "mtcnn" else {**args, "landmarks": self.landmarks}
 
 
 @dataclass(frozen=True)
