@@ -53,6 +53,9 @@ REGION_MARGIN = 12
 # 16 % of the frame each on average, 10 ms against 29 ms for a whole frame), and the whole-frame
 # looks fell from 136 to 59 with the same faces found (593, one moved between two frames).
 REGION_MAX_SHARE = 0.5
+# A patch that touches a face in view is grown to hold it and this share of its size on each
+# side, so the detector sees the face with its surroundings and finds it again.
+HOLD_MARGIN = 0.5
 
 Faces = list
 Detect = Callable[[np.ndarray], Faces]
@@ -125,27 +128,36 @@ class DetectorCadence:
         """The faces in view followed (refreshed where they moved, else carried) and the
         detector run on ``patches`` (frame-pixel boxes) and around each face a refresh lost:
         there its finds replace the faces followed."""
-        followed, lost = self._faces, []
+        followed, lost, refreshed = self._faces, [], False
         if refresh is not None and self._moved(thumb):
             followed, lost = _refreshed_each(image, self._faces, refresh)
+            refreshed = True
         height, width = image.shape[:2]
-        patches = patches + [
+        searched = patches + [
             _holding_faces(_clipped(_person_box(face.box), width, height), self._faces)
             for face in lost
         ]
-        found = [f for f in followed if not any(_holds(p, f.box) for p in patches)]
-        for patch in patches:
+        found = []
+        for patch in searched:
             found += [f for f in detect_in(image, patch, detect) if not _inside_any(f, found)]
+        # A fresh find replaces the face followed to it; a followed face the patch search did
+        # not find again (cut too tight, turned) is kept rather than lost.
+        kept = [f for f in followed if not _overlaps_any(f, found)]
         # With no face in view before, the rest of the frame is as it was at the last look,
         # which found nothing: the whole frame now counts as looked at.
         self._since = self._since + 1 if self._faces else 0
-        self._faces, self._last = found, thumb
+        self._faces = kept + found
+        if refreshed or not kept:
+            # Every face is as this frame shows it; faces carried unrefreshed keep the look
+            # they were last placed on, so that slow drift adds up to a refresh.
+            self._last = thumb
         if patches:
             self._reference = thumb  # what changed outside the faces was looked at
+        if searched:
             self.partial += 1
         else:
             self.refreshed += 1
-        return found
+        return self._faces
 
     def _step(self, thumb: np.ndarray, can_refresh: bool) -> tuple[str, list]:
         """What to do with this frame, and for a "region" step the frame-pixel patches."""
@@ -174,7 +186,7 @@ class DetectorCadence:
     def _patches(self, thumb: np.ndarray, people: np.ndarray | None) -> list:
         """Frame-pixel boxes around the patches that changed outside ``people``, each grown to
         hold the whole of any face in view it touches (so no face is cut in two: the detector
-        finds it again and ``_in_patches`` keeps the one followed); empty where they cover more
+        finds it again and ``_follow`` keeps that find); empty where they cover more
         than REGION_MAX_SHARE of the frame (the detector then looks at all of it)."""
         changed = changed_pixels(thumb, self._reference)
         if people is not None:
@@ -208,11 +220,19 @@ def detect_in(image: np.ndarray, box, detect: Detect) -> Faces:
 
 
 def _holding_faces(box, faces: Faces) -> tuple:
-    """``box`` grown to hold each face whose box it overlaps."""
+    """``box`` grown to hold each face whose box it overlaps with HOLD_MARGIN around it: a
+    detector needs some context around a face to find it (MTCNN's P-Net looks at 12 px windows
+    of a pyramid; a face filling the patch edge to edge is at its smallest scale's limit)."""
     for face in faces:
         f = face.box
         if box[0] < f[2] and f[0] < box[2] and box[1] < f[3] and f[1] < box[3]:
-            box = (min(box[0], f[0]), min(box[1], f[1]), max(box[2], f[2]), max(box[3], f[3]))
+            mx, my = HOLD_MARGIN * (f[2] - f[0]), HOLD_MARGIN * (f[3] - f[1])
+            box = (
+                min(box[0], f[0] - mx),
+                min(box[1], f[1] - my),
+                max(box[2], f[2] + mx),
+                max(box[3], f[3] + my),
+            )
     return box
 
 
@@ -253,14 +273,9 @@ def _clipped(box, width: int, height: int) -> tuple:
     )
 
 
-def _holds(outer, inner) -> bool:
-    """Whether box ``outer`` contains box ``inner``."""
-    return (
-        outer[0] <= inner[0]
-        and outer[1] <= inner[1]
-        and inner[2] <= outer[2]
-        and inner[3] <= outer[3]
-    )
+def _overlaps_any(face, faces: Faces) -> bool:
+    """Whether ``face`` and one of ``faces`` are the same face: either's centre in the other."""
+    return _inside_any(face, faces) or any(_inside_any(f, [face]) for f in faces)
 
 
 def _inside_any(face, faces: Faces) -> bool:

@@ -282,7 +282,8 @@ def test_yunet_with_onet_landmarks_places_faces_as_mtcnn_does(chips, chip_detect
         for face, errors in ((a, own_errors), (b, placed_errors)):
             errors.append(np.linalg.norm(face.landmarks - 50 - ref.landmarks, axis=1).mean())
             errors[-1] /= eye_distance
-        assert placed.refresh(image, [b]) is not None
+        (followed,) = placed.refresh(image, [b])
+        assert followed.score == b.score  # YuNet's score, not O-Net's
     assert np.mean(placed_errors) < 0.03 < np.mean(own_errors)
     with pytest.raises(ValueError, match="landmarks must be one of onet, yunet"):
         YunetDetector(YUNET_FILE, landmarks="dlib")

@@ -199,7 +199,42 @@ def test_a_patch_that_touches_a_face_is_grown_to_hold_all_of_it():
     face = Face((100.0, 100.0, 160.0, 170.0), 0.99, np.zeros((5, 2), np.float32))
     elsewhere = Face((400.0, 100.0, 460.0, 170.0), 0.99, np.zeros((5, 2), np.float32))
     grown = _holding_faces((150.0, 50.0, 300.0, 300.0), [face, elsewhere])
-    assert grown == (100.0, 50.0, 300.0, 300.0)  # all of the face it touched, not the other
+    # All of the face it touched and half its size around it (70 px: 35 above and below),
+    # not the other face.
+    assert grown == (70.0, 50.0, 300.0, 300.0)
+    assert _holding_faces((150.0, 120.0, 300.0, 140.0), [face]) == (70.0, 65.0, 300.0, 205.0)
+
+
+def two_people(second_x: int) -> np.ndarray:
+    """Visitors side by side: one at x 150, the other at ``second_x`` (the newcomer's look)."""
+    image = person(150)
+    image[120:240, second_x - 45 : second_x + 45] = (200, 150, 120)
+    image[240:360, second_x - 90 : second_x + 90] = (60, 60, 160)
+    return image
+
+
+class MissesInPatches(TwoFaces):
+    """Finds faces in the whole frame only, as a detector may miss a face in a part of the
+    frame (cut tight, turned); refresh follows the visitor left of x 200 and loses the other."""
+
+    def __call__(self, image):
+        return super().__call__(image) if image.shape[:2] == (SIZE[1], SIZE[0]) else []
+
+    def refresh(self, image, faces):
+        self.refreshes += 1
+        return None if any(f.box[0] > 200 for f in faces) else list(faces)
+
+
+def test_a_followed_face_the_search_around_a_lost_one_misses_is_kept():
+    frames = [two_people(320)] * 3 + [two_people(330)] * 3
+    detector = MissesInPatches()
+    look, results = follow(frames, detector, cadence=10)
+    # Frame 3: the right visitor moved, refresh lost them, and the search around them (which
+    # holds the left visitor's face too) found nothing: the left visitor is kept. Frame 4:
+    # the lost visitor's change since the last whole look is searched once more.
+    assert (look.runs, look.partial) == (1, 2)
+    assert [len(faces) for faces, _ in results] == [2, 2, 2, 1, 1, 1]
+    assert all(any(abs(f.box[0] - 104.5) < 1 for f in faces) for faces, _ in results)
 
 
 def test_without_refresh_a_scene_with_faces_is_searched_whole():

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +196,7 @@ class YunetDetector(PicklesByOptions):
         self._placer = None
         if landmarks == "onet":
             self._placer = MtcnnDetector(min_face_px=12, threads=threads)
-            self.refresh = self._placer.refresh  # follows faces as MTCNN does (pipelines.cadence)
+            self.refresh = self._refresh  # follows faces as MTCNN does (pipelines.cadence)
 
     @staticmethod
     def version_for(model: str | os.PathLike | None = None, landmarks: str = "yunet") -> str:
@@ -218,6 +220,21 @@ class YunetDetector(PicklesByOptions):
         boxes = boxes / np.tile(scale, 2)
         points = (points + 0.5) / scale - 0.5
         return boxes, points.astype(np.float32)
+
+    def _refresh(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face] | None:
+        """``MtcnnDetector.refresh`` keeping each face's YuNet score, so a face's score means
+        the same whether it was found or followed (``min_score`` and the visitor's quality
+        weights read it): each face followed takes the score of the face it came from."""
+        found = self._placer.refresh(image, faces)
+        if found is None:
+            return None
+        centres = np.array([[(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2] for f in faces])
+        followed = []
+        for face in found:
+            centre = np.array([(face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2])
+            nearest = int(np.argmin(np.sum((centres - centre) ** 2, axis=1)))
+            followed.append(replace(face, score=faces[nearest].score))
+        return followed
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 HxWx3 image, best score first, in the image's pixels; those
