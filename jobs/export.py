@@ -30,7 +30,7 @@ from model import datasets
 from model.alignment import crop_template, sample_chips
 from model.network import Ensemble, count_flops, count_params
 from model.onnx_export import export_onnx, head_labels, license_text, load_checkpoint, parity
-from model.preprocess import normalize, prepare_chip
+from model.preprocess import chip_inputs
 from model.quantize import half_weights, quantize
 from model.throughput import benchmark_table
 from schemas.model_file import ModelSpec
@@ -148,7 +148,7 @@ def check_parity(model, out: Path, root, records, spec: ModelSpec):
     difference."""
     size = spec.input_size
     rand = np.random.default_rng(0).standard_normal((8, 3, size, size)).astype(np.float32)
-    real = model_inputs(sample_chips(str(root), records, 32, seed=1), spec)
+    real = chip_inputs(sample_chips(str(root), records, 32, seed=1), spec)
     diffs = {"random": parity(model, out, rand), "real": parity(model, out, real)}
     worst = max(max(v for k, v in d.items() if k.endswith("_logits")) for d in diffs.values())
     if worst > 1e-4:
@@ -310,17 +310,9 @@ def store_half_weights(model, out: Path, inputs: np.ndarray) -> dict[str, float]
     return changes
 
 
-def model_inputs(chips: list[np.ndarray], spec: ModelSpec) -> np.ndarray:
-    """Chips prepared exactly as in training, as the model's normalised NCHW input."""
-    crop = float(spec.extra["chip_crop"])
-    return normalize(
-        np.stack([prepare_chip(c, spec.input_size, crop) for c in chips]), spec.mean, spec.std
-    )
-
-
 def export_int8(dst: str, src: Path, root: Path, train_recs, spec: ModelSpec) -> dict:
     """A static INT8 copy of ``src``, calibrated on 256 training chips (never validation)."""
-    calib = model_inputs(sample_chips(str(root), train_recs, 256, seed=2), spec)
+    calib = chip_inputs(sample_chips(str(root), train_recs, 256, seed=2), spec)
     q = quantize(src, dst, "static", calib)
     return {"onnx": str(q), "size_mb": round(q.stat().st_size / 2**20, 2)}
 

@@ -75,3 +75,12 @@ def normalize(batch: np.ndarray, mean=MEAN, std=STD) -> np.ndarray:
     x = batch.astype(np.float32) / 255.0
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def chip_inputs(chips: list[np.ndarray], spec) -> np.ndarray:
+    """Chips prepared exactly as in training, as a model file's normalised NCHW input
+    (``spec``: the file's ``schemas.model_file.ModelSpec``)."""
+    crop = float(spec.extra["chip_crop"])
+    return normalize(
+        np.stack([prepare_chip(c, spec.input_size, crop) for c in chips]), spec.mean, spec.std
+    )
