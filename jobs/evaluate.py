@@ -56,7 +56,7 @@ from model.metrics import (
     format_report,
     paired_by_key,
 )
-from model.preprocess import prepare_chip
+from model.preprocess import chip_crop, prepare_chip
 from pipelines.crops import align_face
 from pipelines.faces import MtcnnDetector, face_on_chip
 from pipelines.predictions import ModelFileError, open_session, read_spec
@@ -100,7 +100,7 @@ def predict(sess, spec, args, records: list) -> dict:
     model: its spec, the records it read, their labels and its ``age`` / ``gender_prob``."""
     split = evaluation.split_settings(spec.extra, "utkface", args.split_seed, args.val_fraction)
     seed, frac = split["seed"], split["val_fraction"]
-    crop = float(spec.extra.get("chip_crop", "1.0"))
+    crop = chip_crop(spec)
     records = datasets.select_split(records, args.split, seed, frac)
     if not records:
         raise UserError("no faces in the selected split")

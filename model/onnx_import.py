@@ -62,10 +62,11 @@ def _norm_after(conv: str) -> str:
     return re.sub(r"conv(\d)$", r"bn\1", conv)
 
 
-def folded_members(path: str) -> dict[int, dict[str, np.ndarray]]:
+def folded_members(model: str | onnx.ModelProto) -> dict[int, dict[str, np.ndarray]]:
     """Per member (0 for a single network), its folded weights by module path:
-    "backbone.layer1.0.conv1.weight"/".bias" and "heads.age.1.weight"/".bias"."""
-    graph = onnx.load(path).graph
+    "backbone.layer1.0.conv1.weight"/".bias" and "heads.age.1.weight"/".bias". ValueError for
+    a file without them (a quantised file keeps integer weights behind other operators)."""
+    graph = (onnx.load(model) if isinstance(model, str) else model).graph
     values = _tensors(graph)
     members: dict[int, dict[str, np.ndarray]] = {}
     for node in graph.node:
@@ -76,15 +77,24 @@ def folded_members(path: str) -> dict[int, dict[str, np.ndarray]]:
             k, name = int(gemm.group(1) or 0), f"heads.{gemm.group(2)}.{gemm.group(3)}"
         else:
             continue
+        if node.input[1] not in values or len(node.input) < 3 or node.input[2] not in values:
+            raise ValueError(f"the weights of {node.name} are not constants of the file")
         weights = members.setdefault(k, {})
         weights[name + ".weight"] = values[node.input[1]]
         weights[name + ".bias"] = values[node.input[2]]
+    if not members:
+        raise ValueError(
+            "no floating-point convolutions of a network (an INT8 file cannot be unpacked)"
+        )
     return members
 
 
 def load_folded(net: MultiTaskNet, folded: dict[str, np.ndarray]) -> None:
     """Put folded weights into ``net`` with every norm an identity (mean 0, variance 1 - eps,
-    gain 1) carrying the folded bias: in eval mode ``net`` computes the file's function."""
+    gain 1) carrying the folded bias: in eval mode ``net`` computes the file's function.
+    ValueError unless every convolution and linear layer of ``net`` gets weights of its shape
+    and every weight finds its layer (another backbone or stem than the file's)."""
+    _check_coverage(net, folded)
     modules = dict(net.named_modules())
     with torch.no_grad():
         for key, value in folded.items():
@@ -99,6 +109,29 @@ def load_folded(net: MultiTaskNet, folded: dict[str, np.ndarray]) -> None:
                 norm.running_var.fill_(1.0 - norm.eps)
                 norm.weight.fill_(1.0)
                 norm.bias.copy_(torch.from_numpy(value))
+
+
+def _check_coverage(net: MultiTaskNet, folded: dict[str, np.ndarray]) -> None:
+    """The folded weights and ``net``'s convolutions and linear layers match one to one."""
+    shapes = {}
+    for name, m in net.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            shapes[name + ".weight"] = tuple(m.weight.shape)
+            shapes[name + ".bias"] = (m.weight.shape[0],)
+    missing = sorted(set(shapes) - set(folded))
+    unknown = sorted(set(folded) - set(shapes))
+    wrong = sorted(k for k in set(shapes) & set(folded) if folded[k].shape != shapes[k])
+    if missing:
+        raise ValueError(
+            f"{len(missing)} weights of the network are not in the file ({missing[0]}, ...)"
+        )
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} weights of the file fit no layer of the network ({unknown[0]}, ...)"
+        )
+    if wrong:
+        k = wrong[0]
+        raise ValueError(f"{k} is {folded[k].shape} in the file, {shapes[k]} in the network")
 
 
 def unfold(net: MultiTaskNet, batches: Iterable[torch.Tensor]) -> None:

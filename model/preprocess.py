@@ -77,10 +77,16 @@ def normalize(batch: np.ndarray, mean=MEAN, std=STD) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+def chip_crop(spec) -> float:
+    """The share of a chip's shorter side a model file's network was trained on (its
+    ``chip_crop`` metadata; files that predate the key used the whole chip)."""
+    return float(spec.extra.get("chip_crop", "1.0"))
+
+
 def chip_inputs(chips: list[np.ndarray], spec) -> np.ndarray:
     """Chips prepared exactly as in training, as a model file's normalised NCHW input
     (``spec``: the file's ``schemas.model_file.ModelSpec``)."""
-    crop = float(spec.extra["chip_crop"])
+    crop = chip_crop(spec)
     return normalize(
         np.stack([prepare_chip(c, spec.input_size, crop) for c in chips]), spec.mean, spec.std
     )

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 torch = pytest.importorskip("torch", reason="needs the train extra (make install-train)")
@@ -14,7 +13,7 @@ from jobs.dev import unpack  # noqa: E402
 from model.network import Ensemble, MultiTaskNet  # noqa: E402
 from model.onnx_export import export_onnx  # noqa: E402
 from model.onnx_import import folded_members, load_folded, unfold  # noqa: E402
-from schemas.model_file import INPUT_NAME, ModelSpec  # noqa: E402
+from schemas.model_file import ModelSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "model" / "weights" / "age_gender.onnx"
@@ -72,28 +71,95 @@ def test_a_rebuilt_network_computes_the_files_function_before_and_after_unfoldin
         assert torch.allclose(spread, torch.ones_like(spread), atol=0.02)
 
 
+def test_load_folded_refuses_a_network_the_weights_do_not_fit(tmp_path):
+    path = tmp_path / "model.onnx"
+    _export(_net(0), path)
+    folded = folded_members(str(path))[0]
+    with pytest.raises(ValueError, match="in the file, .* in the network"):
+        load_folded(MultiTaskNet("resnet18", HEADS, width=0.25), folded)  # wider layers
+    with pytest.raises(ValueError, match="not in the file"):
+        load_folded(MultiTaskNet("resnet34", HEADS, width=0.125), folded)  # more layers
+    with pytest.raises(ValueError, match="fit no layer"):
+        load_folded(MultiTaskNet("resnet18", {"age": 101, "gender": 2}, width=0.125), folded)
+
+
+def test_the_check_against_the_file_refuses_members_that_compute_something_else(tmp_path):
+    path = tmp_path / "model.onnx"
+    _export(Ensemble([_net(0), _net(1)]), path)
+    x = torch.randn(16, 3, 32, 32)
+    assert unpack._check_against_file([_net(0), _net(1)], str(path), x) < 1e-4
+    with pytest.raises(unpack.UserError, match="differ from"):
+        unpack._check_against_file([_net(0), _net(2)], str(path), x)
+
+
+def test_unpack_refuses_what_it_cannot_unpack_in_one_line(tmp_path, capsys):
+    from onnxruntime.quantization import quantize_dynamic
+
+    fp32, int8 = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
+    _export(_net(0), fp32)
+    quantize_dynamic(str(fp32), str(int8))
+    run = tmp_path / "run"
+    cases = {
+        str(ROOT / "README.md"): "cannot be unpacked",
+        str(ROOT / "model" / "weights" / "face_embedding.onnx"): "not an age/gender face model",
+        str(int8): "INT8 file cannot be unpacked",
+    }
+    for model, message in cases.items():
+        assert unpack.main(["--model", model, "--data", "x", "--member", str(run)]) == 2
+        assert message in capsys.readouterr().err
+    argv = ["--model", str(fp32), "--data", str(tmp_path / "absent")]
+    assert unpack.main([*argv, "--member", f"{run}:nosuch"]) == 2
+    assert "no variant 'nosuch'" in capsys.readouterr().err
+    # Recipes that cannot be this member's are refused before any face is read.
+    overlay = tmp_path / "overlay.yaml"
+    fits = {
+        "loss": "{weights: {age: 1, gender: 1, mask: 1}}",
+        "data": "{input_size: 32, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}",
+        "model": "{heads: {age: 101, gender: 2, mask: 3}, width: 0.125}",
+    }
+    refusals = {
+        "prepares faces as": {**fits, "data": "{input_size: 80}"},
+        "the recipe's network is not the member's": {  # the defaults' width, 0.5
+            **fits,
+            "model": "{heads: {age: 101, gender: 2, mask: 3}}",
+        },
+        "data not found": fits,  # the recipe fits: the missing faces are next
+    }
+    for message, sections in refusals.items():
+        overlay.write_text("".join(f"{k}: {v}\n" for k, v in sections.items()))
+        assert unpack.main([*argv, "--config", str(overlay), "--member", str(run)]) == 2
+        assert message in capsys.readouterr().err
+    assert not run.exists()
+
+
 @pytest.mark.skipif(not (SHARED / "UTKFace-dev.tar.gz").is_file(), reason="shared data absent")
 def test_unpack_rebuilds_the_shipped_members_as_run_folders(tmp_path, capsys):
     runs = [tmp_path / "ft", tmp_path / "g30", tmp_path / "mtm"]
     argv = ["--model", str(SHIPPED), "--data", str(SHARED / "UTKFace-dev.tar.gz")]
     members = [str(runs[0]), f"{runs[1]}:glasses", f"{runs[2]}:multitask_masks"]
+    # A member given a recipe with other heads is refused before anything is written.
+    wrong = [*argv, "--member", members[0], "--member", members[2], "--member", members[1]]
+    assert unpack.main(wrong) == 2
+    assert "name the variant it was trained with" in capsys.readouterr().err
+    assert not any(r.exists() for r in runs)
     assert unpack.main([*argv, *(a for m in members for a in ("--member", m))]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert all(r["unfold_max_abs_logit_change"] < 1e-4 for r in report.values())
+    assert all(r["unfold_max_abs_change"] < 1e-4 for r in report["members"].values())
+    assert report["max_abs_difference_from_file"] < 1e-3
     ckpts = [torch.load(r / "final.pt", weights_only=False) for r in runs]
     assert [c["n_train"] for c in ckpts] == [18641, 18641, 50280]
-    # The three rebuilt networks, averaged as the file averages them, read faces as the file.
-    from model.onnx_export import load_checkpoint
+    assert [len(c["data"]) for c in ckpts] == [1, 1, 3]
+    # Loaded as training and export load them, the three networks averaged as the file
+    # averages them give every output of the file.
+    from model.onnx_export import load_checkpoint, parity
 
     model = Ensemble([load_checkpoint(r / "final.pt")[0] for r in runs]).eval()
     x = np.random.default_rng(0).standard_normal((8, 3, 80, 80)).astype(np.float32)
-    session = ort.InferenceSession(str(SHIPPED), providers=["CPUExecutionProvider"])
-    mask, emotion = session.run(["mask_logits", "emotion_logits"], {INPUT_NAME: x})
-    with torch.no_grad():
-        out = model(torch.from_numpy(x))
-    np.testing.assert_allclose(out["mask"].numpy(), mask, atol=1e-3)
-    np.testing.assert_allclose(out["emotion"].numpy(), emotion, atol=1e-3)
-    # A variant whose heads are not the member's is refused in one line.
-    bad = [*argv, "--member", str(runs[0]), "--member", str(runs[1]), "--member", str(runs[2])]
-    assert unpack.main(bad) == 2
-    assert "name the variant it was trained with" in capsys.readouterr().err
+    differences = parity(model, SHIPPED, x)
+    assert set(differences) >= {"age", "gender_prob", "mask_logits", "emotion_logits"}
+    assert max(differences.values()) < 1e-3
+    # A second unpack into the same folders is refused: run folders are not overwritten.
+    before = (runs[0] / "final.pt").stat().st_mtime_ns
+    assert unpack.main([*argv, *(a for m in members for a in ("--member", m))]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (runs[0] / "final.pt").stat().st_mtime_ns == before

@@ -32,7 +32,7 @@ from jobs.cli import (
 )
 from jobs.evaluate import open_model, run_model
 from model.metrics import format_comparison, paired_comparison
-from model.preprocess import prepare_chip
+from model.preprocess import chip_crop, prepare_chip
 from simulation import SimulationError
 from simulation.photos import open_faces
 from simulation.score_text import paired_text, pooled_line
@@ -94,7 +94,7 @@ def photo_readings(truths: list[dict], results, model: str, faces: str, threads:
     with a true age and gender, prepared as in training and evaluation
     (``model.preprocess.prepare_chip``)."""
     sess, spec = open_model(model, threads)
-    crop = float(spec.extra.get("chip_crop", "1.0"))
+    crop = chip_crop(spec)
     used = {r.model_version for r in results} - {spec.model_version}
     if used:
         warnings.warn(
