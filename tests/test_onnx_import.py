@@ -108,6 +108,8 @@ def test_unpack_refuses_what_it_cannot_unpack_in_one_line(tmp_path, capsys):
         assert unpack.main(["--model", model, "--data", "x", "--member", str(run)]) == 2
         assert message in capsys.readouterr().err
     argv = ["--model", str(fp32), "--data", str(tmp_path / "absent")]
+    assert unpack.main([*argv, "--member", str(run), "--member", f"{run}:glasses"]) == 2
+    assert "a folder of its own" in capsys.readouterr().err
     assert unpack.main([*argv, "--member", f"{run}:nosuch"]) == 2
     assert "no variant 'nosuch'" in capsys.readouterr().err
     # Recipes that cannot be this member's are refused before any face is read.

@@ -56,10 +56,12 @@ def _unpack(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     one_line_warnings()
     torch.set_num_threads(2)
+    folders = [Path(m.partition(":")[0]) for m in args.member]
+    if len({f.resolve() for f in folders}) < len(folders):
+        raise UserError("each --member needs a folder of its own")
     spec, members = _read_file(args.model)
     if len(members) != len(args.member):
         raise UserError(f"{args.model} has {len(members)} member(s); give --member for each")
-    folders = [Path(m.partition(":")[0]) for m in args.member]
     for folder in folders:
         if (folder / "final.pt").exists():
             raise UserError(f"{folder / 'final.pt'} exists: unpack into folders without one")
