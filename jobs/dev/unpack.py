@@ -199,19 +199,28 @@ def _checkpoint(net, cfg: TrainConfig, spec: ModelSpec, model_path: str, member:
     }
 
 
+def _named_training(spec: ModelSpec) -> tuple[list[str], list[int]]:
+    """The face sets (file names) and the training faces per member that the file's
+    ``training_data`` names, in the form ``jobs.export`` writes: "A + B (training faces per
+    member: N, M)"; empty where a file does not name them."""
+    named = re.fullmatch(r"(.*) \(training faces per member: ([\d, ]+)\)", spec.training_data or "")
+    if not named:
+        return [], []
+    sets = [s for s in named.group(1).split(" + ") if s]
+    return sets, [int(n) for n in named.group(2).split(",")]
+
+
 def _training_faces(spec: ModelSpec, member: int) -> int:
-    """The member's training faces as the file's ``training_data`` names them (0: not named)."""
-    named = re.search(r"training faces per member: ([\d, ]+)", spec.training_data or "")
-    counts = [int(n) for n in named.group(1).split(",")] if named else []
+    """The member's training faces as the file names them (0: not named)."""
+    counts = _named_training(spec)[1]
     return counts[member] if member < len(counts) else 0
 
 
 def _training_sets(spec: ModelSpec, cfg: TrainConfig) -> list[str]:
-    """The face sets (file names) the file says its members read, as ``jobs.export`` names
-    them again: a member with age and gender heads only read the first (UTKFace, the one set
-    with those labels); one with more heads, all of them."""
-    named = (spec.training_data or "").split(" (training faces")[0]
-    sets = [s for s in named.split(" + ") if s]
+    """The face sets the file says its members read, for ``jobs.export`` to name them again: a
+    member with age and gender heads only read the first (UTKFace, the one set with those
+    labels); one with more heads, all of them."""
+    sets = _named_training(spec)[0]
     return sets[:1] if set(cfg.model.heads) <= {"age", "gender"} else sets
 
 
