@@ -8,7 +8,10 @@ through the chip -> input transform of ``model.preprocess``. A JSON report (pari
 FLOPs, throughput, template) is written next to the checkpoint as ``export.json``.
 
 Several ``--run`` folders export an ensemble: one file whose outputs are the runs' averaged
-probabilities (``model.network.Ensemble``); ``--half-weights`` keeps such a file small.
+probabilities (``model.network.Ensemble``); ``--half-weights`` keeps such a file small. A
+``--run A,B`` is one member whose weights are the mean of runs A and B, fine-tunes of one start
+(``model.network.average_weights``); ``--mirror-heads`` reads the named heads from each face and
+its mirror image as well.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from common.messages import first_line
 from jobs.cli import ArgumentParser, UserError, one_line_warnings, run, setup_logging
 from model import datasets
 from model.alignment import crop_template, sample_chips
-from model.network import Ensemble, count_flops, count_params
+from model.network import Ensemble, average_weights, count_flops, count_params
 from model.onnx_export import export_onnx, head_labels, license_text, load_checkpoint, parity
 from model.preprocess import chip_inputs
 from model.quantize import half_weights, quantize
@@ -50,7 +53,8 @@ def get_args_parser() -> ArgumentParser:
         action="append",
         help="run folder holding final.pt; give it several times to export an ensemble of the "
         "runs (same input size, normalisation, crop, heads and validation split; their "
-        "probabilities are averaged in the file)",
+        "probabilities are averaged in the file); RUN_A,RUN_B is one member with the mean of "
+        "those runs' weights (runs trained on from the same --init)",
     )
     ap.add_argument("--data", required=True, help="training data (UTKFace folder or .tar.gz)")
     ap.add_argument("--manifest", help="CSV manifest the run was trained on")
@@ -70,6 +74,13 @@ def get_args_parser() -> ArgumentParser:
         "outputs change by the rounding, reported as half_weights_max_abs)",
     )
     ap.add_argument(
+        "--mirror-heads",
+        default="",
+        metavar="HEAD[,HEAD]",
+        help="heads read from each face and its mirror image, averaged (e.g. emotion,mask: "
+        "heads only one member has); costs that member's FLOPs again",
+    )
+    ap.add_argument(
         "--int8-out",
         help="also write a static INT8 (QDQ) copy here, calibrated on 256 training chips",
     )
@@ -85,8 +96,8 @@ def _export(argv: list[str] | None) -> int:
     args = get_args_parser().parse_args(argv)
     one_line_warnings()
     setup_logging()  # Beam's import-time notes (pipelines modules) filtered as in every job
-    ckpt_paths = [Path(run) / "final.pt" for run in args.run]
-    for ckpt_path in ckpt_paths:
+    ckpt_paths = [[Path(r) / "final.pt" for r in run.split(",")] for run in args.run]
+    for ckpt_path in (p for member in ckpt_paths for p in member):
         if not ckpt_path.is_file():
             raise UserError(f"no checkpoint at {ckpt_path}")
     try:
@@ -97,11 +108,11 @@ def _export(argv: list[str] | None) -> int:
     return 0
 
 
-def export_run(args, ckpt_paths: list[Path]) -> dict:
+def export_run(args, ckpt_paths: list[list[Path]]) -> dict:
     """Export the runs as one file, check it against torch, and return the JSON report (also
     written to --report)."""
     torch.set_num_threads(2)
-    model, ckpts = load_members(ckpt_paths)
+    model, ckpts = load_members(ckpt_paths, _mirrored(args))
     ckpt = ckpts[0]
     size, crop, split = int(ckpt["input_size"]), float(ckpt["crop"]), ckpt["split"]
     records = datasets.load_records(args.data, args.manifest)
@@ -127,7 +138,7 @@ def export_run(args, ckpt_paths: list[Path]) -> dict:
             "onnx": str(out),
             "size_mb": round(out.stat().st_size / 2**20, 2),
             "outputs": names,
-            "members": [str(p.parent) for p in ckpt_paths],
+            "members": list(args.run),
             "params": params,
             "flops_per_face": flops,
             "template": template.round(3).tolist(),
@@ -176,39 +187,77 @@ def finish_report(args, report: dict) -> dict:
 
 
 def default_report_path(runs: list[str]) -> Path:
-    if len(runs) == 1:
+    if len(runs) == 1 and "," not in runs[0]:
         return Path(runs[0]) / "export.json"
-    return Path(runs[0]).parent / "+".join(Path(r).name for r in runs) / "export.json"
+    return Path(runs[0].split(",")[0]).parent / _file_name(runs) / "export.json"
 
 
-def load_members(ckpt_paths: list[Path]):
-    """The checkpoints' networks as one module (an ``Ensemble`` when several) and the
-    checkpoints; members must share the file's input, crop, split and heads."""
-    loaded = []
-    for path in ckpt_paths:
-        try:
-            loaded.append(load_checkpoint(path))
-        except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError,
-                AttributeError, ImportError, IndexError) as e:  # fmt: skip
-            raise UserError(
-                f"{path} is not a training checkpoint of this project: {first_line(e)}"
-            ) from None
+def _file_name(runs: list[str]) -> str:
+    """``ft-seed1+mtw-seed0,mtc-seed0``: members joined by +, runs of one member by a comma."""
+    return "+".join(",".join(Path(r).name for r in run.split(",")) for run in runs)
+
+
+def _mirrored(args) -> tuple[str, ...]:
+    return tuple(h.strip() for h in args.mirror_heads.split(",") if h.strip())
+
+
+def load_members(ckpt_paths: list[list[Path]], mirrored_heads: tuple[str, ...] = ()):
+    """The members' networks as one module (an ``Ensemble`` when several or when heads are
+    mirrored) and their checkpoints; members must share the file's input, crop, split and
+    heads."""
+    loaded = [_load_member(paths) for paths in ckpt_paths]
     first = loaded[0][1]
-    for path, (_, ckpt) in zip(ckpt_paths[1:], loaded[1:], strict=True):
+    for paths, (_, ckpt) in zip(ckpt_paths[1:], loaded[1:], strict=True):
         for key in SAME_IN_EVERY_MEMBER:
             if _shared(ckpt, key) != _shared(first, key):
                 raise UserError(
-                    f"{path} differs from {ckpt_paths[0]} in {key} ({ckpt[key]} vs "
+                    f"{paths[0]} differs from {ckpt_paths[0][0]} in {key} ({ckpt[key]} vs "
                     f"{first[key]}): ensemble members must share input size, mean, std, crop "
                     "and split"
                 )
     ckpts = [ckpt for _, ckpt in loaded]
-    if len(loaded) == 1:
+    if len(loaded) == 1 and not mirrored_heads:
         return loaded[0][0], ckpts
     try:
-        return Ensemble([model for model, _ in loaded]).eval(), ckpts
+        return Ensemble([model for model, _ in loaded], mirrored_heads).eval(), ckpts
     except ValueError as e:
         raise UserError(f"{e}: the runs cannot be averaged into one file") from None
+
+
+def _load_member(paths: list[Path]):
+    """One member's network and checkpoint; for several runs, one network with the mean of
+    their weights, refused unless they are one architecture trained on from one start."""
+    loaded = [_load_checkpoint(p) for p in paths]
+    if len(loaded) == 1:
+        return loaded[0]
+    (model, first), ckpts = loaded[0], [c for _, c in loaded]
+    for path, ckpt in zip(paths[1:], ckpts[1:], strict=True):
+        same = [ckpt[k] == first[k] for k in SAME_IN_EVERY_MEMBER]
+        if not all(same) or ckpt["config"]["model"] != first["config"]["model"]:
+            raise UserError(
+                f"{path} and {paths[0]} differ in input, normalisation, split or network: "
+                "their weights cannot be averaged"
+            )
+        if not first.get("init") or ckpt.get("init") != first.get("init"):
+            raise UserError(
+                f"{path} and {paths[0]} were not trained on from the same --init: the mean of "
+                "their weights would be no network; give them as separate --run members"
+            )
+    model.load_state_dict(average_weights([m.state_dict() for m, _ in loaded]))
+    seconds = [c.get("train_seconds") for c in ckpts]
+    data = [d for c in ckpts for d in c.get("data") or []]
+    soup = {**first, "train_seconds": None if None in seconds else sum(seconds)}
+    return model, {**soup, "data": list(dict.fromkeys(data)) or first.get("data")}
+
+
+def _load_checkpoint(path: Path):
+    try:
+        return load_checkpoint(path)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError,
+            AttributeError, ImportError, IndexError) as e:  # fmt: skip
+        raise UserError(
+            f"{path} is not a training checkpoint of this project: {first_line(e)}"
+        ) from None
 
 
 def _shared(ckpt: dict, key: str):
@@ -236,7 +285,7 @@ def model_spec(args, ckpts: list[dict], template, params: int, flops: int) -> Mo
     checkpoint, the template and the network's size."""
     ckpt = ckpts[0]
     cfg, size = ckpt["config"], int(ckpt["input_size"])
-    name = "+".join(Path(run).name for run in args.run)
+    name = _file_name(args.run)
     version = (
         args.version or f"{cfg['model']['backbone']}-{size}px-{name}-{time.strftime('%Y%m%d')}"
     )
@@ -258,6 +307,7 @@ def model_spec(args, ckpts: list[dict], template, params: int, flops: int) -> Mo
             "val_split": json.dumps(_val_split(ckpts)),
             "params": str(params),
             "flops_per_face": str(flops),
+            **({"mirrored_heads": ",".join(_mirrored(args))} if _mirrored(args) else {}),
         },
     )
 

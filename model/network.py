@@ -92,9 +92,14 @@ class Ensemble(nn.Module):
     (what averaging does for accuracy; the expected age stays a mean over the averaged
     distribution). Members differ by seed or recipe; averaging removes the part of each one's
     error that is seed noise, which averaging one person's frames cannot. A member may have
-    heads the others lack (a member trained on more label sets): those heads are its alone."""
+    heads the others lack (a member trained on more label sets): those heads are its alone.
 
-    def __init__(self, members: Sequence[nn.Module]):
+    ``mirrored_heads`` are read from each face and its mirror image (one batch of two per face
+    for the members with such a head): a second reading for heads only one member has, where
+    there is no other network to average with. It costs that member's FLOPs again; the other
+    heads keep the plain face's reading."""
+
+    def __init__(self, members: Sequence[nn.Module], mirrored_heads: Iterable[str] = ()):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -103,15 +108,48 @@ class Ensemble(nn.Module):
             for name, n in m.head_classes.items():
                 if heads.setdefault(name, n) != n:
                     raise ValueError(f"ensemble members differ in the classes of head {name}")
+        self.mirrored_heads = tuple(mirrored_heads)
+        unknown = sorted(set(self.mirrored_heads) - set(heads))
+        if unknown:
+            raise ValueError(f"no member has the head(s) to mirror: {', '.join(unknown)}")
         self.members = nn.ModuleList(members)
         self.head_classes = heads
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        outs = [m(x) for m in self.members]
+        outs = [self._read(m, x) for m in self.members]
         return {
             head: mean_probabilities([o for o in outs if head in o], [head])[head]
             for head in self.head_classes
         }
+
+    def _read(self, member: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The member's logits; for mirrored heads, the log mean probabilities of the face and
+        its mirror."""
+        mirrored = [h for h in self.mirrored_heads if h in member.head_classes]
+        if not mirrored:
+            return member(x)
+        both = member(torch.cat([x, x.flip(3)]))
+        n = x.shape[0]
+        out = {h: v[:n] for h, v in both.items()}
+        for h in mirrored:
+            out[h] = mean_probabilities([{h: both[h][:n]}, {h: both[h][n:]}], [h])[h]
+        return out
+
+
+def average_weights(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One network's weights as the mean of several (a "model soup", Wortsman et al. 2022).
+    Only for networks fine-tuned from one start: they stay in one basin of the loss, where the
+    mean usually scores as well as the best of them or better; the weights of independently
+    trained networks average to noise. Integer buffers (batch counts) come from the first."""
+    first = state_dicts[0]
+    if any(set(sd) != set(first) for sd in state_dicts[1:]):
+        raise ValueError("the networks have different layers")
+    return {
+        k: torch.stack([sd[k].double() for sd in state_dicts]).mean(0).to(v.dtype)
+        if v.is_floating_point()
+        else v.clone()
+        for k, v in first.items()
+    }
 
 
 def mean_probabilities(

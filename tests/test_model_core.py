@@ -281,6 +281,47 @@ def test_ensemble_refuses_members_whose_heads_disagree_in_classes():
         Ensemble([a, b])
 
 
+class _SidedNet(torch.nn.Module):
+    """Reads mask status from the image's left half, age from its right half: a mirror image
+    gives it other readings, so what a mirrored head averages shows in its output."""
+
+    head_classes = {"age": 101, "gender": 2, "mask": 3}
+
+    def forward(self, x):
+        left, right = x[..., :4].mean((1, 2, 3)), x[..., 4:].mean((1, 2, 3))
+        zeros = torch.zeros_like(left)
+        return {
+            "age": torch.stack([right * k for k in range(101)], 1),
+            "gender": torch.stack([zeros, right], 1),
+            "mask": torch.stack([left, zeros, -left], 1),
+        }
+
+
+def test_mirrored_heads_average_the_face_and_its_mirror_and_leave_the_others():
+    net = _SidedNet()
+    x = torch.zeros(2, 3, 8, 8)
+    x[..., :4] = 1.0  # left half bright: mask reads [1, 0, -1] plain, [0, 0, 0] mirrored
+    out = Ensemble([net], mirrored_heads=["mask"])(x)
+    plain, mirror = torch.softmax(torch.tensor([1.0, 0, -1]), 0), torch.full((3,), 1 / 3)
+    got = torch.softmax(out["mask"], 1)
+    assert got[1].numpy() == pytest.approx(((plain + mirror) / 2).numpy(), abs=1e-6)
+    # age and gender from the plain face only: its right half is dark, so all zero logits
+    assert torch.softmax(out["gender"], 1)[0].numpy() == pytest.approx([0.5, 0.5], abs=1e-6)
+    with pytest.raises(ValueError, match="no member has the head"):
+        Ensemble([net], mirrored_heads=["emotion"])
+
+
+def test_averaged_weights_are_the_mean_of_each_float_and_keep_the_counts():
+    from model.network import average_weights
+
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(5)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(9)}
+    mean = average_weights([a, b])
+    assert mean["w"].tolist() == [2.0, 4.0] and mean["n"].item() == 5
+    with pytest.raises(ValueError, match="different layers"):
+        average_weights([a, {"w": a["w"]}])
+
+
 def test_eyeglasses_are_drawn_around_the_eyes_only_and_seeded():
     from model.eyeglasses import CHIP_EYES, draw, draw_on_images, eyes_in_crop
 

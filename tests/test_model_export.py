@@ -21,6 +21,7 @@ torch = pytest.importorskip("torch", reason="needs the train extra (make install
 
 # Imported after the skip: these modules import torch.
 from jobs import train as train_cli  # noqa: E402
+from model.network import count_flops  # noqa: E402
 from model.onnx_export import ExportWrapper, export_onnx, load_checkpoint, parity  # noqa: E402
 from model.training import load_init  # noqa: E402
 
@@ -347,6 +348,46 @@ def test_export_cli_ensemble_with_half_weights(tmp_path, capsys):
     torch.save(ckpt, other / "final.pt")
     code = export.main([*out_args, "--run", str(runs[0]), "--run", str(other)])
     assert code == 2 and "split" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (SHARED / "UTKFace-dev.tar.gz").is_file(), reason="shared data absent")
+def test_export_cli_averages_the_weights_of_fine_tunes_and_mirrors_heads(tmp_path, capsys):
+    from jobs import export
+
+    folder = _real_chips_folder(tmp_path / "UTKFace", 40)
+    start = _tiny_run(folder, tmp_path / "start", seed=0)
+    init = ("--init", str(start / "final.pt"))
+    tunes = [_train({**TINY, "seed": s}, folder, tmp_path / f"tune{s}", *init) for s in (1, 2)]
+    capsys.readouterr()  # the training logs
+    out = tmp_path / "soup.onnx"
+    args = ["--data", str(folder), "--out", str(out), "--no-bench", "--template-samples", "30"]
+    soup = f"{tunes[0]},{tunes[1]}"
+    assert export.main([*args, "--run", soup, "--mirror-heads", "gender"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["members"] == [soup] and report["parity_ok"]
+    assert (tmp_path / "tune1,tune2" / "export.json").is_file()
+    one = load_checkpoint(tunes[0] / "final.pt")[0]
+    assert report["flops_per_face"] == 2 * count_flops(one, 32)  # the face and its mirror
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    spec = ModelSpec.from_metadata(sess.get_modelmeta().custom_metadata_map)
+    assert spec.extra["mirrored_heads"] == "gender"
+    # The file computes one network with the mean weights, gender read from both images.
+    nets = [load_checkpoint(r / "final.pt")[0] for r in tunes]
+    mean = {k: (v + nets[1].state_dict()[k]) / 2 for k, v in nets[0].state_dict().items()}
+    one.load_state_dict({k: v.to(nets[0].state_dict()[k].dtype) for k, v in mean.items()})
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype("f4"))
+    with torch.no_grad():
+        plain, mirror = (torch.softmax(one(v)["gender"], 1)[:, 1] for v in (x, x.flip(3)))
+        age = (torch.softmax(one(x)["age"], 1) * torch.arange(101)).sum(1)
+    got_age, got_prob = sess.run(["age", "gender_prob"], {INPUT_NAME: x.numpy()})
+    assert got_prob == pytest.approx(((plain + mirror) / 2).numpy(), abs=1e-4)
+    assert got_age == pytest.approx(age.numpy(), abs=1e-3)
+    # Runs that did not start from one network are refused: their mean is no network.
+    bad = ["--run", f"{tunes[0]},{start}"]
+    assert export.main([*args, *bad]) == 2
+    assert "same --init" in capsys.readouterr().err
+    assert export.main([*args, "--run", str(start), "--mirror-heads", "emotion"]) == 2
+    assert "no member has the head(s) to mirror: emotion" in capsys.readouterr().err
 
 
 def _train_cli_refusal(tmp_path, capsys, edit, *extra: str) -> str:

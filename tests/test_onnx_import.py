@@ -1,6 +1,7 @@
 """Networks rebuilt from an exported file (model/onnx_import.py, jobs/dev/unpack.py): the norms
 export folded into the convolutions come back out, the function stays the file's."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def _net(seed: int) -> MultiTaskNet:
     return net.eval()
 
 
-def _export(model, path: Path) -> None:
+def _export(model, path: Path, mirrored_heads: str = "") -> ModelSpec:
     spec = ModelSpec(
         input_size=32,
         mean=(0.5,) * 3,
@@ -44,8 +45,10 @@ def _export(model, path: Path) -> None:
         heads={h: [str(i) for i in range(n)] for h, n in HEADS.items()},
         model_version="test",
         license="test",
+        extra={"mirrored_heads": mirrored_heads} if mirrored_heads else {},
     )
     export_onnx(model, spec, path)
+    return spec
 
 
 @pytest.mark.parametrize("members", [1, 2])
@@ -85,11 +88,27 @@ def test_load_folded_refuses_a_network_the_weights_do_not_fit(tmp_path):
 
 def test_the_check_against_the_file_refuses_members_that_compute_something_else(tmp_path):
     path = tmp_path / "model.onnx"
-    _export(Ensemble([_net(0), _net(1)]), path)
+    spec = _export(Ensemble([_net(0), _net(1)]), path)
     x = torch.randn(16, 3, 32, 32)
-    assert unpack._check_against_file([_net(0), _net(1)], str(path), x) < 1e-4
+    assert unpack._check_against_file([_net(0), _net(1)], spec, str(path), x) < 1e-4
     with pytest.raises(unpack.UserError, match="differ from"):
-        unpack._check_against_file([_net(0), _net(2)], str(path), x)
+        unpack._check_against_file([_net(0), _net(2)], spec, str(path), x)
+
+
+def test_a_file_that_reads_a_head_from_the_mirror_image_unpacks_to_its_members(tmp_path):
+    path = tmp_path / "model.onnx"
+    spec = _export(Ensemble([_net(0), _net(1)], mirrored_heads=["mask"]), path, "mask")
+    folded = folded_members(str(path))
+    assert sorted(folded) == [0, 1]  # the mirror reading adds no member
+    rebuilt = []
+    for weights in folded.values():
+        rebuilt.append(MultiTaskNet("resnet18", HEADS, width=0.125).eval())
+        load_folded(rebuilt[-1], weights)
+    x = torch.randn(16, 3, 32, 32)
+    assert unpack._check_against_file(rebuilt, spec, str(path), x) < unpack.TOLERANCE
+    plain = dataclasses.replace(spec, extra={})  # the same members read without the mirror
+    with pytest.raises(unpack.UserError, match="differ from .* in mask"):
+        unpack._check_against_file(rebuilt, plain, str(path), x)
 
 
 def test_unpack_refuses_what_it_cannot_unpack_in_one_line(tmp_path, capsys):

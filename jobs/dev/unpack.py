@@ -78,7 +78,7 @@ def _unpack(argv: list[str] | None) -> int:
             "heads": sorted(cfg.model.heads),
             "unfold_max_abs_change": _unfold(net, inputs),
         }
-    report["max_abs_difference_from_file"] = _check_against_file(nets, args.model, inputs)
+    report["max_abs_difference_from_file"] = _check_against_file(nets, spec, args.model, inputs)
     for k, (folder, net, cfg) in enumerate(zip(folders, nets, cfgs, strict=True)):
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(_checkpoint(net, cfg, spec, args.model, k), folder / "final.pt")
@@ -168,10 +168,16 @@ def _unfold(net: MultiTaskNet, inputs: torch.Tensor) -> float:
     return max(float((before[h] - after[h]).abs().max()) for h in before)
 
 
-def _check_against_file(members: list[MultiTaskNet], path: str, inputs: torch.Tensor) -> float:
-    """The rebuilt members, combined as the file combines them, against every output of the
-    file on real faces; a user error when they do not compute the file's function."""
-    model: MultiTaskNet | Ensemble = members[0] if len(members) == 1 else Ensemble(members)
+def _check_against_file(
+    members: list[MultiTaskNet], spec: ModelSpec, path: str, inputs: torch.Tensor
+) -> float:
+    """The rebuilt members, combined as the file combines them (averaged, the heads the file
+    names mirrored), against every output of the file on real faces; a user error when they do
+    not compute the file's function."""
+    mirrored = [h for h in spec.extra.get("mirrored_heads", "").split(",") if h]
+    model: MultiTaskNet | Ensemble = (
+        members[0] if len(members) == 1 and not mirrored else Ensemble(members, mirrored)
+    )
     differences = parity(model, path, inputs[:CHECK_FACES].numpy())
     worst = max(differences, key=differences.get)
     if differences[worst] > TOLERANCE:
