@@ -10,9 +10,10 @@ OUTPUT ?= output
 FT_SEEDS      ?= 1
 GLASSES_SEEDS ?= 0 1
 # The multitask member (mask and emotion heads) is the glasses seed 0 fine-tuned on three sets,
-# then trained on with synthetic masks.
-MEMBERS        = --run runs/ft-seed1 --run runs/g30-seed1 --run runs/mtm-seed0
-VERSION        = resnet18x3-mtm-80px
+# trained on with synthetic masks, then twice more (plain and class-weighted): the mean of the
+# last two networks' weights, its heads read from each face and its mirror image.
+MEMBERS        = --run runs/ft-seed1 --run runs/g30-seed1 --run runs/mtw-seed0,runs/mtc-seed0 --mirror-heads emotion,mask
+VERSION        = resnet18x3-mtsoup-80px
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-train test lint format demo train evaluate export bench report nightly clean
@@ -57,6 +58,8 @@ train:  ## train the shipped model as it was trained (config/train.yaml; seeds i
 	done
 	$(PY) -m jobs.train --config config/train.yaml --variant multitask --init runs/g30-seed0/final.pt --data $(DATA)/UTKFace-dev.tar.gz --data $(DATA)/fer2013-dev.tar.gz --data $(DATA)/masks-dev.tar.gz --run-dir runs/mt-seed0 || exit 1
 	$(PY) -m jobs.train --config config/train.yaml --variant multitask_masks --init runs/mt-seed0/final.pt --data $(DATA)/UTKFace-dev.tar.gz --data $(DATA)/fer2013-dev.tar.gz --data $(DATA)/masks-dev.tar.gz --run-dir runs/mtm-seed0 || exit 1
+	$(PY) -m jobs.train --config config/train.yaml --variant multitask_masks --init runs/mtm-seed0/final.pt --data $(DATA)/UTKFace-dev.tar.gz --data $(DATA)/fer2013-dev.tar.gz --data $(DATA)/masks-dev.tar.gz --run-dir runs/mtc-seed0 || exit 1
+	$(PY) -m jobs.train --config config/train.yaml --variant multitask_weighted --init runs/mtm-seed0/final.pt --data $(DATA)/UTKFace-dev.tar.gz --data $(DATA)/fer2013-dev.tar.gz --data $(DATA)/masks-dev.tar.gz --run-dir runs/mtw-seed0 || exit 1
 	$(PY) -m jobs.export $(MEMBERS) --half-weights --data $(DATA)/UTKFace-dev.tar.gz --out model/weights/age_gender.onnx --int8-out model/weights/age_gender.int8.onnx --version $(VERSION)-$$(date +%Y%m%d)
 
 evaluate:  ## evaluate the shipped ONNX model on the validation split of UTKFace-dev

@@ -415,7 +415,8 @@ def test_train_cli_names_a_removed_option_and_an_unknown_variant(tmp_path, capsy
     err = _train_cli_refusal(tmp_path, capsys, lambda c: c["model"].update(pretrained=True))
     assert "unknown setting 'model.pretrained'" in err
     err = _train_cli_refusal(tmp_path, capsys, lambda c: None, "--variant", "dlib")
-    assert "no variant 'dlib' in the config (it has: glasses, multitask, multitask_masks)" in err
+    known = "glasses, multitask, multitask_masks, multitask_weighted"
+    assert f"no variant 'dlib' in the config (it has: {known})" in err
 
     def typo(cfg):
         cfg["finetune"]["augment"] = {"eyeglass": 0.3}

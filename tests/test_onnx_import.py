@@ -155,9 +155,9 @@ def test_unpack_refuses_what_it_cannot_unpack_in_one_line(tmp_path, capsys):
 
 @pytest.mark.skipif(not (SHARED / "UTKFace-dev.tar.gz").is_file(), reason="shared data absent")
 def test_unpack_rebuilds_the_shipped_members_as_run_folders(tmp_path, capsys):
-    runs = [tmp_path / "ft", tmp_path / "g30", tmp_path / "mtm"]
+    runs = [tmp_path / "ft", tmp_path / "g30", tmp_path / "mt"]
     argv = ["--model", str(SHIPPED), "--data", str(SHARED / "UTKFace-dev.tar.gz")]
-    members = [str(runs[0]), f"{runs[1]}:glasses", f"{runs[2]}:multitask_masks"]
+    members = [str(runs[0]), f"{runs[1]}:glasses", f"{runs[2]}:multitask_weighted"]
     # A member given a recipe with other heads is refused before anything is written.
     wrong = [*argv, "--member", members[0], "--member", members[2], "--member", members[1]]
     assert unpack.main(wrong) == 2
@@ -171,10 +171,12 @@ def test_unpack_rebuilds_the_shipped_members_as_run_folders(tmp_path, capsys):
     assert [c["n_train"] for c in ckpts] == [18641, 18641, 50280]
     assert [len(c["data"]) for c in ckpts] == [1, 1, 3]
     # Loaded as training and export load them, the three networks averaged as the file
-    # averages them give every output of the file.
+    # averages them (emotion and mask also read from the mirror image) give every output of the
+    # file.
     from model.onnx_export import load_checkpoint, parity
 
-    model = Ensemble([load_checkpoint(r / "final.pt")[0] for r in runs]).eval()
+    nets = [load_checkpoint(r / "final.pt")[0] for r in runs]
+    model = Ensemble(nets, mirrored_heads=["emotion", "mask"]).eval()
     x = np.random.default_rng(0).standard_normal((8, 3, 80, 80)).astype(np.float32)
     differences = parity(model, SHIPPED, x)
     assert set(differences) >= {"age", "gender_prob", "mask_logits", "emotion_logits"}

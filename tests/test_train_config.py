@@ -92,7 +92,8 @@ def test_a_wrong_type_or_range_is_an_error_naming_the_setting(tmp_path, data, me
 def test_an_unknown_variant_names_the_known_ones():
     with pytest.raises(
         ConfigError,
-        match=r"no variant 'dlib' in the config \(it has: glasses, multitask, multitask_masks\)",
+        match=r"no variant 'dlib' in the config \(it has: glasses, multitask, multitask_masks, "
+        r"multitask_weighted\)",
     ):
         load_config(variant="dlib")
 
