@@ -2,18 +2,19 @@
 runs are gone (a fresh machine keeps only what git holds).
 
 ``python -m jobs.dev.unpack --model model/weights/age_gender.onnx --data FACES
---member runs/ft-seed1 --member runs/g30-seed1:glasses --member runs/mtm-seed0:multitask_masks``
+--member runs/ft-seed1 --member runs/g30-seed1:glasses --member runs/mt-soup:multitask_weighted``
 
 Each ``--member DIR[:VARIANT]``, in the file's member order, gets ``DIR/final.pt``: the member's
 network (``model.onnx_import``: norms split back out of the convolutions with statistics from
 512 training faces of ``--data``) and the config of ``config/train.yaml`` with that variant, the
 recipe it was trained with, whose model section must match the member's heads. ``jobs.train
 --init DIR/final.pt`` then continues it and ``jobs.export --run DIR`` exports it. Nothing is written
-until the rebuilt members, averaged as the file averages them, give every output of the file on
-real faces (``model.onnx_export.parity``, within ``TOLERANCE``); a folder that already holds a
-``final.pt`` is refused. A member without ``:VARIANT`` gets the ``finetune`` section, the recipe
-of a fine-tuned seed. Members with the same heads and recipe cannot be told apart by the file:
-their order is the user's word.
+until the rebuilt members, averaged as the file averages them (with the heads its metadata names
+mirrored), give every output of the file on real faces (``model.onnx_export.parity``, within
+``TOLERANCE``); a folder that already holds a ``final.pt`` is refused. A member without
+``:VARIANT`` gets the ``finetune`` section, the recipe of a fine-tuned seed; a member exported as
+the mean of several runs' weights comes back as one network. Members with the same heads and
+recipe cannot be told apart by the file: their order is the user's word.
 """
 
 from __future__ import annotations
