@@ -17,7 +17,6 @@ its mirror image as well.
 from __future__ import annotations
 
 import json
-import pickle
 import sys
 import time
 import warnings
@@ -27,22 +26,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.messages import first_line
 from jobs.cli import ArgumentParser, UserError, one_line_warnings, run, setup_logging
+from jobs.export_members import as_list, load_members, runs_of
 from model import datasets
 from model.alignment import crop_template, sample_chips
-from model.network import Ensemble, average_weights, count_flops, count_params
-from model.onnx_export import export_onnx, head_labels, license_text, load_checkpoint, parity
+from model.network import count_flops, count_params
+from model.onnx_export import export_onnx, head_labels, license_text, parity
 from model.preprocess import chip_inputs
 from model.quantize import half_weights, quantize
 from model.throughput import benchmark_table
 from schemas.model_file import ModelSpec
 
 MAX_FILE_MB = 20  # issue 3: the shipped ONNX file is at most 20 MB
-
-# What every ensemble member must share: the file has one input (size and normalisation), one
-# crop template and one validation split.
-SAME_IN_EVERY_MEMBER = ("input_size", "mean", "std", "crop", "split")
 
 
 def get_args_parser() -> ArgumentParser:
@@ -96,7 +91,7 @@ def _export(argv: list[str] | None) -> int:
     args = get_args_parser().parse_args(argv)
     one_line_warnings()
     setup_logging()  # Beam's import-time notes (pipelines modules) filtered as in every job
-    ckpt_paths = [[Path(r) / "final.pt" for r in run.split(",")] for run in args.run]
+    ckpt_paths = [[Path(r) / "final.pt" for r in runs_of(member)] for member in args.run]
     for ckpt_path in (p for member in ckpt_paths for p in member):
         if not ckpt_path.is_file():
             raise UserError(f"no checkpoint at {ckpt_path}")
@@ -194,77 +189,11 @@ def default_report_path(runs: list[str]) -> Path:
 
 def _file_name(runs: list[str]) -> str:
     """``ft-seed1+mtw-seed0,mtc-seed0``: members joined by +, runs of one member by a comma."""
-    return "+".join(",".join(Path(r).name for r in run.split(",")) for run in runs)
+    return "+".join(",".join(Path(r).name for r in runs_of(member)) for member in runs)
 
 
 def _mirrored(args) -> tuple[str, ...]:
     return tuple(h.strip() for h in args.mirror_heads.split(",") if h.strip())
-
-
-def load_members(ckpt_paths: list[list[Path]], mirrored_heads: tuple[str, ...] = ()):
-    """The members' networks as one module (an ``Ensemble`` when several or when heads are
-    mirrored) and their checkpoints; members must share the file's input, crop, split and
-    heads."""
-    loaded = [_load_member(paths) for paths in ckpt_paths]
-    first = loaded[0][1]
-    for paths, (_, ckpt) in zip(ckpt_paths[1:], loaded[1:], strict=True):
-        for key in SAME_IN_EVERY_MEMBER:
-            if _shared(ckpt, key) != _shared(first, key):
-                raise UserError(
-                    f"{paths[0]} differs from {ckpt_paths[0][0]} in {key} ({ckpt[key]} vs "
-                    f"{first[key]}): ensemble members must share input size, mean, std, crop "
-                    "and split"
-                )
-    ckpts = [ckpt for _, ckpt in loaded]
-    if len(loaded) == 1 and not mirrored_heads:
-        return loaded[0][0], ckpts
-    try:
-        return Ensemble([model for model, _ in loaded], mirrored_heads).eval(), ckpts
-    except ValueError as e:
-        raise UserError(f"{e}: the runs cannot be averaged into one file") from None
-
-
-def _load_member(paths: list[Path]):
-    """One member's network and checkpoint; for several runs, one network with the mean of
-    their weights, refused unless they are one architecture trained on from one start."""
-    loaded = [_load_checkpoint(p) for p in paths]
-    if len(loaded) == 1:
-        return loaded[0]
-    (model, first), ckpts = loaded[0], [c for _, c in loaded]
-    for path, ckpt in zip(paths[1:], ckpts[1:], strict=True):
-        same = [ckpt[k] == first[k] for k in SAME_IN_EVERY_MEMBER]
-        if not all(same) or ckpt["config"]["model"] != first["config"]["model"]:
-            raise UserError(
-                f"{path} and {paths[0]} differ in input, normalisation, split or network: "
-                "their weights cannot be averaged"
-            )
-        if not first.get("init") or ckpt.get("init") != first.get("init"):
-            raise UserError(
-                f"{path} and {paths[0]} were not trained on from the same --init: the mean of "
-                "their weights would be no network; give them as separate --run members"
-            )
-    model.load_state_dict(average_weights([m.state_dict() for m, _ in loaded]))
-    seconds = [c.get("train_seconds") for c in ckpts]
-    data = [d for c in ckpts for d in c.get("data") or []]
-    soup = {**first, "train_seconds": None if None in seconds else sum(seconds)}
-    return model, {**soup, "data": list(dict.fromkeys(data)) or first.get("data")}
-
-
-def _load_checkpoint(path: Path):
-    try:
-        return load_checkpoint(path)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError,
-            AttributeError, ImportError, IndexError) as e:  # fmt: skip
-        raise UserError(
-            f"{path} is not a training checkpoint of this project: {first_line(e)}"
-        ) from None
-
-
-def _shared(ckpt: dict, key: str):
-    """What members must agree on; of the split, the UTKFace part (a member trained on further
-    sets also records how those were split)."""
-    value = ckpt[key]
-    return (value["seed"], value["val_fraction"]) if key == "split" else value
 
 
 def architecture(ckpts: list[dict]) -> str:
@@ -325,7 +254,7 @@ def _training_data(args, ckpts: list[dict]) -> str:
     """The face sets the members were trained on, with the training faces of each member."""
     sets = []
     for c in ckpts:
-        for path in c.get("data") if isinstance(c.get("data"), list) else [args.data]:
+        for path in as_list(c.get("data")) or [args.data]:
             if Path(path).name not in sets:
                 sets.append(Path(path).name)
     if args.manifest:

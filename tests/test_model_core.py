@@ -311,6 +311,19 @@ def test_mirrored_heads_average_the_face_and_its_mirror_and_leave_the_others():
         Ensemble([net], mirrored_heads=["emotion"])
 
 
+def test_members_without_a_mirrored_head_read_the_plain_faces_only():
+    seen = []
+
+    class Counting(_FixedNet):
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return super().forward(x)
+
+    plain = Counting([0.0] * 101, [0.0, 0.0])
+    out = Ensemble([plain, _SidedNet()], mirrored_heads=["mask"])(torch.zeros(3, 3, 8, 8))
+    assert seen == [3] and out["mask"].shape == (3, 3) and out["age"].shape == (3, 101)
+
+
 def test_averaged_weights_are_the_mean_of_each_float_and_keep_the_counts():
     from model.network import average_weights
 

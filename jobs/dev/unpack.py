@@ -13,8 +13,9 @@ until the rebuilt members, averaged as the file averages them (with the heads it
 mirrored), give every output of the file on real faces (``model.onnx_export.parity``, within
 ``TOLERANCE``); a folder that already holds a ``final.pt`` is refused. A member without
 ``:VARIANT`` gets the ``finetune`` section, the recipe of a fine-tuned seed; a member exported as
-the mean of several runs' weights comes back as one network. Members with the same heads and
-recipe cannot be told apart by the file: their order is the user's word.
+the mean of several runs' weights comes back as one network. The report names the other
+``jobs.export`` options the file needs (``export_with``: ``--mirror-heads``). Members with the
+same heads and recipe cannot be told apart by the file: their order is the user's word.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def _unpack(argv: list[str] | None) -> int:
             "unfold_max_abs_change": _unfold(net, inputs),
         }
     report["max_abs_difference_from_file"] = _check_against_file(nets, spec, args.model, inputs)
+    # What jobs.export needs to give the file's function back from these folders.
+    report["export_with"] = {"mirror_heads": ",".join(_mirrored_heads(spec))}
     for k, (folder, net, cfg) in enumerate(zip(folders, nets, cfgs, strict=True)):
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(_checkpoint(net, cfg, spec, args.model, k), folder / "final.pt")
@@ -175,10 +178,13 @@ def _check_against_file(
     """The rebuilt members, combined as the file combines them (averaged, the heads the file
     names mirrored), against every output of the file on real faces; a user error when they do
     not compute the file's function."""
-    mirrored = [h for h in spec.extra.get("mirrored_heads", "").split(",") if h]
-    model: MultiTaskNet | Ensemble = (
-        members[0] if len(members) == 1 and not mirrored else Ensemble(members, mirrored)
-    )
+    mirrored = _mirrored_heads(spec)
+    try:
+        model: MultiTaskNet | Ensemble = (
+            members[0] if len(members) == 1 and not mirrored else Ensemble(members, mirrored)
+        )
+    except ValueError as e:  # metadata naming a head no member has
+        raise UserError(f"{path} cannot be unpacked: {e}") from None
     differences = parity(model, path, inputs[:CHECK_FACES].numpy())
     worst = max(differences, key=differences.get)
     if differences[worst] > TOLERANCE:
@@ -187,6 +193,11 @@ def _check_against_file(
             "check the members' order and recipes (nothing was written)"
         )
     return differences[worst]
+
+
+def _mirrored_heads(spec: ModelSpec) -> list[str]:
+    """The heads the file reads from the mirror image too (``jobs.export --mirror-heads``)."""
+    return [h for h in spec.extra.get("mirrored_heads", "").split(",") if h]
 
 
 def _checkpoint(net, cfg: TrainConfig, spec: ModelSpec, model_path: str, member: int) -> dict:
