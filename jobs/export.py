@@ -182,9 +182,10 @@ def finish_report(args, report: dict) -> dict:
 
 
 def default_report_path(runs: list[str]) -> Path:
-    if len(runs) == 1 and "," not in runs[0]:
-        return Path(runs[0]) / "export.json"
-    return Path(runs[0].split(",")[0]).parent / _file_name(runs) / "export.json"
+    first = runs_of(runs[0])
+    if len(runs) == 1 and len(first) == 1:
+        return Path(first[0]) / "export.json"
+    return Path(first[0]).parent / _file_name(runs) / "export.json"
 
 
 def _file_name(runs: list[str]) -> str:
@@ -218,7 +219,7 @@ def model_spec(args, ckpts: list[dict], template, params: int, flops: int) -> Mo
     version = (
         args.version or f"{cfg['model']['backbone']}-{size}px-{name}-{time.strftime('%Y%m%d')}"
     )
-    heads = _heads(ckpts)
+    heads, mirrored = _heads(ckpts), _mirrored(args)
     return ModelSpec(
         input_size=size,
         mean=tuple(float(v) for v in ckpt["mean"]),
@@ -236,7 +237,7 @@ def model_spec(args, ckpts: list[dict], template, params: int, flops: int) -> Mo
             "val_split": json.dumps(_val_split(ckpts)),
             "params": str(params),
             "flops_per_face": str(flops),
-            **({"mirrored_heads": ",".join(_mirrored(args))} if _mirrored(args) else {}),
+            **({"mirrored_heads": ",".join(mirrored)} if mirrored else {}),
         },
     )
 
