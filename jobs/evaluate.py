@@ -199,7 +199,7 @@ def evaluate_head(args, kind: str, records: list, model, other) -> dict:
         head: class_metrics(run["labels"][head], run["probs"][head], CLASS_NAMES[head]),
         "detection": {
             "detector": args.detector,
-            **evaluation.detection_summary(run["aligner"], head, relative is not None),
+            **evaluation.head_detection(run, head, relative is not None),
         },
         "split": {"split": args.split, "by": evaluation.split_basis(selected), **split},
         "model": str(args.model),

@@ -11,7 +11,8 @@ Where the detector finds no face that matches the face's box (a mask hides the m
 that MTCNN's last stage looks for), the landmarks come from the box instead: the median
 position of the landmarks within the box, learned on the same set's detected faces. The counts
 of detected and fallback faces per label are kept (``Aligner.stats``): the detector's recall on
-that set.
+that set; ``Aligner.detected`` says which it was for each face, so a head's accuracy can be read
+apart on the faces the detector found and on those placed from their box.
 """
 
 from __future__ import annotations
@@ -202,11 +203,13 @@ class Aligner:
         self.detector = detector
         self.relative = relative
         self.stats: Counter = Counter()  # (label, "detected" | "fallback") -> faces
+        self.detected: dict[str, bool] = {}  # record path -> whether its landmarks were found
 
     def __call__(self, rgb: np.ndarray, record: FaceRecord) -> np.ndarray:
         box = face_box(rgb, record)
         marks = find_landmarks(self.detector, rgb, box)
         self.stats[(label_of(record), "fallback" if marks is None else "detected")] += 1
+        self.detected[record.path] = marks is not None
         if marks is None:
             marks = box_landmarks(box, self.relative)
         return align_face(rgb, marks, self.template, self.size)

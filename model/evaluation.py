@@ -15,7 +15,7 @@ import numpy as np
 
 from model.alignment import Aligner, relative_landmarks
 from model.datasets import DataError, FaceRecord, load_images
-from model.metrics import paired_classes
+from model.metrics import class_metrics, paired_classes
 from schemas.model_file import CLASS_NAMES
 
 # Defaults of config/train.yaml, for model files whose metadata predates the keys.
@@ -128,6 +128,20 @@ def detection_summary(aligner: Aligner, head: str, calibrated: bool) -> dict:
         "per_class": per_class,
         "fallback_landmarks": "learned on the set" if calibrated else "crop template",
     }
+
+
+def head_detection(run: dict, head: str, calibrated: bool) -> dict:
+    """``detection_summary`` of a run's aligner, with the head's figures (``class_metrics``) on
+    the faces the detector found and on those aligned from their box, apart: what the detector's
+    misses cost the head, against what the head gets wrong on well-placed faces."""
+    found = np.array([run["aligner"].detected.get(r.path, False) for r in run["records"]])
+    labels, probs = run["labels"][head], run["probs"][head]
+    by_alignment = {
+        source: class_metrics(labels[which], probs[which], CLASS_NAMES[head])
+        for source, which in (("detected", found), ("fallback", ~found))
+        if which.any()
+    }
+    return {**detection_summary(run["aligner"], head, calibrated), "by_alignment": by_alignment}
 
 
 def right_by_face(run: dict, head: str) -> dict[str, bool]:

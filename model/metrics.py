@@ -284,6 +284,13 @@ def format_detection(d: dict) -> str:
             f"  the detector found the face on {v['detected']} of {v['faces']} {name} crops "
             f"({100 * v['recall']:.1f} %)"
         )
+    where = {"detected": "the faces it found", "fallback": "the faces aligned from their box"}
+    for source, m in d.get("by_alignment", {}).items():
+        recall = ", ".join(f"{name} {100 * r:.1f}" for name, r in m["recall"].items())
+        lines.append(
+            f"  on {where[source]}: accuracy {100 * m['accuracy']:.2f} % of {m['n']} "
+            f"(recall {recall} %)"
+        )
     return "\n".join(lines)
 
 

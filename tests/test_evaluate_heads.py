@@ -20,7 +20,8 @@ from conftest import SHARED_DATA, needs_shared_data
 from onnx_models import write_tiny_model
 
 from jobs.evaluate import main
-from model.evaluation import in_class_order, split_settings
+from model.datasets import FaceRecord
+from model.evaluation import head_detection, in_class_order, split_settings
 from schemas.model_file import CLASS_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,12 +114,16 @@ def test_emotion_set_reports_the_head_detector_recall_and_plots(tmp_path, capsys
     assert d["per_class"]["angry"] == {"faces": 2, "detected": 0, "recall": 0.0}
     assert list(d["per_class"]) == ["angry", "happy", "sad", "surprise"]
     assert d["fallback_landmarks"] == "crop template"
+    # Every face was placed from its box: the head's figures there are the whole set's.
+    assert list(d["by_alignment"]) == ["fallback"]
+    assert d["by_alignment"]["fallback"]["accuracy"] == pytest.approx(0.6)
     assert m["split"] == {"split": "val", "by": "folder", "seed": 0, "group_val_fraction": 0.2}
     assert "mae" not in m and "gender_acc" not in m and "mask" not in m
     assert "emotion (5 faces): accuracy 60.00 %, macro-F1 0.667" in out
     assert "recall   angry 50.0 %, happy 100.0 %, sad 100.0 %, surprise 0.0 %" in out
     assert "the detector found the face on 0 of 2 angry crops (0.0 %)" in out
     assert "found the face on 0 of 5 crops (0.0 %)" in out
+    assert "on the faces aligned from their box: accuracy 60.00 % of 5 (recall angry 50.0," in out
     # The detector found none of the 8 faces: the template's own positions stand in, said once.
     assert "found only 0 of 8 sampled faces" in err and err.count("warning:") == 1
     assert (plots / "emotion_confusion.png").stat().st_size > 5000
@@ -228,6 +233,26 @@ def test_against_pairs_the_head_face_by_face(tmp_path, capsys):
     }
     assert "emotion right   3 against 4 of 5: right only with" in out
     assert f"only with {b} 2, exact McNemar p = 1.000" in out
+
+
+def test_head_figures_are_split_by_where_the_landmarks_came_from():
+    class Aligner:  # what head_detection reads of model.alignment.Aligner
+        detected = {"a.jpg": True, "b.jpg": True, "c.jpg": False, "d.jpg": False}
+
+        def recall(self):
+            return {"with_mask": {"faces": 2, "detected": 1, "recall": 0.5},
+                    "without_mask": {"faces": 2, "detected": 1, "recall": 0.5}}  # fmt: skip
+
+    records = [FaceRecord(p, -1, -1) for p in ("a.jpg", "b.jpg", "c.jpg", "d.jpg")]
+    probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]])
+    run = {"aligner": Aligner(), "records": records, "labels": {"mask": np.array([0, 2, 0, 2])},
+           "probs": {"mask": probs}}  # fmt: skip
+    d = head_detection(run, "mask", calibrated=True)
+    assert (d["faces"], d["detected"], d["recall"]) == (4, 2, 0.5)
+    found, fallback = d["by_alignment"]["detected"], d["by_alignment"]["fallback"]
+    assert (found["n"], found["accuracy"]) == (2, 1.0)
+    assert (fallback["n"], fallback["accuracy"]) == (2, 0.5)
+    assert fallback["recall"] == {"with_mask": 0.0, "without_mask": 1.0}
 
 
 def test_a_model_listing_its_classes_in_another_order_is_read_by_name():
