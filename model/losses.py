@@ -9,8 +9,10 @@ Age (101 classes, one per year) supports:
 ``l1_weight`` adds ``|E[a] - age|`` to any of them. Every other head is cross-entropy with
 ``label_smoothing`` and, with ``class_weight_power`` p > 0, each class weighted by its share of
 the training labels to the power -p (rare classes, such as disgust or a mask worn wrongly,
-count more). Labels of -1 (unknown: a face from a set without that label) are ignored, so each
-head learns only from the faces labelled for it.
+count more), and with ``focal_gamma`` g > 0 each face's loss scaled by ``(1 - p_true)^g`` (Lin
+et al.'s focal loss: faces the head already reads right count less). Labels of -1 (unknown: a
+face from a set without that label) are ignored, so each head learns only from the faces
+labelled for it.
 """
 
 from __future__ import annotations
@@ -71,6 +73,25 @@ def class_weights(labels, classes: int, power: float) -> torch.Tensor | None:
     return (w / (w * counts).sum() * counts.sum()).float()
 
 
+def class_loss(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor | None,
+    label_smoothing: float,
+    focal_gamma: float,
+) -> torch.Tensor:
+    """A classification head's loss: cross-entropy with label smoothing and class weights
+    (averaged over the weights, as ``F.cross_entropy`` averages), each face's term scaled by
+    ``(1 - p_true)^focal_gamma``; ``focal_gamma`` 0 is ``F.cross_entropy`` exactly."""
+    logits = logits.float()
+    if not focal_gamma:
+        return F.cross_entropy(logits, y, weight=weight, label_smoothing=label_smoothing)
+    ce = F.cross_entropy(logits, y, reduction="none", label_smoothing=label_smoothing)
+    p_true = logits.softmax(1).gather(1, y[:, None])[:, 0]
+    w = torch.ones_like(ce) if weight is None else weight[y]
+    return (w * (1 - p_true) ** focal_gamma * ce).sum() / w.sum()
+
+
 class MultiTaskLoss:
     """Callable ``(outputs, targets) -> (total, {head: loss})`` built from the ``loss:`` config
     and, for ``class_weight_power``, the training labels of each head.
@@ -82,6 +103,7 @@ class MultiTaskLoss:
         self.weights = {k: float(v) for k, v in cfg.weights.items()}
         self.age_cfg = cfg.age
         self.label_smoothing = float(cfg.label_smoothing)
+        self.focal_gamma = float(cfg.focal_gamma)
         self.class_weights = {
             head: class_weights(train_labels[head], n, cfg.class_weight_power)
             for head, n in (heads or {}).items()
@@ -103,11 +125,12 @@ class MultiTaskLoss:
                 parts[name] = age_loss(logits[known], y[known], self.age_cfg)
             else:
                 weight = self.class_weights.get(name)
-                parts[name] = F.cross_entropy(
-                    logits[known].float(),
+                parts[name] = class_loss(
+                    logits[known],
                     y[known],
-                    weight=None if weight is None else weight.to(logits.device),
-                    label_smoothing=self.label_smoothing,
+                    None if weight is None else weight.to(logits.device),
+                    self.label_smoothing,
+                    self.focal_gamma,
                 )
         if not parts:
             raise ValueError("no head has labels in this batch")

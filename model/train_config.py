@@ -89,10 +89,12 @@ class LossConfig:
     age: AgeLossConfig
     label_smoothing: float
     class_weight_power: float
+    focal_gamma: float
 
     def __post_init__(self):
         require(0 <= self.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)")
         require(0 <= self.class_weight_power <= 1, "loss.class_weight_power must be in [0, 1]")
+        require(0 <= self.focal_gamma <= 5, "loss.focal_gamma must be in [0, 5]")
 
 
 @dataclass(frozen=True)

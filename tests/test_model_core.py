@@ -20,7 +20,13 @@ torch = pytest.importorskip("torch", reason="needs the train extra (make install
 
 # Imported after the skip: these modules import torch.
 from model.augment import degrade, random_erase  # noqa: E402
-from model.losses import MultiTaskLoss, age_loss, expected_age, gaussian_targets  # noqa: E402
+from model.losses import (  # noqa: E402
+    MultiTaskLoss,
+    age_loss,
+    class_loss,
+    expected_age,
+    gaussian_targets,
+)
 from model.network import (  # noqa: E402
     Ensemble,
     MultiTaskNet,
@@ -71,7 +77,7 @@ def test_age_losses_by_hand():
 
 
 def test_multitask_weights_and_unknown_labels():
-    crit = MultiTaskLoss(LossConfig({"age": 2.0, "gender": 0.5}, _age_loss("ce"), 0.0, 0.0))
+    crit = MultiTaskLoss(LossConfig({"age": 2.0, "gender": 0.5}, _age_loss("ce"), 0.0, 0.0, 0.0))
     out = {
         "age": torch.zeros(2, 3),
         "gender": torch.tensor([[0.0, math.log(3)], [5.0, 5.0]]),
@@ -82,9 +88,29 @@ def test_multitask_weights_and_unknown_labels():
     assert set(parts) == {"age", "gender"}
     assert float(parts["gender"]) == pytest.approx(math.log(4), rel=1e-6)
     assert float(total) == pytest.approx(2 * math.log(3) + 0.5 * math.log(4), rel=1e-6)
-    smooth = MultiTaskLoss(LossConfig({"age": 1.0, "gender": 1.0}, _age_loss("ce"), 0.1, 0.0))
+    smooth = MultiTaskLoss(LossConfig({"age": 1.0, "gender": 1.0}, _age_loss("ce"), 0.1, 0.0, 0.0))
     _, p = smooth({"gender": torch.zeros(1, 2)}, {"gender": torch.tensor([1])})
     assert float(p["gender"]) == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_focal_loss_weighs_each_face_by_what_the_head_still_gets_wrong():
+    # p(true) = 3/4 for the first face, 1/2 for the second: CE ln(4/3) and ln 2.
+    logits = torch.tensor([[0.0, math.log(3)], [0.0, 0.0]])
+    y = torch.tensor([1, 0])
+    assert float(class_loss(logits, y, None, 0.0, 0.0)) == pytest.approx(
+        (math.log(4 / 3) + math.log(2)) / 2, rel=1e-6
+    )
+    focal = (0.25**2 * math.log(4 / 3) + 0.5**2 * math.log(2)) / 2
+    assert float(class_loss(logits, y, None, 0.0, 2.0)) == pytest.approx(focal, rel=1e-6)
+    # Class weights 1 and 3: a weighted mean, as F.cross_entropy's.
+    weighted = (3 * 0.25**2 * math.log(4 / 3) + 0.5**2 * math.log(2)) / 4
+    weight = torch.tensor([1.0, 3.0])
+    assert float(class_loss(logits, y, weight, 0.0, 2.0)) == pytest.approx(weighted, rel=1e-6)
+    # Gamma 0 with smoothing and weights is F.cross_entropy itself.
+    plain = torch.nn.functional.cross_entropy(logits, y, weight=weight, label_smoothing=0.1)
+    assert float(class_loss(logits, y, weight, 0.1, 0.0)) == pytest.approx(float(plain))
+    crit = MultiTaskLoss(LossConfig({"gender": 1.0}, _age_loss("ce"), 0.0, 0.0, 2.0))
+    assert float(crit({"gender": logits}, {"gender": y})[0]) == pytest.approx(focal, rel=1e-6)
 
 
 def test_heads_from_config_add_outputs():
