@@ -17,10 +17,10 @@ figure to quote when choosing between two files, not the two MAEs side by side.
 An emotion set (FER-2013 folders) or a mask set (``labels.csv`` and crops) is told by what
 ``--data`` holds (``model.face_sets``). Its faces are aligned onto each model's own crop template
 as training aligned them (``model.alignment``: detected landmarks, else the face's box), and the
-head the set labels is reported: accuracy, macro-F1, recall per class, the confusion matrix, and
-the face detector's recall per class. ``--split val`` is the set's own val folder (emotion) or
-the photos the model's seeded split held out (mask); ``--against`` compares the head face by
-face (exact McNemar).
+head the set labels is reported: accuracy, macro-F1, recall per class, the confusion matrix, the
+face detector's recall per class, and the head's figures on the faces it found and on those
+aligned from their box, apart. ``--split val`` is the set's own val folder (emotion) or the
+photos the model's seeded split held out (mask); ``--against`` compares the head face by face.
 """
 
 from __future__ import annotations
