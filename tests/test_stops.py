@@ -57,15 +57,21 @@ def test_sigterm_stops_the_job_with_one_line_and_the_next_run_does_the_rest(
         text=True,
         start_new_session=True,  # its own process group, as under systemd
     )
+    # The stop lands while the videos are being analysed. Their results are committed in a
+    # burst of about 0.1 s near the end of the run (all analysed, then each published), too
+    # short to aim a signal at; the output lock is taken about 2 s before it, here and in CI.
     deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("videos/**/*.parquet")):
-        time.sleep(0.02)  # the first video is committed: the run is under way
+    while time.time() < deadline and not (out / LOCK_NAME).exists():
+        time.sleep(0.02)
+    time.sleep(0.5)  # past the output's set-up and the run's start line
+    committed = len(list(out.glob("videos/**/*.parquet")))
     if to_group:
         os.killpg(proc.pid, signal.SIGTERM)
     else:
         os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-3000:]
+    sent = f"SIGTERM sent with {committed} of {N_VIDEOS} videos committed"
+    assert proc.returncode == 143, f"{sent}, exit {proc.returncode}:\n{err[-3000:]}"
     assert err.rstrip().endswith("terminated") and "Traceback" not in err, err[-3000:]
     done = _videos(out)
     # The run's start line, one line per committed video, then the stop: no noise, no trace.
@@ -73,9 +79,7 @@ def test_sigterm_stops_the_job_with_one_line_and_the_next_run_does_the_rest(
     assert "INFO run " in lines[0] and lines[-1] == "terminated", err[-3000:]
     assert len(lines) - 2 <= len(done) and all(" visitors (" in x for x in lines[1:-1]), err
     assert not (out / LOCK_NAME).exists()
-    # Two workers may commit a whole bundle at once, so there the stop can land after the
-    # last video; one worker commits video by video, so there it must land mid-run.
-    assert 0 < len(done) < N_VIDEOS if workers == "1" else 0 < len(done) <= N_VIDEOS
+    assert len(done) < N_VIDEOS, sent  # what was committed stays; the next run does the rest
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*") if p.parent.name != "out")
     assert analyze.main(_args(tiny_model, inp, out, "1")) == 0
     assert [r[1] for r in _videos(out)] == ["ok"] * N_VIDEOS
