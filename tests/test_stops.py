@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,12 +21,13 @@ from schemas.views import connect
 REPO = Path(__file__).resolve().parents[1]
 
 
-N_VIDEOS = 12
+N_VIDEOS = 12  # analysed by the run that is stopped
+N_EARLIER = 4  # committed to the same output by an earlier run
 
 
-def _recordings(root: Path) -> Path:
-    for i in range(N_VIDEOS):
-        write_clip(root / f"cam{i % 2}" / f"20261122_{10 + i}0000.mp4", seconds=12, fps=10)
+def _recordings(root: Path, day: str = "20261122", count: int = N_VIDEOS) -> Path:
+    for i in range(count):
+        write_clip(root / f"cam{i % 2}" / f"{day}_{10 + i}0000.mp4", seconds=12, fps=10)
     return root
 
 
@@ -47,42 +49,56 @@ def _videos(out: Path) -> list[tuple]:
 def test_sigterm_stops_the_job_with_one_line_and_the_next_run_does_the_rest(
     tiny_model, tmp_path, workers, to_group
 ):
-    inp = _recordings(tmp_path / "v")
-    out = tmp_path / "out"
+    inp, out = tmp_path / "v", tmp_path / "out"
+    _recordings(inp, "20261121", N_EARLIER)
+    assert analyze.main(_args(tiny_model, inp, out, "1")) == 0  # the night before
+    earlier = _videos(out)
+    _recordings(inp)
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobs.analyze", *_args(tiny_model, inp, out, workers)],
         cwd=REPO,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as under systemd
     )
-    # The stop lands while the videos are being analysed. Their results are committed in a
-    # burst of about 0.1 s near the end of the run (all analysed, then each published), too
-    # short to aim a signal at; the output lock is taken about 2 s before it, here and in CI.
+    err_lines: list[str] = []
+
+    def read_stderr() -> None:  # line by line while the job runs: the start line is the cue
+        for line in proc.stderr:
+            err_lines.append(line)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    # The stop lands once the run has started, while the new videos are being analysed. A run
+    # commits its videos in a burst of about 0.1 s near its end (all analysed, then each
+    # published), too short to aim a signal at, so what must stay is the earlier run's.
     deadline = time.time() + 120
-    while time.time() < deadline and not (out / LOCK_NAME).exists():
+    while time.time() < deadline and not any("INFO run " in x for x in err_lines):
         time.sleep(0.02)
-    time.sleep(0.5)  # past the output's set-up and the run's start line
     committed = len(list(out.glob("videos/**/*.parquet")))
     if to_group:
         os.killpg(proc.pid, signal.SIGTERM)
     else:
         os.kill(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    sent = f"SIGTERM sent with {committed} of {N_VIDEOS} videos committed"
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    err = "".join(err_lines)
+    sent = f"SIGTERM sent with {committed} of {N_EARLIER + N_VIDEOS} videos committed"
     assert proc.returncode == 143, f"{sent}, exit {proc.returncode}:\n{err[-3000:]}"
     assert err.rstrip().endswith("terminated") and "Traceback" not in err, err[-3000:]
     done = _videos(out)
     # The run's start line, one line per committed video, then the stop: no noise, no trace.
     lines = err.strip().splitlines()
     assert "INFO run " in lines[0] and lines[-1] == "terminated", err[-3000:]
-    assert len(lines) - 2 <= len(done) and all(" visitors (" in x for x in lines[1:-1]), err
+    new = len(done) - N_EARLIER
+    assert len(lines) - 2 <= new and all(" visitors (" in x for x in lines[1:-1]), err
     assert not (out / LOCK_NAME).exists()
-    assert len(done) < N_VIDEOS, sent  # what was committed stays; the next run does the rest
+    # What was committed stays, the stop came mid-run, and the next run does the rest.
+    assert set(earlier) <= set(done) and 0 <= new < N_VIDEOS, sent
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*") if p.parent.name != "out")
     assert analyze.main(_args(tiny_model, inp, out, "1")) == 0
-    assert [r[1] for r in _videos(out)] == ["ok"] * N_VIDEOS
+    assert [r[1] for r in _videos(out)] == ["ok"] * (N_EARLIER + N_VIDEOS)
 
 
 def test_a_stop_that_lands_in_a_finalizer_is_raised_again():
