@@ -286,6 +286,8 @@ def format_detection(d: dict) -> str:
         )
     where = {"detected": "the faces it found", "fallback": "the faces aligned from their box"}
     for source, m in d.get("by_alignment", {}).items():
+        if not m.get("n"):  # no face there carries the head's label
+            continue
         recall = ", ".join(f"{name} {100 * r:.1f}" for name, r in m["recall"].items())
         lines.append(
             f"  on {where[source]}: accuracy {100 * m['accuracy']:.2f} % of {m['n']} "
